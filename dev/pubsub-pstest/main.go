@@ -1,0 +1,29 @@
+// Command pubsub-pstest serves Google's in-process Pub/Sub fake (pstest) on a TCP port, as a
+// stand-in for the gcloud Pub/Sub emulator on machines that do not have it. Clients reach it
+// the same way: PUBSUB_EMULATOR_HOST=127.0.0.1:<port>.
+package main
+
+import (
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"cloud.google.com/go/pubsub/v2/pstest"
+)
+
+func main() {
+	port := flag.Int("port", 8085, "TCP port to listen on (loopback)")
+	flag.Parse()
+
+	srv := pstest.NewServerWithPort(*port)
+	log.Printf("pstest Pub/Sub server listening on %s", srv.Addr)
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	<-stop
+	if err := srv.Close(); err != nil {
+		log.Printf("close: %v", err)
+	}
+}

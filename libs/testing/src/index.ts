@@ -1,0 +1,3 @@
+export { stackSettings, parseEnvFile, type StackSettings } from './stack-settings.js';
+export { uniqueName } from './names.js';
+export { waitFor, type WaitForOptions } from './wait-for.js';
