@@ -49,8 +49,6 @@ export function connectionSettings(ports: StackPorts): Record<string, string> {
     SLUICE_KAFKA_BROKERS: `${host}:${ports.kafka}`,
     SLUICE_REDIS_URL: `redis://${host}:${ports.redis}`,
     SLUICE_GCS_ENDPOINT: `http://${host}:${ports.gcs}`,
-    // Read by @google-cloud/storage itself.
-    STORAGE_EMULATOR_HOST: `http://${host}:${ports.gcs}`,
     // Read by @google-cloud/pubsub itself.
     PUBSUB_EMULATOR_HOST: `${host}:${ports.pubsub}`,
     SLUICE_PUBSUB_PROJECT: pubsubProject,
