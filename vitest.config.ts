@@ -9,6 +9,8 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // The emulators need no credentials; skip google-auth's probe of the GCE metadata server.
+    env: { METADATA_SERVER_DETECTION: 'none' },
     reporters: ['default', ['json', { outputFile: '.sluice/test-results.json' }]],
   },
 });

@@ -19,7 +19,9 @@ async function main(command: string | undefined): Promise<number> {
     case 'status': {
       const reports = await stackStatus();
       for (const r of reports) {
-        console.log(`${r.name.padEnd(16)} ${r.state.padEnd(10)} ${r.pid === undefined ? '' : `pid ${r.pid}  `}${r.description}`);
+        console.log(
+          `${r.name.padEnd(16)} ${r.state.padEnd(10)} ${r.pid === undefined ? '' : `pid ${r.pid}  `}${r.description}`,
+        );
       }
       return reports.every((r) => r.state === 'running') ? 0 : 3;
     }

@@ -71,8 +71,15 @@ export function kafkaService(ports: StackPorts): Service {
       requireTool('java', 'to run Kafka', 'Install Java 17: apt-get install openjdk-17-jre-headless');
       cached(home, () => {
         requireTool('mvn', 'to fetch Kafka from Maven Central', 'Install Maven: apt-get install maven');
-        run('mvn', ['-q', '-B', '-f', join(repoRoot, 'dev/kafka/pom.xml'), 'dependency:copy-dependencies',
-          '-DincludeScope=runtime', `-DoutputDirectory=${join(home, 'libs')}`]);
+        run('mvn', [
+          '-q',
+          '-B',
+          '-f',
+          join(repoRoot, 'dev/kafka/pom.xml'),
+          'dependency:copy-dependencies',
+          '-DincludeScope=runtime',
+          `-DoutputDirectory=${join(home, 'libs')}`,
+        ]);
       });
     },
     start() {
@@ -159,8 +166,20 @@ export function redisService(ports: StackPorts): Service {
     start() {
       mkdirSync(dir, { recursive: true });
       return startDetached('redis', 'redis-server', [
-        '--bind', host, '--port', String(ports.redis), '--dir', dir,
-        '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'yes',
+        '--bind',
+        host,
+        '--port',
+        String(ports.redis),
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+        '--protected-mode',
+        'yes',
       ]);
     },
     healthy: () => redisPing(ports.redis),
@@ -205,9 +224,22 @@ export function gcsService(ports: StackPorts): Service {
     start() {
       mkdirSync(root, { recursive: true });
       return startDetached('gcs', binary, [
-        '-scheme', 'http', '-host', host, '-port', String(ports.gcs),
-        '-backend', 'filesystem', '-filesystem-root', root,
-        '-public-host', `${host}:${ports.gcs}`, '-external-url', url, '-log-level', 'warn',
+        '-scheme',
+        'http',
+        '-host',
+        host,
+        '-port',
+        String(ports.gcs),
+        '-backend',
+        'filesystem',
+        '-filesystem-root',
+        root,
+        '-public-host',
+        `${host}:${ports.gcs}`,
+        '-external-url',
+        url,
+        '-log-level',
+        'warn',
       ]);
     },
     healthy: () => httpOk(`${url}/storage/v1/b?project=${pubsubProject}`),
@@ -216,8 +248,12 @@ export function gcsService(ports: StackPorts): Service {
 
 /** Where gcloud installed Google's Pub/Sub emulator, if it did. */
 function gcloudPubsubEmulatorJar(): string | undefined {
-  const roots = [process.env['CLOUDSDK_ROOT_DIR'], '/usr/lib/google-cloud-sdk', '/usr/share/google-cloud-sdk',
-    '/opt/google-cloud-sdk'];
+  const roots = [
+    process.env['CLOUDSDK_ROOT_DIR'],
+    '/usr/lib/google-cloud-sdk',
+    '/usr/share/google-cloud-sdk',
+    '/opt/google-cloud-sdk',
+  ];
   for (const root of roots) {
     if (!root) continue;
     const lib = join(root, 'platform', 'pubsub-emulator', 'lib');
@@ -297,7 +333,12 @@ export function schemaRegistryService(ports: StackPorts): Service {
     install: () => buildGo(build, 'to build the schema registry'),
     start: () =>
       startDetached('schema-registry', build.binary, [
-        '-listen', `${host}:${ports.schemaRegistry}`, '-prefix', prefix, '-compatibility', 'BACKWARD',
+        '-listen',
+        `${host}:${ports.schemaRegistry}`,
+        '-prefix',
+        prefix,
+        '-compatibility',
+        'BACKWARD',
       ]),
     healthy: () => httpOk(`${url}/subjects`),
   };
@@ -316,10 +357,15 @@ export function stackServices(ports: StackPorts, only = process.env['SLUICE_STAC
     ['schema-registry', () => schemaRegistryService(ports)],
   ];
   if (!only) return all.map(([, make]) => make());
-  const wanted = only.split(',').map((s) => s.trim()).filter(Boolean);
+  const wanted = only
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = wanted.filter((w) => !all.some(([name]) => name === w));
   if (unknown.length > 0) {
-    throw new Error(`SLUICE_STACK_SERVICES names unknown services: ${unknown.join(', ')}; known: ${all.map(([n]) => n).join(', ')}`);
+    throw new Error(
+      `SLUICE_STACK_SERVICES names unknown services: ${unknown.join(', ')}; known: ${all.map(([n]) => n).join(', ')}`,
+    );
   }
   return all.filter(([name]) => wanted.includes(name)).map(([, make]) => make());
 }

@@ -59,7 +59,12 @@ async function up(service: Service, log: Log): Promise<ServiceReport> {
   const started = Date.now();
   const { pid, logFile } = service.start();
   try {
-    await waitUntil(service.name, () => service.healthy(), service.startTimeoutMs, () => runningPid(service.name) !== undefined);
+    await waitUntil(
+      service.name,
+      () => service.healthy(),
+      service.startTimeoutMs,
+      () => runningPid(service.name) !== undefined,
+    );
   } catch (err) {
     throw new Error(`${(err as Error).message}. Its log: ${logFile}`);
   }

@@ -12,8 +12,14 @@ export async function pubsubRoundTrip(endpoint: string, projectId: string): Prom
     message.ack();
   });
   try {
-    await topic.publishMessage({ data: Buffer.from('{"jobId":"job-1"}'), attributes: { jobId: 'job-1', status: 'COMPLETED' } });
-    await topic.publishMessage({ data: Buffer.from('{"jobId":"job-2"}'), attributes: { jobId: 'job-2', status: 'FAILED' } });
+    await topic.publishMessage({
+      data: Buffer.from('{"jobId":"job-1"}'),
+      attributes: { jobId: 'job-1', status: 'COMPLETED' },
+    });
+    await topic.publishMessage({
+      data: Buffer.from('{"jobId":"job-2"}'),
+      attributes: { jobId: 'job-2', status: 'FAILED' },
+    });
     await waitFor('two messages', () => (received.length >= 2 ? true : undefined), { timeoutMs: 20_000 });
   } finally {
     await subscription.close();

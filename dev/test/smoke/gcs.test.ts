@@ -8,8 +8,14 @@ describe('GCS JSON API (fake-gcs-server)', () => {
   const bucketName = uniqueName('smoke-bucket');
 
   afterAll(async () => {
-    await storage.bucket(bucketName).deleteFiles({ force: true }).catch(() => undefined);
-    await storage.bucket(bucketName).delete().catch(() => undefined);
+    await storage
+      .bucket(bucketName)
+      .deleteFiles({ force: true })
+      .catch(() => undefined);
+    await storage
+      .bucket(bucketName)
+      .delete()
+      .catch(() => undefined);
   });
 
   it('creates a bucket, uploads simply and resumably, lists and downloads', async () => {

@@ -10,7 +10,12 @@ describe('rate-limiter-flexible on real Redis', () => {
   });
 
   it('admits up to the configured points and rejects the next with the wait until reset', async () => {
-    const limiter = new RateLimiterRedis({ storeClient: redis, keyPrefix: uniqueName('smoke-rl'), points: 5, duration: 10 });
+    const limiter = new RateLimiterRedis({
+      storeClient: redis,
+      keyPrefix: uniqueName('smoke-rl'),
+      points: 5,
+      duration: 10,
+    });
     const admitted = [];
     for (let i = 0; i < 5; i++) admitted.push(await limiter.consume('openai:gpt-4o-mini:key-a'));
     expect(admitted.map((r) => r.remainingPoints)).toEqual([4, 3, 2, 1, 0]);

@@ -22,10 +22,7 @@ describe('schema registry (Confluent REST API)', () => {
   it('registers an Avro schema and round-trips a record with Confluent framing', async () => {
     const subject = uniqueName('smoke-subject');
     const namespace = `sluice.smoke.n${Date.now()}`;
-    const { id } = await registry.register(
-      { type: SchemaType.AVRO, schema: promptSchema(namespace) },
-      { subject },
-    );
+    const { id } = await registry.register({ type: SchemaType.AVRO, schema: promptSchema(namespace) }, { subject });
     expect(id).toBeGreaterThan(0);
     expect(await registry.getLatestSchemaId(subject)).toBe(id);
 
