@@ -74,13 +74,13 @@ describe('stack:up / stack:status / stack:down', () => {
 
   it('starts, notices running services on a second up, reports status, and stops only its own processes', async () => {
     const first = stack('up');
+    expect(first.code, first.out).toBe(0);
     expect(first.out).toMatch(/redis: started/);
-    expect(first.code).toBe(0);
     const started = pids();
     for (const pid of Object.values(started)) expect(pid && alive(pid)).toBe(true);
 
     const second = stack('up');
-    expect(second.code).toBe(0);
+    expect(second.code, second.out).toBe(0);
     for (const name of ['redis', 'gcs', 'pubsub', 'schema-registry']) {
       expect(second.out).toContain(`${name}: already running (pid ${started[name]})`);
     }
@@ -108,9 +108,16 @@ describe('stack:up / stack:status / stack:down', () => {
     await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', resolve));
     try {
       const previous = env;
-      env = { ...previous, SLUICE_STACK_SERVICES: 'redis', SLUICE_REDIS_PORT: String(port) };
+      const otherState = mkdtempSync(join(tmpdir(), 'sluice-stack-test-'));
+      env = {
+        ...previous,
+        SLUICE_STATE_DIR: otherState,
+        SLUICE_STACK_SERVICES: 'redis',
+        SLUICE_REDIS_PORT: String(port),
+      };
       const result = stack('up');
       env = previous;
+      rmSync(otherState, { recursive: true, force: true });
       expect(result.code).toBe(1);
       expect(result.out).toContain(`port ${port} is already in use`);
       expect(result.out).toContain('SLUICE_*_PORT');
