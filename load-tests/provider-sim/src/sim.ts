@@ -1,0 +1,384 @@
+import {
+  defaultFaults,
+  defaultLatency,
+  type Dialect,
+  type Faults,
+  type KeyConfig,
+  type LatencyModel,
+  type Limits,
+  type SimConfig,
+} from './config.js';
+import {
+  formatRejection,
+  formatSuccess,
+  type FormatContext,
+  type ParsedRequest,
+  type RateState,
+  type Rejection,
+  type Reply,
+} from './dialects.js';
+import { DailyCounter, Gcra } from './gcra.js';
+import { Ledger, type LedgerRow } from './ledger.js';
+import { normal, prng } from './random.js';
+import { completion, providerTokens } from './tokens.js';
+
+/** What the transport should do with a request. */
+export type Action =
+  | { type: 'reply'; reply: Reply; delayMs: number; slow?: boolean; malformed?: boolean }
+  /** Accept the request and never answer. */
+  | { type: 'hang' }
+  /** Reset the connection after `delayMs`. */
+  | { type: 'reset'; delayMs: number };
+
+interface ModelState {
+  rpm?: Gcra;
+  tpm?: Gcra;
+  rpd?: DailyCounter;
+  flowAt: number;
+  limits: Limits;
+}
+
+interface KeyState {
+  config: KeyConfig;
+  models: Map<string, ModelState>;
+  /** Limits set through the control API, over everything else. */
+  override?: Limits;
+  inFlight: number;
+}
+
+export interface IncomingRequest {
+  /** The dialect the path belongs to: chat completions paths serve openai and compatible keys. */
+  route: 'chat' | 'azure' | 'gemini';
+  apiKey: string | undefined;
+  parsed: ParsedRequest | string;
+  /** Model from the path (Azure deployment, Gemini model), for requests that failed to parse. */
+  pathModel?: string;
+  apiVersion?: string;
+}
+
+export interface ProviderSimOptions {
+  config: SimConfig;
+  /** Milliseconds; injected by tests. @default wall clock */
+  now?: () => number;
+}
+
+const defaultBurst: Record<Dialect, number> = { openai: 60_000, azure: 10_000, gemini: 60_000, compatible: 60_000 };
+
+/**
+ * The simulated provider: per key and model, RPM and TPM buckets (GCRA) and a daily counter,
+ * limits that follow a schedule or the control API, a consumer outside our clients, latency and
+ * faults. Every request is written to the ledger. Transport-free: the HTTP server asks it what to do.
+ */
+export class ProviderSim {
+  readonly ledger = new Ledger();
+  private config: SimConfig;
+  private keys = new Map<string, KeyState>();
+  private epoch: number;
+  private random: () => number;
+  private readonly now: () => number;
+  private seq = 0;
+
+  constructor(options: ProviderSimOptions) {
+    this.now = options.now ?? (() => performance.timeOrigin + performance.now());
+    this.config = options.config;
+    this.epoch = this.now();
+    this.random = prng(this.config.seed);
+    this.loadKeys();
+  }
+
+  get currentConfig(): SimConfig {
+    return this.config;
+  }
+
+  /** Milliseconds since start or the last reset. */
+  elapsed(): number {
+    return this.now() - this.epoch;
+  }
+
+  /** Clears the ledger, every bucket and the schedule clock; keeps the configuration. */
+  reset(config: SimConfig = this.config): void {
+    this.config = config;
+    this.ledger.clear();
+    this.epoch = this.now();
+    this.random = prng(this.config.seed);
+    this.seq = 0;
+    this.loadKeys();
+  }
+
+  setKey(key: string, config: KeyConfig): void {
+    this.config = { ...this.config, keys: { ...this.config.keys, [key]: config } };
+    this.keys.set(key, { config, models: new Map(), inFlight: 0 });
+  }
+
+  deleteKey(key: string): boolean {
+    const { [key]: removed, ...rest } = this.config.keys;
+    this.config = { ...this.config, keys: rest };
+    return this.keys.delete(key) || removed !== undefined;
+  }
+
+  /** Changes limits now, keeping what is in use; applies to every model of the key. */
+  setLimits(key: string, limits: Limits): boolean {
+    const state = this.keys.get(key);
+    if (!state) return false;
+    state.override = { ...state.override, ...limits };
+    return true;
+  }
+
+  hasKey(key: string): boolean {
+    return this.keys.has(key);
+  }
+
+  /** Decides the fate of one request and writes it to the ledger. */
+  handle(req: IncomingRequest): Action {
+    const now = this.now();
+    const t = now - this.epoch;
+    const state = req.apiKey === undefined ? undefined : this.keys.get(req.apiKey);
+    const model = typeof req.parsed === 'string' ? (req.pathModel ?? '') : req.parsed.model;
+    const dialect: Dialect = state?.config.dialect ?? (req.route === 'chat' ? 'openai' : req.route);
+    const ctx: FormatContext = {
+      dialect,
+      model,
+      rate: {},
+      requestId: `req_sim${++this.seq}`,
+      apiVersion: req.apiVersion,
+    };
+    const row = (r: Partial<LedgerRow> & Pick<LedgerRow, 'outcome' | 'reason' | 'status'>): void => {
+      this.ledger.append({
+        t,
+        key: req.apiKey ?? '',
+        model,
+        dialect,
+        cost: 0,
+        promptTokens: 0,
+        completionTokens: 0,
+        limitRpm: null,
+        limitTpm: null,
+        latencyMs: 0,
+        ...r,
+      });
+    };
+
+    if (!state || !routeServes(req.route, state.config.dialect)) {
+      row({
+        outcome: 'invalid',
+        reason: state ? 'wrong_dialect' : 'unknown_key',
+        status: dialect === 'gemini' ? 400 : 401,
+      });
+      return { type: 'reply', reply: formatRejection(ctx, { kind: 'unauthorized' }), delayMs: 0 };
+    }
+    if (typeof req.parsed === 'string') {
+      row({ outcome: 'invalid', reason: 'bad_request', status: 400 });
+      return { type: 'reply', reply: formatRejection(ctx, { kind: 'bad_request', message: req.parsed }), delayMs: 0 };
+    }
+    const parsed = req.parsed;
+    const config = state.config;
+    const faults: Faults = { ...this.config.faults, ...config.faults };
+    const latency: LatencyModel = { ...this.config.latency, ...config.latency };
+    const maxTokens = parsed.maxTokens ?? config.defaultMaxTokens ?? 1024;
+    const promptTokens = providerTokens(parsed.promptText.length);
+    const cost = dialect === 'gemini' ? promptTokens : promptTokens + maxTokens;
+    const ms = this.modelState(state, parsed.model, now);
+    const limits = { limitRpm: ms.limits.rpm ?? null, limitTpm: ms.limits.tpm ?? null };
+    const reject = (r: Rejection, reason: string, outcome: 'rejected' | 'fault' = 'rejected'): Action => {
+      const reply = formatRejection({ ...ctx, rate: this.rateState(ms, now), minusOne: this.minusOne(config) }, r);
+      row({ outcome, reason, status: reply.status, cost, promptTokens, ...limits });
+      return { type: 'reply', reply, delayMs: 0 };
+    };
+
+    // Faults first: a provider that fails does not count the request against the limits.
+    if (faults.outages.some((w) => t >= w.startMs && t < w.startMs + w.durationMs)) {
+      return reject({ kind: 'unavailable', reason: 'outage' }, 'outage', 'fault');
+    }
+    if (config.dialect === 'compatible' && state.inFlight >= (config.maxInFlight ?? 64)) {
+      return reject({ kind: 'unavailable', reason: 'overloaded' }, 'overloaded', 'fault');
+    }
+    if (config.quotaExhausted) return reject({ kind: 'quota' }, 'quota');
+    const roll = this.random();
+    let edge = faults.errorRate;
+    if (roll < edge) return reject({ kind: 'server_error' }, 'error_500', 'fault');
+    if (roll < (edge += faults.timeoutRate)) {
+      row({ outcome: 'fault', reason: 'timeout', status: 0, cost, promptTokens, ...limits });
+      return { type: 'hang' };
+    }
+    if (roll < (edge += faults.resetRate)) {
+      row({ outcome: 'fault', reason: 'reset', status: 0, cost, promptTokens, ...limits });
+      return { type: 'reset', delayMs: this.sampleLatency(latency, 1) / 2 };
+    }
+    if (ms.tpm && cost > ms.tpm.limitPerMinute) {
+      return reject({ kind: 'too_large', limit: ms.tpm.limitPerMinute, requested: cost }, 'too_large');
+    }
+
+    const rpd = ms.rpd?.take(now);
+    if (rpd && !rpd.allowed) {
+      return reject(
+        {
+          kind: 'rate_limited',
+          dimension: 'rpd',
+          limit: ms.limits.rpd ?? 0,
+          used: rpd.used,
+          requested: 1,
+          retryAfterMs: rpd.retryAfterMs,
+        },
+        'rpd',
+      );
+    }
+    const rpm = ms.rpm?.take(now, 1);
+    if (rpm && !rpm.allowed) {
+      ms.rpd?.refund();
+      return reject(
+        {
+          kind: 'rate_limited',
+          dimension: 'rpm',
+          limit: ms.rpm!.limitPerMinute,
+          used: rpm.used,
+          requested: 1,
+          retryAfterMs: rpm.retryAfterMs,
+        },
+        'rpm',
+      );
+    }
+    const tpm = ms.tpm?.take(now, cost);
+    if (tpm && !tpm.allowed) {
+      ms.rpd?.refund();
+      ms.rpm?.refund(now, 1);
+      return reject(
+        {
+          kind: 'rate_limited',
+          dimension: 'tpm',
+          limit: ms.tpm!.limitPerMinute,
+          used: tpm.used,
+          requested: cost,
+          retryAfterMs: tpm.retryAfterMs,
+        },
+        'tpm',
+      );
+    }
+
+    const done = completion(this.config.seed, parsed.model, parsed.promptText, maxTokens);
+    const slow = this.random() < faults.slowBodyRate;
+    const malformed = !slow && this.random() < faults.malformedRate;
+    const load = config.dialect === 'compatible' ? 1 + state.inFlight / (config.maxInFlight ?? 64) : 1;
+    const delayMs = this.sampleLatency(latency, done.tokens) * load;
+    const reply = formatSuccess(
+      { ...ctx, rate: this.rateState(ms, now), minusOne: this.minusOne(config) },
+      {
+        id: dialect === 'gemini' ? `sim-${this.seq}` : `chatcmpl-sim${this.seq}`,
+        model: parsed.model,
+        text: done.text,
+        promptTokens,
+        completionTokens: done.tokens,
+        finishReason: done.tokens >= maxTokens ? 'length' : 'stop',
+        created: Math.floor((this.epoch + t) / 1_000),
+      },
+    );
+    row({
+      outcome: 'admitted',
+      reason: slow ? 'slow_body' : malformed ? 'malformed' : 'ok',
+      status: 200,
+      cost,
+      promptTokens,
+      completionTokens: done.tokens,
+      latencyMs: Math.round(delayMs),
+      ...limits,
+    });
+    return { type: 'reply', reply, delayMs, slow, malformed };
+  }
+
+  /** The transport reports a request in flight (compatible servers slow down with load). */
+  started(apiKey: string | undefined): void {
+    const s = apiKey === undefined ? undefined : this.keys.get(apiKey);
+    if (s) s.inFlight++;
+  }
+
+  finished(apiKey: string | undefined): void {
+    const s = apiKey === undefined ? undefined : this.keys.get(apiKey);
+    if (s && s.inFlight > 0) s.inFlight--;
+  }
+
+  private loadKeys(): void {
+    this.keys = new Map(
+      Object.entries(this.config.keys).map(([k, c]) => [k, { config: c, models: new Map(), inFlight: 0 }]),
+    );
+  }
+
+  private minusOne(config: KeyConfig): boolean {
+    return (
+      config.dialect === 'azure' &&
+      (config.minusOneHeaderRate ?? 0) > 0 &&
+      this.random() < (config.minusOneHeaderRate ?? 0)
+    );
+  }
+
+  /** Limits in force for a model now: model or key limits, then the schedule, then overrides. */
+  private limitsFor(state: KeyState, model: string, t: number): Limits {
+    let limits: Limits = { ...(state.config.models?.[model] ?? state.config.limits) };
+    for (const step of state.config.schedule ?? []) if (step.atMs <= t) limits = { ...limits, ...step.limits };
+    return { ...limits, ...state.override };
+  }
+
+  private modelState(state: KeyState, model: string, now: number): ModelState {
+    const limits = this.limitsFor(state, model, now - this.epoch);
+    const burst = limits.burstWindowMs ?? defaultBurst[state.config.dialect];
+    let ms = state.models.get(model);
+    if (!ms) {
+      ms = { flowAt: now, limits };
+      state.models.set(model, ms);
+    }
+    ms.limits = limits;
+    ms.rpm = syncBucket(ms.rpm, limits.rpm, burst, now);
+    ms.tpm = syncBucket(ms.tpm, limits.tpm, burst, now);
+    if (limits.rpd === undefined) ms.rpd = undefined;
+    else if (!ms.rpd) ms.rpd = new DailyCounter(limits.rpd, this.epoch);
+    const share = state.config.externalShare ?? 0;
+    if (share > 0) {
+      if (ms.rpm) ms.rpm.consumeFlow(ms.flowAt, now, share * ms.rpm.limitPerMinute);
+      if (ms.tpm) ms.tpm.consumeFlow(ms.flowAt, now, share * ms.tpm.limitPerMinute);
+    }
+    ms.flowAt = now;
+    return ms;
+  }
+
+  private rateState(ms: ModelState, now: number): RateState {
+    const s: RateState = {};
+    if (ms.rpm) {
+      const p = ms.rpm.peek(now);
+      s.limitRequests = ms.rpm.limitPerMinute;
+      s.remainingRequests = p.remaining;
+      s.resetRequestsMs = p.resetMs;
+    }
+    if (ms.tpm) {
+      const p = ms.tpm.peek(now);
+      s.limitTokens = ms.tpm.limitPerMinute;
+      s.remainingTokens = p.remaining;
+      s.resetTokensMs = p.resetMs;
+    }
+    return s;
+  }
+
+  private sampleLatency(m: LatencyModel, completionTokens: number): number {
+    let ms = m.baseMs + m.perTokenMs * completionTokens;
+    // Mean-preserving log-normal noise.
+    if (m.sigma > 0) ms *= Math.exp(m.sigma * normal(this.random) - (m.sigma * m.sigma) / 2);
+    if (m.tailProbability > 0 && this.random() < m.tailProbability) ms *= m.tailMultiplier;
+    return Math.max(0, ms);
+  }
+}
+
+function routeServes(route: IncomingRequest['route'], dialect: Dialect): boolean {
+  return route === 'chat' ? dialect === 'openai' || dialect === 'compatible' : route === dialect;
+}
+
+function syncBucket(
+  bucket: Gcra | undefined,
+  limit: number | undefined,
+  burstWindowMs: number,
+  now: number,
+): Gcra | undefined {
+  if (limit === undefined) return undefined;
+  if (!bucket) return new Gcra({ limitPerMinute: limit, burstWindowMs });
+  if (bucket.limitPerMinute !== limit || bucket.burstWindow !== burstWindowMs)
+    bucket.setLimit(now, limit, burstWindowMs);
+  return bucket;
+}
+
+export { defaultFaults, defaultLatency };
