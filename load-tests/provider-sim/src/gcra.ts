@@ -104,7 +104,8 @@ export class Gcra {
     const inUseMs = Math.max(0, this.tat - now);
     return {
       allowed,
-      remaining: Math.max(0, Math.floor(this.capacity - inUseMs / this.intervalMs)),
+      // The epsilon keeps float error (60,000 / limit is rarely exact) from costing a unit.
+      remaining: Math.max(0, Math.floor(this.capacity - inUseMs / this.intervalMs + 1e-3)),
       resetMs: inUseMs,
       retryAfterMs: Math.ceil(retryAfterMs),
       used,

@@ -141,7 +141,7 @@ export async function startProviderSim(options: ProviderSimServerOptions = {}): 
       parsed =
         route === 'gemini' ? 'Invalid JSON payload received.' : 'We could not parse the JSON body of your request.';
     }
-    sim.started(apiKey);
+    // handle() sees the requests already in flight; this one counts from here until it ends.
     const action = sim.handle({
       route,
       apiKey,
@@ -149,6 +149,7 @@ export async function startProviderSim(options: ProviderSimServerOptions = {}): 
       pathModel,
       apiVersion: url.searchParams.get('api-version') ?? undefined,
     });
+    sim.started(apiKey);
     perform(res, action, apiKey);
   };
 

@@ -58,7 +58,7 @@ export interface IncomingRequest {
 
 export interface ProviderSimOptions {
   config: SimConfig;
-  /** Milliseconds; injected by tests. @default wall clock */
+  /** Milliseconds, monotonic; injected by tests. @default performance.now() */
   now?: () => number;
 }
 
@@ -79,7 +79,8 @@ export class ProviderSim {
   private seq = 0;
 
   constructor(options: ProviderSimOptions) {
-    this.now = options.now ?? (() => performance.timeOrigin + performance.now());
+    // Monotonic and small: bucket arithmetic on epoch milliseconds (~1.7e12) loses sub-ms precision.
+    this.now = options.now ?? (() => performance.now());
     this.config = options.config;
     this.epoch = this.now();
     this.random = prng(this.config.seed);
@@ -268,7 +269,7 @@ export class ProviderSim {
         promptTokens,
         completionTokens: done.tokens,
         finishReason: done.tokens >= maxTokens ? 'length' : 'stop',
-        created: Math.floor((this.epoch + t) / 1_000),
+        created: Math.floor(Date.now() / 1_000),
       },
     );
     row({
