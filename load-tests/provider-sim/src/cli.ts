@@ -10,7 +10,8 @@ const usage = `usage: npm run sim -- [options]
   --config FILE         JSON configuration: { seed, keys: { <apiKey>: KeyConfig }, latency, faults }
   --key SPEC            add a key: apiKey[:dialect[:rpm=N,tpm=N,rpd=N,burstWindowMs=N]] (repeatable)
   --seed N              seed of completions, latency and faults (default 1)
-  --latency-ms N        base latency in ms (default 200; 0 answers at once)
+  --latency-ms N        base latency in ms (default 200)
+  --per-token-ms N      latency per completion token in ms (default 2; with --latency-ms 0, 0 answers at once)
   --help
 
 Examples:
@@ -44,6 +45,7 @@ async function main(): Promise<void> {
       key: { type: 'string', multiple: true },
       seed: { type: 'string' },
       'latency-ms': { type: 'string' },
+      'per-token-ms': { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -61,6 +63,9 @@ async function main(): Promise<void> {
   if (values.seed !== undefined) config['seed'] = Number(values.seed);
   if (values['latency-ms'] !== undefined) {
     config['latency'] = { ...(config['latency'] as object | undefined), baseMs: Number(values['latency-ms']) };
+  }
+  if (values['per-token-ms'] !== undefined) {
+    config['latency'] = { ...(config['latency'] as object | undefined), perTokenMs: Number(values['per-token-ms']) };
   }
   const server = await startProviderSim({ config, port: Number(values.port), host: values.host });
   console.log(

@@ -64,11 +64,11 @@ function humanWait(ms: number): string {
   return ms < 1_000 ? `${Math.max(1, Math.ceil(ms))}ms` : `${Number((ms / 1_000).toFixed(3))}s`;
 }
 
-const json = (status: number, body: unknown, headers: Record<string, string> = {}): Reply => ({
-  status,
-  headers: { 'content-type': 'application/json', ...headers },
-  body: JSON.stringify(body),
-});
+/** A JSON reply; `headers` is taken over (not copied) and gets the content type. */
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Reply {
+  headers['content-type'] = 'application/json';
+  return { status, headers, body: JSON.stringify(body) };
+}
 
 function textOf(content: unknown): string {
   if (typeof content === 'string') return content;
@@ -126,8 +126,7 @@ export function parseGemini(body: unknown, pathModel: string): ParsedRequest | s
   return { model: pathModel, promptText, maxTokens: typeof max === 'number' ? max : undefined };
 }
 
-function openaiRateHeaders(s: RateState): Record<string, string> {
-  const h: Record<string, string> = {};
+function openaiRateHeaders(s: RateState, h: Record<string, string>): Record<string, string> {
   if (s.limitRequests !== undefined) {
     h['x-ratelimit-limit-requests'] = String(Math.floor(s.limitRequests));
     h['x-ratelimit-remaining-requests'] = String(s.remainingRequests ?? 0);
@@ -416,7 +415,7 @@ export interface FormatContext {
 function baseHeaders(ctx: FormatContext): Record<string, string> {
   switch (ctx.dialect) {
     case 'openai':
-      return { 'x-request-id': ctx.requestId, 'openai-processing-ms': '1', ...openaiRateHeaders(ctx.rate) };
+      return openaiRateHeaders(ctx.rate, { 'x-request-id': ctx.requestId, 'openai-processing-ms': '1' });
     case 'azure':
       return {
         'apim-request-id': ctx.requestId,

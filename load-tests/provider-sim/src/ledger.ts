@@ -63,10 +63,24 @@ export class Ledger {
     return this.rows.length;
   }
 
-  append(row: Omit<LedgerRow, 'seq'>): LedgerRow {
-    const full = { seq: this.rows.length, ...row };
-    this.rows.push(full);
-    return full;
+  /** Appends a copy of `row`, numbered. Built field by field: one object shape for every row. */
+  append(row: Omit<LedgerRow, 'seq'>): void {
+    this.rows.push({
+      seq: this.rows.length,
+      t: row.t,
+      key: row.key,
+      model: row.model,
+      dialect: row.dialect,
+      outcome: row.outcome,
+      reason: row.reason,
+      status: row.status,
+      cost: row.cost,
+      promptTokens: row.promptTokens,
+      completionTokens: row.completionTokens,
+      limitRpm: row.limitRpm,
+      limitTpm: row.limitTpm,
+      latencyMs: row.latencyMs,
+    });
   }
 
   clear(): void {

@@ -18,7 +18,7 @@ import {
   type Reply,
 } from './dialects.js';
 import { DailyCounter, Gcra } from './gcra.js';
-import { Ledger, type LedgerRow } from './ledger.js';
+import { Ledger, type LedgerRow, type Outcome } from './ledger.js';
 import { normal, prng } from './random.js';
 import { completion, providerTokens } from './tokens.js';
 
@@ -40,6 +40,8 @@ interface ModelState {
 
 interface KeyState {
   config: KeyConfig;
+  /** Global defaults merged with the key's own, computed once. */
+  merged?: { faults: Faults; latency: LatencyModel };
   models: Map<string, ModelState>;
   /** Limits set through the control API, over everything else. */
   override?: Limits;
@@ -61,6 +63,8 @@ export interface ProviderSimOptions {
   /** Milliseconds, monotonic; injected by tests. @default performance.now() */
   now?: () => number;
 }
+
+const noRate: RateState = Object.freeze({});
 
 const defaultBurst: Record<Dialect, number> = { openai: 60_000, azure: 10_000, gemini: 60_000, compatible: 60_000 };
 
@@ -139,55 +143,57 @@ export class ProviderSim {
     const ctx: FormatContext = {
       dialect,
       model,
-      rate: {},
+      rate: noRate,
       requestId: `req_sim${++this.seq}`,
       apiVersion: req.apiVersion,
     };
-    const row = (r: Partial<LedgerRow> & Pick<LedgerRow, 'outcome' | 'reason' | 'status'>): void => {
-      this.ledger.append({
-        t,
-        key: req.apiKey ?? '',
-        model,
-        dialect,
-        cost: 0,
-        promptTokens: 0,
-        completionTokens: 0,
-        limitRpm: null,
-        limitTpm: null,
-        latencyMs: 0,
-        ...r,
-      });
+    const draft: Omit<LedgerRow, 'seq'> = {
+      t,
+      key: req.apiKey ?? '',
+      model,
+      dialect,
+      outcome: 'invalid',
+      reason: '',
+      status: 0,
+      cost: 0,
+      promptTokens: 0,
+      completionTokens: 0,
+      limitRpm: null,
+      limitTpm: null,
+      latencyMs: 0,
     };
 
     if (!state || !routeServes(req.route, state.config.dialect)) {
-      row({
-        outcome: 'invalid',
-        reason: state ? 'wrong_dialect' : 'unknown_key',
-        status: dialect === 'gemini' ? 400 : 401,
-      });
-      return { type: 'reply', reply: formatRejection(ctx, { kind: 'unauthorized' }), delayMs: 0 };
+      const reply = formatRejection(ctx, { kind: 'unauthorized' });
+      return this.record(draft, 'invalid', state ? 'wrong_dialect' : 'unknown_key', reply);
     }
     if (typeof req.parsed === 'string') {
-      row({ outcome: 'invalid', reason: 'bad_request', status: 400 });
-      return { type: 'reply', reply: formatRejection(ctx, { kind: 'bad_request', message: req.parsed }), delayMs: 0 };
+      return this.record(
+        draft,
+        'invalid',
+        'bad_request',
+        formatRejection(ctx, { kind: 'bad_request', message: req.parsed }),
+      );
     }
     const parsed = req.parsed;
     const config = state.config;
-    const faults: Faults = { ...this.config.faults, ...config.faults };
-    const latency: LatencyModel = { ...this.config.latency, ...config.latency };
+    const { faults, latency } = this.effective(state);
     const maxTokens = parsed.maxTokens ?? config.defaultMaxTokens ?? 1024;
     const promptTokens = providerTokens(parsed.promptText.length);
     const cost = dialect === 'gemini' ? promptTokens : promptTokens + maxTokens;
     const ms = this.modelState(state, parsed.model, now);
-    const limits = { limitRpm: ms.limits.rpm ?? null, limitTpm: ms.limits.tpm ?? null };
+    draft.cost = cost;
+    draft.promptTokens = promptTokens;
+    draft.limitRpm = ms.limits.rpm ?? null;
+    draft.limitTpm = ms.limits.tpm ?? null;
     const reject = (r: Rejection, reason: string, outcome: 'rejected' | 'fault' = 'rejected'): Action => {
-      const reply = formatRejection({ ...ctx, rate: this.rateState(ms, now), minusOne: this.minusOne(config) }, r);
-      row({ outcome, reason, status: reply.status, cost, promptTokens, ...limits });
-      return { type: 'reply', reply, delayMs: 0 };
+      ctx.rate = this.rateState(ms, now);
+      ctx.minusOne = this.minusOne(config);
+      return this.record(draft, outcome, reason, formatRejection(ctx, r));
     };
 
     // Faults first: a provider that fails does not count the request against the limits.
-    if (faults.outages.some((w) => t >= w.startMs && t < w.startMs + w.durationMs)) {
+    if (faults.outages.length > 0 && faults.outages.some((w) => t >= w.startMs && t < w.startMs + w.durationMs)) {
       return reject({ kind: 'unavailable', reason: 'outage' }, 'outage', 'fault');
     }
     if (config.dialect === 'compatible' && state.inFlight >= (config.maxInFlight ?? 64)) {
@@ -198,11 +204,11 @@ export class ProviderSim {
     let edge = faults.errorRate;
     if (roll < edge) return reject({ kind: 'server_error' }, 'error_500', 'fault');
     if (roll < (edge += faults.timeoutRate)) {
-      row({ outcome: 'fault', reason: 'timeout', status: 0, cost, promptTokens, ...limits });
+      this.record(draft, 'fault', 'timeout', undefined);
       return { type: 'hang' };
     }
     if (roll < (edge += faults.resetRate)) {
-      row({ outcome: 'fault', reason: 'reset', status: 0, cost, promptTokens, ...limits });
+      this.record(draft, 'fault', 'reset', undefined);
       return { type: 'reset', delayMs: this.sampleLatency(latency, 1) / 2 };
     }
     if (ms.tpm && cost > ms.tpm.limitPerMinute) {
@@ -211,42 +217,31 @@ export class ProviderSim {
 
     const rpd = ms.rpd?.take(now);
     if (rpd && !rpd.allowed) {
+      const limit = ms.limits.rpd ?? 0;
       return reject(
-        {
-          kind: 'rate_limited',
-          dimension: 'rpd',
-          limit: ms.limits.rpd ?? 0,
-          used: rpd.used,
-          requested: 1,
-          retryAfterMs: rpd.retryAfterMs,
-        },
+        { kind: 'rate_limited', dimension: 'rpd', limit, used: rpd.used, requested: 1, retryAfterMs: rpd.retryAfterMs },
         'rpd',
       );
     }
     const rpm = ms.rpm?.take(now, 1);
-    if (rpm && !rpm.allowed) {
+    if (ms.rpm && rpm && !rpm.allowed) {
       ms.rpd?.refund();
+      const limit = ms.rpm.limitPerMinute;
       return reject(
-        {
-          kind: 'rate_limited',
-          dimension: 'rpm',
-          limit: ms.rpm!.limitPerMinute,
-          used: rpm.used,
-          requested: 1,
-          retryAfterMs: rpm.retryAfterMs,
-        },
+        { kind: 'rate_limited', dimension: 'rpm', limit, used: rpm.used, requested: 1, retryAfterMs: rpm.retryAfterMs },
         'rpm',
       );
     }
     const tpm = ms.tpm?.take(now, cost);
-    if (tpm && !tpm.allowed) {
+    if (ms.tpm && tpm && !tpm.allowed) {
       ms.rpd?.refund();
       ms.rpm?.refund(now, 1);
+      const limit = ms.tpm.limitPerMinute;
       return reject(
         {
           kind: 'rate_limited',
           dimension: 'tpm',
-          limit: ms.tpm!.limitPerMinute,
+          limit,
           used: tpm.used,
           requested: cost,
           retryAfterMs: tpm.retryAfterMs,
@@ -256,33 +251,34 @@ export class ProviderSim {
     }
 
     const done = completion(this.config.seed, parsed.model, parsed.promptText, maxTokens);
-    const slow = this.random() < faults.slowBodyRate;
-    const malformed = !slow && this.random() < faults.malformedRate;
+    const slow = faults.slowBodyRate > 0 && this.random() < faults.slowBodyRate;
+    const malformed = !slow && faults.malformedRate > 0 && this.random() < faults.malformedRate;
     const load = config.dialect === 'compatible' ? 1 + state.inFlight / (config.maxInFlight ?? 64) : 1;
     const delayMs = this.sampleLatency(latency, done.tokens) * load;
-    const reply = formatSuccess(
-      { ...ctx, rate: this.rateState(ms, now), minusOne: this.minusOne(config) },
-      {
-        id: dialect === 'gemini' ? `sim-${this.seq}` : `chatcmpl-sim${this.seq}`,
-        model: parsed.model,
-        text: done.text,
-        promptTokens,
-        completionTokens: done.tokens,
-        finishReason: done.tokens >= maxTokens ? 'length' : 'stop',
-        created: Math.floor(Date.now() / 1_000),
-      },
-    );
-    row({
-      outcome: 'admitted',
-      reason: slow ? 'slow_body' : malformed ? 'malformed' : 'ok',
-      status: 200,
-      cost,
+    ctx.rate = this.rateState(ms, now);
+    ctx.minusOne = this.minusOne(config);
+    const reply = formatSuccess(ctx, {
+      id: dialect === 'gemini' ? `sim-${this.seq}` : `chatcmpl-sim${this.seq}`,
+      model: parsed.model,
+      text: done.text,
       promptTokens,
       completionTokens: done.tokens,
-      latencyMs: Math.round(delayMs),
-      ...limits,
+      finishReason: done.tokens >= maxTokens ? 'length' : 'stop',
+      created: Math.floor(Date.now() / 1_000),
     });
+    draft.completionTokens = done.tokens;
+    draft.latencyMs = Math.round(delayMs);
+    this.record(draft, 'admitted', slow ? 'slow_body' : malformed ? 'malformed' : 'ok', reply);
     return { type: 'reply', reply, delayMs, slow, malformed };
+  }
+
+  /** Writes the request's ledger row and returns the immediate reply action (if any). */
+  private record(draft: Omit<LedgerRow, 'seq'>, outcome: Outcome, reason: string, reply: Reply | undefined): Action {
+    draft.outcome = outcome;
+    draft.reason = reason;
+    draft.status = reply?.status ?? 0;
+    this.ledger.append(draft);
+    return reply ? { type: 'reply', reply, delayMs: 0 } : { type: 'hang' };
   }
 
   /** The transport reports a request in flight (compatible servers slow down with load). */
@@ -294,6 +290,14 @@ export class ProviderSim {
   finished(apiKey: string | undefined): void {
     const s = apiKey === undefined ? undefined : this.keys.get(apiKey);
     if (s && s.inFlight > 0) s.inFlight--;
+  }
+
+  private effective(state: KeyState): { faults: Faults; latency: LatencyModel } {
+    state.merged ??= {
+      faults: { ...this.config.faults, ...state.config.faults },
+      latency: { ...this.config.latency, ...state.config.latency },
+    };
+    return state.merged;
   }
 
   private loadKeys(): void {
@@ -358,6 +362,7 @@ export class ProviderSim {
 
   private sampleLatency(m: LatencyModel, completionTokens: number): number {
     let ms = m.baseMs + m.perTokenMs * completionTokens;
+    if (ms === 0) return 0;
     // Mean-preserving log-normal noise.
     if (m.sigma > 0) ms *= Math.exp(m.sigma * normal(this.random) - (m.sigma * m.sigma) / 2);
     if (m.tailProbability > 0 && this.random() < m.tailProbability) ms *= m.tailMultiplier;
