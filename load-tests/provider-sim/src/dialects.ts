@@ -234,6 +234,7 @@ function openaiReject(r: Rejection, model: string, headers: Record<string, strin
         'The server had an error while processing your request. Sorry about that!',
         'server_error',
         null,
+        headers,
       );
     case 'unavailable':
       return openaiError(
@@ -243,6 +244,7 @@ function openaiReject(r: Rejection, model: string, headers: Record<string, strin
           : 'The engine is currently overloaded, please try again later.',
         'server_error',
         null,
+        headers,
       );
   }
 }
