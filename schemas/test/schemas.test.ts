@@ -93,6 +93,7 @@ describe('schema registry codecs (real registry)', () => {
     expect(frame[0]).toBe(0);
     expect(frame.readInt32BE(1)).toBe(codecs.promptRequest.schemaId);
     expect(await codecs.promptRequest.decode(frame)).toEqual(request);
+    expect(codecs.promptRequest.encodeSync(request).equals(frame)).toBe(true);
     expect(await codecs.promptOutcome.decode(await codecs.promptOutcome.encode(outcome))).toEqual(outcome);
     expect(await codecs.jobEvent.decode(await codecs.jobEvent.encode(event))).toEqual(event);
     // Registering again is idempotent: the same ids.

@@ -1,0 +1,46 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { IngestConfig } from './config.js';
+import { registerAuth } from './plugins/auth.js';
+import { registerErrorHandler } from './plugins/errors.js';
+import { jobRoutes } from './routes/v1/jobs.js';
+import type { JobService } from './services/jobs.js';
+
+export interface AppOptions {
+  config: IngestConfig;
+  jobs: JobService;
+  /** pino options or false. @default info level, secrets and prompt text redacted */
+  logger?: boolean | object;
+}
+
+/** Builds the ingest API. The caller owns the services and closes them after the app. */
+export async function buildApp({ config, jobs, logger }: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: logger ?? {
+      level: 'info',
+      redact: ['req.headers.authorization', 'req.headers["x-api-key"]', '*.prompt', '*.messages', '*.content'],
+    },
+    bodyLimit: config.maxJsonBodyBytes,
+    genReqId: () => `req_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`,
+  });
+  registerErrorHandler(app);
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Sluice ingest API',
+        version: '1',
+        description: 'Jobs of prompts run against LLM providers through Kafka.',
+      },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+      security: [{ apiKey: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  await app.register(async (v1) => {
+    registerAuth(v1, config.apiKeyHashes);
+    jobRoutes(v1, jobs, config.maxUploadBytes);
+  });
+  return app;
+}

@@ -1,0 +1,109 @@
+import { createHash } from 'node:crypto';
+
+/** The providers Sluice routes to and the models each accepts (overridable: SLUICE_MODELS). */
+export const defaultModels: Record<string, string[]> = {
+  openai: ['gpt-4o-mini', 'gpt-4o', 'gpt-4.1', 'gpt-4.1-mini', 'gpt-4.1-nano', 'o4-mini'],
+  azure: ['gpt-4o-mini', 'gpt-4o', 'gpt-4.1'],
+  gemini: ['gemini-2.0-flash', 'gemini-2.5-flash', 'gemini-2.5-pro'],
+  compatible: ['*'],
+};
+
+export interface IngestConfig {
+  /** @default 8080 (SLUICE_INGEST_PORT) */
+  port: number;
+  /** @default 127.0.0.1 (SLUICE_INGEST_HOST) */
+  host: string;
+  kafkaBrokers: string[];
+  redisUrl: string;
+  schemaRegistryUrl: string;
+  /** sha256(api key) hex → tenant. SLUICE_API_KEYS: "tenant:sha256hex,tenant2:sha256hex". */
+  apiKeyHashes: ReadonlyMap<string, string>;
+  /** Provider → accepted models; '*' accepts any. */
+  models: Readonly<Record<string, string[]>>;
+  /** Partitions of each lane topic sluice.requests.<provider>. @default 12 */
+  lanePartitions: number;
+  /** Partitions of each job's results topic. @default 1 */
+  resultsPartitions: number;
+  /** Rows per Kafka transaction of an upload. @default 5000 */
+  chunkRows: number;
+  /** Largest upload. @default 4 GiB */
+  maxUploadBytes: number;
+  /** Largest line / element / record. @default 1 MiB */
+  maxLineBytes: number;
+  /** @default 64 */
+  maxFields: number;
+  /** @default 256 */
+  maxMessages: number;
+  /** Largest JSON body of other requests. @default 1 MiB */
+  maxJsonBodyBytes: number;
+  /** How long an interrupted upload keeps its job locked. @default 30000 */
+  uploadLockMs: number;
+}
+
+export class ConfigError extends Error {}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min) throw new ConfigError(`${name}=${raw}: give a whole number of at least ${min}`);
+  return v;
+}
+
+function required(env: NodeJS.ProcessEnv, name: string): string {
+  const v = env[name];
+  if (!v)
+    throw new ConfigError(`${name} is not set. Run \`npm run stack:up\` and source .sluice/stack.env, or set it.`);
+  return v;
+}
+
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+export function parseApiKeys(raw: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const [tenant, hash] = entry.split(':');
+    if (!tenant || !hash || !/^[0-9a-f]{64}$/.test(hash)) {
+      throw new ConfigError(
+        `SLUICE_API_KEYS entry "${entry}" is not tenant:sha256hex (hash keys with: echo -n KEY | sha256sum)`,
+      );
+    }
+    map.set(hash, tenant);
+  }
+  return map;
+}
+
+/** The only reader of process.env for the ingest API. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
+  let models = defaultModels;
+  if (env['SLUICE_MODELS']) {
+    try {
+      models = JSON.parse(env['SLUICE_MODELS']) as Record<string, string[]>;
+    } catch (e) {
+      throw new ConfigError(`SLUICE_MODELS is not JSON ({"openai": ["gpt-4o-mini"], ...}): ${(e as Error).message}`);
+    }
+  }
+  return Object.freeze({
+    port: int(env, 'SLUICE_INGEST_PORT', 8080, 0),
+    host: env['SLUICE_INGEST_HOST'] ?? '127.0.0.1',
+    kafkaBrokers: required(env, 'SLUICE_KAFKA_BROKERS').split(','),
+    redisUrl: required(env, 'SLUICE_REDIS_URL'),
+    schemaRegistryUrl: required(env, 'SLUICE_SCHEMA_REGISTRY_URL'),
+    apiKeyHashes: parseApiKeys(env['SLUICE_API_KEYS'] ?? ''),
+    models,
+    lanePartitions: int(env, 'SLUICE_LANE_PARTITIONS', 12),
+    resultsPartitions: int(env, 'SLUICE_RESULTS_PARTITIONS', 1),
+    chunkRows: int(env, 'SLUICE_UPLOAD_CHUNK_ROWS', 5_000),
+    maxUploadBytes: int(env, 'SLUICE_MAX_UPLOAD_BYTES', 4 * 1024 ** 3),
+    maxLineBytes: int(env, 'SLUICE_MAX_LINE_BYTES', 1024 ** 2),
+    maxFields: int(env, 'SLUICE_MAX_FIELDS', 64),
+    maxMessages: int(env, 'SLUICE_MAX_MESSAGES', 256),
+    maxJsonBodyBytes: int(env, 'SLUICE_MAX_JSON_BODY_BYTES', 1024 ** 2),
+    uploadLockMs: int(env, 'SLUICE_UPLOAD_LOCK_MS', 30_000),
+  });
+}

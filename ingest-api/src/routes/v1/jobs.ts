@@ -1,0 +1,229 @@
+import { Transform, type Readable } from 'node:stream';
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { SluiceError } from '@sluice/errors';
+import type { Job } from '@sluice/schemas';
+import { formatOf } from '../../input/reader.js';
+import type { RunCounts } from '../../services/job-view.js';
+import type { JobService } from '../../services/jobs.js';
+
+const Parameters = Type.Object(
+  {
+    temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2 })),
+    topP: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    maxTokens: Type.Optional(Type.Integer({ minimum: 1 })),
+    responseFormat: Type.Optional(Type.Object({}, { additionalProperties: true })),
+    stop: Type.Optional(Type.Array(Type.String(), { maxItems: 4 })),
+    seed: Type.Optional(Type.Integer()),
+  },
+  { additionalProperties: false },
+);
+
+const CreateJob = Type.Object(
+  {
+    provider: Type.String({ description: 'openai | azure | gemini | compatible' }),
+    model: Type.String(),
+    parameters: Type.Optional(Parameters),
+    priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 9, default: 0 })),
+    promptTemplate: Type.Optional(
+      Type.String({ maxLength: 100_000, description: 'e.g. "Summarize: {{text}}" over a row\'s fields' }),
+    ),
+    metadata: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 1_000 }))),
+    notifications: Type.Optional(
+      Type.Object(
+        { pubsubTopic: Type.Optional(Type.String()), webhookUrl: Type.Optional(Type.String({ format: 'uri' })) },
+        { additionalProperties: false },
+      ),
+    ),
+    source: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('kafka')])),
+    parallelism: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+  },
+  { additionalProperties: false },
+);
+
+const JobView = Type.Object({
+  id: Type.String(),
+  status: Type.String(),
+  provider: Type.String(),
+  model: Type.String(),
+  priority: Type.Integer(),
+  source: Type.String(),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+  metadata: Type.Record(Type.String(), Type.String()),
+  counts: Type.Object({
+    total: Type.Union([Type.Integer(), Type.Null()]),
+    queued: Type.Integer(),
+    invalid: Type.Integer(),
+    inFlight: Type.Integer(),
+    succeeded: Type.Integer(),
+    failed: Type.Integer(),
+    retrying: Type.Integer(),
+  }),
+  kafka: Type.Object({ laneTopic: Type.String(), partitions: Type.Array(Type.Integer()), resultsTopic: Type.String() }),
+});
+
+const ErrorReply = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: true }),
+});
+const IdParams = Type.Object({ id: Type.String({ pattern: '^job_[a-z0-9]+$' }) });
+
+function view(job: Job, counts: RunCounts): Static<typeof JobView> {
+  return {
+    id: job.jobId,
+    status: job.status,
+    provider: job.provider,
+    model: job.model,
+    priority: job.priority,
+    source: job.source,
+    createdAt: new Date(job.createdAt).toISOString(),
+    updatedAt: new Date(job.updatedAt).toISOString(),
+    metadata: job.metadata,
+    counts: {
+      total: job.total,
+      queued: Math.max(0, job.accepted - counts.succeeded - counts.failed - counts.inFlight),
+      invalid: job.invalid,
+      inFlight: counts.inFlight,
+      succeeded: counts.succeeded,
+      failed: counts.failed + job.invalid,
+      retrying: counts.retrying,
+    },
+    kafka: { laneTopic: job.laneTopic, partitions: job.partitions, resultsTopic: job.resultsTopic },
+  };
+}
+
+const noCounts: RunCounts = { inFlight: 0, succeeded: 0, failed: 0, retrying: 0 };
+
+/** Caps an upload's size without buffering it. */
+function limitBytes(max: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (seen > max) {
+        done(
+          new SluiceError('UPLOAD_TOO_LARGE', `the upload is larger than ${max} bytes`, {
+            hint: 'split the input into several jobs',
+          }),
+        );
+      } else done(null, chunk);
+    },
+  });
+}
+
+export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes: number): void {
+  app.post(
+    '/v1/jobs',
+    {
+      schema: {
+        summary: 'Create a job',
+        description: 'An Idempotency-Key header makes a retried create return the same job.',
+        body: CreateJob,
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) }),
+        response: { 200: JobView, 201: JobView, 400: ErrorReply, 401: ErrorReply },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as Static<typeof CreateJob>;
+      const key = request.headers['idempotency-key'] as string | undefined;
+      const { job, created } = await jobs.create(request.tenant, body, key);
+      return reply.status(created ? 201 : 200).send(view(job, noCounts));
+    },
+  );
+
+  app.get(
+    '/v1/jobs',
+    {
+      schema: {
+        summary: "List the tenant's jobs, newest first",
+        querystring: Type.Object({
+          limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+          before: Type.Optional(Type.Integer()),
+        }),
+        response: { 200: Type.Object({ jobs: Type.Array(JobView), next: Type.Union([Type.Integer(), Type.Null()]) }) },
+      },
+    },
+    async (request) => {
+      const q = request.query as { limit: number; before?: number };
+      const list = await jobs.list(request.tenant, q.limit, q.before);
+      const withCounts = await Promise.all(list.map(async (j) => view(j, await jobs.view.counts(j.jobId))));
+      return { jobs: withCounts, next: list.length === q.limit ? (list[list.length - 1]?.createdAt ?? null) : null };
+    },
+  );
+
+  app.get(
+    '/v1/jobs/:id',
+    { schema: { summary: 'A job: status and counts', params: IdParams, response: { 200: JobView, 404: ErrorReply } } },
+    async (request) => {
+      const { job, counts } = await jobs.get(request.tenant, (request.params as { id: string }).id);
+      return view(job, counts);
+    },
+  );
+
+  app.delete(
+    '/v1/jobs/:id',
+    { schema: { summary: 'Cancel a job', params: IdParams, response: { 200: JobView, 404: ErrorReply } } },
+    async (request) => {
+      const job = await jobs.cancel(request.tenant, (request.params as { id: string }).id);
+      return view(job, await jobs.view.counts(job.jobId));
+    },
+  );
+
+  app.post(
+    '/v1/jobs/:id/seal',
+    {
+      schema: {
+        summary: 'Seal a job fed by Kafka producers, with its total',
+        params: IdParams,
+        body: Type.Object({ total: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
+        response: { 200: JobView, 404: ErrorReply, 409: ErrorReply },
+      },
+    },
+    async (request) => {
+      const job = await jobs.seal(
+        request.tenant,
+        (request.params as { id: string }).id,
+        (request.body as { total: number }).total,
+      );
+      return view(job, noCounts);
+    },
+  );
+
+  // Uploads stream: this scope takes every content type as a raw stream.
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    scope.put(
+      '/v1/jobs/:id/input',
+      {
+        schema: {
+          summary: "Upload a job's input and seal it",
+          description:
+            'JSONL (application/jsonl, application/x-ndjson), CSV with a header row (text/csv) or a JSON array ' +
+            '(application/json); ?format=jsonl|csv|json overrides the Content-Type. Streamed: bad rows become error ' +
+            'outcomes and the job goes on. An interrupted upload can be repeated: it resumes after the committed rows.',
+          params: IdParams,
+          querystring: Type.Object({
+            format: Type.Optional(Type.Union([Type.Literal('jsonl'), Type.Literal('csv'), Type.Literal('json')])),
+          }),
+        },
+      },
+      async (request) => {
+        const format = formatOf(request.headers['content-type'], (request.query as { format?: string }).format);
+        if (!format) {
+          throw new SluiceError(
+            'UNSUPPORTED_MEDIA_TYPE',
+            `cannot read input of type "${request.headers['content-type'] ?? '(none)'}"`,
+            {
+              hint: 'send Content-Type application/jsonl, text/csv or application/json, or add ?format=jsonl|csv|json',
+            },
+          );
+        }
+        const body = (request.body as Readable).pipe(limitBytes(maxUploadBytes));
+        (request.body as Readable).on('error', (err) => body.destroy(err));
+        (request.body as Readable).on('aborted', () => body.destroy(new Error('the client closed the connection')));
+        return jobs.upload(request.tenant, (request.params as { id: string }).id, body, format);
+      },
+    );
+  });
+}

@@ -1,0 +1,64 @@
+import type { Redis } from 'ioredis';
+import type { Job } from '@sluice/schemas';
+
+const jobKey = (id: string) => `sluice:job:${id}`;
+const tenantKey = (tenant: string) => `sluice:tenant:${tenant}:jobs`;
+const countsKey = (id: string) => `sluice:job:${id}:counts`;
+export const viewReadyKey = 'sluice:view:ready';
+
+/** Progress counters the stream processors keep per job (absent until they run). */
+export interface RunCounts {
+  inFlight: number;
+  succeeded: number;
+  failed: number;
+  retrying: number;
+}
+
+/**
+ * The Redis view of jobs that the API reads. The compacted topic sluice.jobs is the source of
+ * truth; this view is written after each event and rebuilt from the topic when empty.
+ */
+export class JobView {
+  constructor(private readonly redis: Redis) {}
+
+  async put(job: Job): Promise<void> {
+    await this.redis
+      .multi()
+      .set(jobKey(job.jobId), JSON.stringify(job))
+      .zadd(tenantKey(job.tenant), job.createdAt, job.jobId)
+      .exec();
+  }
+
+  async get(id: string): Promise<Job | undefined> {
+    const raw = await this.redis.get(jobKey(id));
+    return raw ? (JSON.parse(raw) as Job) : undefined;
+  }
+
+  async list(tenant: string, limit: number, before?: number): Promise<Job[]> {
+    const ids = await this.redis.zrevrangebyscore(
+      tenantKey(tenant),
+      before === undefined ? '+inf' : `(${before}`,
+      '-inf',
+      'LIMIT',
+      0,
+      limit,
+    );
+    if (ids.length === 0) return [];
+    const raws = await this.redis.mget(ids.map(jobKey));
+    return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as Job);
+  }
+
+  async counts(id: string): Promise<RunCounts> {
+    const h = await this.redis.hgetall(countsKey(id));
+    const n = (k: string) => Number(h[k] ?? 0);
+    return { inFlight: n('in_flight'), succeeded: n('succeeded'), failed: n('failed'), retrying: n('retrying') };
+  }
+
+  async isReady(): Promise<boolean> {
+    return (await this.redis.exists(viewReadyKey)) === 1;
+  }
+
+  async markReady(): Promise<void> {
+    await this.redis.set(viewReadyKey, String(Date.now()));
+  }
+}

@@ -1,0 +1,477 @@
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { Redis } from 'ioredis';
+import { SluiceError } from '@sluice/errors';
+import type { Logger, Message as KafkaMessage, SluiceKafka, Transaction } from '@sluice/kafka';
+import type { Job, JobEvent, Parameters, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
+import type { IngestConfig } from '../config.js';
+import { HashedIdSet } from '../input/id-set.js';
+import { readInput, type InputFormat, type InputItem } from '../input/reader.js';
+import type { PromptRow, RowError } from '../input/row.js';
+import { JobView, type RunCounts } from './job-view.js';
+import { Placement } from './placement.js';
+
+export const jobsTopic = 'sluice.jobs';
+export const laneTopic = (provider: string) => `sluice.requests.${provider}`;
+export const resultsTopic = (jobId: string) => `sluice.results.${jobId}`;
+
+export interface JobParametersInput {
+  temperature?: number;
+  topP?: number;
+  maxTokens?: number;
+  responseFormat?: Record<string, unknown>;
+  stop?: string[];
+  seed?: number;
+}
+
+export interface CreateJobInput {
+  provider: string;
+  model: string;
+  parameters?: JobParametersInput;
+  priority?: number;
+  promptTemplate?: string;
+  metadata?: Record<string, string>;
+  notifications?: { pubsubTopic?: string; webhookUrl?: string };
+  /** http: rows come by upload; kafka: other pipelines produce them to the lane. @default http */
+  source?: 'http' | 'kafka';
+  /** How many lane partitions the job's prompts spread over. @default 1 */
+  parallelism?: number;
+}
+
+export interface UploadSummary {
+  jobId: string;
+  status: string;
+  /** Rows of this upload that became prompts. */
+  accepted: number;
+  /** Rows of this upload that became error outcomes. */
+  invalid: number;
+  /** Rows skipped because an earlier, interrupted upload had committed them. */
+  resumedFrom: number;
+  total: number | null;
+  /** The first row errors, for the uploader to see at once (all are in the job's results). */
+  errors: Array<{ line: number; code: string; message: string }>;
+}
+
+export interface JobServiceDeps {
+  kafka: SluiceKafka;
+  redis: Redis;
+  codecs: SchemaCodecs;
+  config: IngestConfig;
+  log: Logger;
+  /** How long an upload holds its job's upload lock without progress. @default 30000 */
+  uploadLockMs?: number;
+}
+
+const terminal = new Set(['cancelled', 'completed', 'completed_with_errors', 'failed']);
+
+function newJobId(): string {
+  return `job_${Date.now().toString(36)}${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * Jobs: creation (placement, topics, the created event), reads from the Redis view, cancellation,
+ * and uploads. An upload is written in Kafka transactions of `chunkRows` rows: each carries the
+ * chunk's prompts, its rows' error outcomes and a job event with the new counts, so that what the
+ * job counts and what is in Kafka never differ, even when the upload or the API dies midway.
+ */
+export class JobService {
+  readonly view: JobView;
+  readonly placement: Placement;
+  private readonly producer;
+  private readonly log: Logger;
+  private readonly lockMs: number;
+
+  constructor(private readonly deps: JobServiceDeps) {
+    this.view = new JobView(deps.redis);
+    this.placement = new Placement(deps.redis, deps.config.lanePartitions);
+    this.producer = deps.kafka.producer({ idempotent: true });
+    this.log = deps.log;
+    this.lockMs = deps.uploadLockMs ?? 30_000;
+  }
+
+  async start(): Promise<void> {
+    const { config, kafka } = this.deps;
+    await kafka.ensureTopics([
+      { topic: jobsTopic, partitions: 6, config: { 'cleanup.policy': 'compact', 'min.compaction.lag.ms': '60000' } },
+      ...Object.keys(config.models).map((p) => ({ topic: laneTopic(p), partitions: config.lanePartitions })),
+    ]);
+    await this.producer.connect();
+    if (!(await this.view.isReady())) await this.rebuildView();
+  }
+
+  async close(): Promise<void> {
+    await this.producer.disconnect();
+  }
+
+  async create(
+    tenant: string,
+    input: CreateJobInput,
+    idempotencyKey?: string,
+  ): Promise<{ job: Job; created: boolean }> {
+    const models = this.deps.config.models[input.provider];
+    if (!models) {
+      throw new SluiceError('UNKNOWN_PROVIDER', `unknown provider "${input.provider}"`, {
+        hint: `use one of: ${Object.keys(this.deps.config.models).join(', ')}`,
+      });
+    }
+    if (!models.includes('*') && !models.includes(input.model)) {
+      throw new SluiceError('UNKNOWN_MODEL', `provider ${input.provider} has no model "${input.model}"`, {
+        hint: `use one of: ${models.join(', ')}`,
+      });
+    }
+    const jobId = newJobId();
+    if (idempotencyKey !== undefined) {
+      const key = `sluice:idem:${tenant}:${idempotencyKey}`;
+      const won = await this.deps.redis.set(key, jobId, 'EX', 86_400, 'NX');
+      if (won !== 'OK') {
+        const existing = (await this.deps.redis.get(key)) ?? '';
+        // A concurrent create with the same key may still be writing its job.
+        for (let i = 0; i < 100; i++) {
+          const job = await this.view.get(existing);
+          if (job) return { job, created: false };
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        throw new SluiceError('UNAVAILABLE', 'a job with this Idempotency-Key is being created; retry', {
+          retryable: true,
+        });
+      }
+    }
+    const partitions = await this.placement.place(input.provider, input.parallelism ?? 1);
+    const now = Date.now();
+    const job: Job = {
+      jobId,
+      tenant,
+      status: 'open',
+      provider: input.provider,
+      model: input.model,
+      priority: input.priority ?? 0,
+      source: input.source ?? 'http',
+      parameters: JSON.stringify(input.parameters ?? {}),
+      promptTemplate: input.promptTemplate ?? null,
+      metadata: input.metadata ?? {},
+      notifications: JSON.stringify(input.notifications ?? {}),
+      idempotencyKey: idempotencyKey ?? null,
+      laneTopic: laneTopic(input.provider),
+      partitions,
+      resultsTopic: resultsTopic(jobId),
+      accepted: 0,
+      invalid: 0,
+      total: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await this.deps.kafka.ensureTopics([{ topic: job.resultsTopic, partitions: this.deps.config.resultsPartitions }]);
+    await this.producer.send({ topic: jobsTopic, acks: -1, messages: [this.eventMessage('created', job)] });
+    await this.view.put(job);
+    this.log.info({ jobId, tenant, provider: job.provider, model: job.model, partitions }, 'job created');
+    return { job, created: true };
+  }
+
+  /** The tenant's job; another tenant's job does not exist for it. */
+  async get(tenant: string, jobId: string): Promise<{ job: Job; counts: RunCounts }> {
+    const job = await this.view.get(jobId);
+    if (!job || job.tenant !== tenant) throw new SluiceError('NOT_FOUND', `no job ${jobId}`, { context: { jobId } });
+    return { job, counts: await this.view.counts(jobId) };
+  }
+
+  list(tenant: string, limit: number, before?: number): Promise<Job[]> {
+    return this.view.list(tenant, limit, before);
+  }
+
+  async cancel(tenant: string, jobId: string): Promise<Job> {
+    const { job } = await this.get(tenant, jobId);
+    if (terminal.has(job.status)) return job;
+    const next: Job = { ...job, status: 'cancelled', updatedAt: Date.now() };
+    await this.producer.send({ topic: jobsTopic, acks: -1, messages: [this.eventMessage('cancelled', next)] });
+    await this.view.put(next);
+    await this.placement.release(job.provider, job.partitions);
+    this.log.info({ jobId, tenant }, 'job cancelled');
+    return next;
+  }
+
+  /** Seals a job whose prompts other pipelines produce to its lane: its total is now known. */
+  async seal(tenant: string, jobId: string, total: number): Promise<Job> {
+    const { job } = await this.get(tenant, jobId);
+    if (job.status !== 'open') throw new SluiceError('JOB_NOT_OPEN', `job ${jobId} is ${job.status}, not open`);
+    const next: Job = { ...job, status: 'sealed', total, accepted: total - job.invalid, updatedAt: Date.now() };
+    await this.producer.send({ topic: jobsTopic, acks: -1, messages: [this.eventMessage('sealed', next)] });
+    await this.view.put(next);
+    return next;
+  }
+
+  /**
+   * Reads an upload and writes its rows to Kafka in transactions. A second upload to a job whose
+   * first was cut off resumes after the rows the first committed.
+   */
+  async upload(tenant: string, jobId: string, body: Readable, format: InputFormat): Promise<UploadSummary> {
+    const { job: current } = await this.get(tenant, jobId);
+    if (current.status !== 'open') {
+      throw new SluiceError(
+        'JOB_NOT_OPEN',
+        `job ${jobId} is ${current.status}; input can only be added to an open job`,
+      );
+    }
+    if (current.source !== 'http') {
+      throw new SluiceError('JOB_NOT_OPEN', `job ${jobId} takes its prompts from Kafka producers, not uploads`);
+    }
+    const lockKey = `sluice:upload:${jobId}`;
+    const lockId = randomBytes(8).toString('hex');
+    if ((await this.deps.redis.set(lockKey, lockId, 'PX', this.lockMs, 'NX')) !== 'OK') {
+      throw new SluiceError('UPLOAD_IN_PROGRESS', `another upload to job ${jobId} is in progress`, {
+        retryable: true,
+        retryAfterMs: this.lockMs,
+        hint: 'wait for it to finish, or retry after the lock expires if it was interrupted',
+      });
+    }
+    const producer = this.deps.kafka.producer({ transactionalId: `sluice-ingest-${jobId}` });
+    await producer.connect(); // fences (and aborts) a transaction left open by a crashed upload
+    const log = this.log;
+    const c = this.deps.config;
+    let job = current;
+    const resumedFrom = job.accepted + job.invalid;
+    let rowIndex = 0;
+    let accepted = 0;
+    let invalid = 0;
+    const errors: UploadSummary['errors'] = [];
+    const customIds = new HashedIdSet();
+    const jobParameters = JSON.parse(job.parameters) as JobParametersInput;
+    const models = c.models[job.provider] ?? [];
+    const submittedAt = Date.now();
+    let lanes: KafkaMessage[] = [];
+    let outcomes: KafkaMessage[] = [];
+    let chunkAccepted = 0;
+    let chunkInvalid = 0;
+
+    const commit = async (seal: boolean): Promise<void> => {
+      const next: Job = {
+        ...job,
+        accepted: job.accepted + chunkAccepted,
+        invalid: job.invalid + chunkInvalid,
+        updatedAt: Date.now(),
+      };
+      if (seal) {
+        next.status = 'sealed';
+        next.total = next.accepted + next.invalid;
+      }
+      const txn: Transaction = await producer.transaction();
+      try {
+        const topicMessages = [
+          { topic: jobsTopic, messages: [this.eventMessage(seal ? 'sealed' : 'input_progress', next)] },
+        ];
+        if (lanes.length > 0) topicMessages.push({ topic: job.laneTopic, messages: lanes });
+        if (outcomes.length > 0) topicMessages.push({ topic: job.resultsTopic, messages: outcomes });
+        await txn.sendBatch({ topicMessages, acks: -1 });
+        await txn.commit();
+      } catch (err) {
+        await txn.abort().catch(() => undefined);
+        throw err;
+      }
+      job = next;
+      lanes = [];
+      outcomes = [];
+      chunkAccepted = 0;
+      chunkInvalid = 0;
+      await this.view.put(job);
+      await this.deps.redis.pexpire(lockKey, this.lockMs);
+    };
+
+    const fail = (item: { line: number }, error: RowError, customId: string | null) => {
+      const outcome: PromptOutcome = {
+        jobId,
+        promptId: `${jobId}:${rowIndex}`,
+        rowIndex,
+        tenant,
+        customId,
+        status: 'failed',
+        result: null,
+        error: { code: error.code, message: error.message, lineNumber: item.line },
+        attempts: 0,
+        attemptHistory: [],
+        completedAt: Date.now(),
+      };
+      outcomes.push({ key: jobId, value: this.deps.codecs.promptOutcome.encodeSync(outcome) });
+      chunkInvalid++;
+      invalid++;
+      if (errors.length < 20) errors.push({ line: item.line, code: error.code, message: error.message });
+    };
+
+    try {
+      for await (const item of readInput(body, format, {
+        maxLineBytes: c.maxLineBytes,
+        maxFields: c.maxFields,
+        maxMessages: c.maxMessages,
+        template: job.promptTemplate,
+      })) {
+        const customId = item.row?.customId ?? null;
+        const duplicate = customId !== null && !customIds.add(customId);
+        if (rowIndex < resumedFrom) {
+          rowIndex++; // committed by an earlier upload of the same input
+          continue;
+        }
+        if (duplicate) {
+          fail(
+            item,
+            { code: 'INPUT_DUPLICATE_CUSTOM_ID', message: `custom_id "${customId}" was used by an earlier row` },
+            customId,
+          );
+        } else if (item.error) {
+          fail(item, item.error, null);
+        } else {
+          const request = this.toRequest(job, item, rowIndex, jobParameters, models, submittedAt);
+          if ('code' in request) fail(item, request, customId);
+          else {
+            lanes.push({
+              key: jobId,
+              partition: job.partitions[rowIndex % job.partitions.length]!,
+              value: this.deps.codecs.promptRequest.encodeSync(request),
+            });
+            chunkAccepted++;
+            accepted++;
+          }
+        }
+        rowIndex++;
+        if (chunkAccepted + chunkInvalid >= c.chunkRows) await commit(false);
+      }
+      if (rowIndex === 0) {
+        throw new SluiceError('INPUT_EMPTY', 'the upload has no rows', {
+          hint: 'send one JSON object per line (JSONL), a JSON array, or a CSV with a header row and data rows',
+        });
+      }
+      await commit(true);
+      log.info({ jobId, tenant, accepted, invalid, resumedFrom, total: job.total }, 'job input sealed');
+      return { jobId, status: job.status, accepted, invalid, resumedFrom, total: job.total, errors };
+    } catch (err) {
+      log.warn(
+        { jobId, tenant, err, committedRows: job.accepted + job.invalid },
+        'upload interrupted; its last chunk was rolled back',
+      );
+      if (err instanceof SluiceError) throw err;
+      throw new SluiceError(
+        'UPLOAD_INTERRUPTED',
+        `the upload ended before its end: ${(err as Error).message}. ` +
+          `${job.accepted + job.invalid} rows are committed; upload the same input again to resume after them`,
+        { cause: err, retryable: true, context: { committedRows: job.accepted + job.invalid } },
+      );
+    } finally {
+      await producer.disconnect().catch(() => undefined);
+      if ((await this.deps.redis.get(lockKey)) === lockId) await this.deps.redis.del(lockKey);
+    }
+  }
+
+  private toRequest(
+    job: Job,
+    item: InputItem & { row: PromptRow },
+    rowIndex: number,
+    defaults: JobParametersInput,
+    models: string[],
+    submittedAt: number,
+  ): PromptRequest | RowError {
+    const row = item.row;
+    const model = row.model ?? job.model;
+    if (row.model !== null && !models.includes('*') && !models.includes(row.model)) {
+      return {
+        code: 'INPUT_UNKNOWN_MODEL',
+        message: `model "${row.model}" is not a ${job.provider} model (${models.join(', ')})`,
+      };
+    }
+    const parameters = mergeParameters(defaults, row.overrides);
+    if ('code' in parameters) return parameters;
+    return {
+      jobId: job.jobId,
+      promptId: `${job.jobId}:${rowIndex}`,
+      rowIndex,
+      tenant: job.tenant,
+      provider: job.provider,
+      model,
+      messages: row.messages,
+      parameters,
+      attempt: 0,
+      customId: row.customId,
+      priority: job.priority,
+      submittedAt,
+      source: 'http',
+    };
+  }
+
+  private eventMessage(type: string, job: Job): KafkaMessage {
+    const event: JobEvent = { type, at: Date.now(), job };
+    return { key: job.jobId, value: this.deps.codecs.jobEvent.encodeSync(event) };
+  }
+
+  /** Rebuilds the Redis view from the compacted job topic, reading it to its end. */
+  async rebuildView(): Promise<number> {
+    const { kafka, codecs } = this.deps;
+    const admin = kafka.admin();
+    await admin.connect();
+    const ends = await admin.fetchTopicOffsets(jobsTopic);
+    await admin.disconnect();
+    const remaining = new Map(ends.filter((e) => e.high !== e.low).map((e) => [e.partition, Number(e.high)]));
+    let rebuilt = 0;
+    if (remaining.size > 0) {
+      const consumer = kafka.consumer({ groupId: `sluice-ingest-rebuild-${randomBytes(4).toString('hex')}` });
+      await consumer.connect();
+      await consumer.subscribe({ topic: jobsTopic, fromBeginning: true });
+      const latest = new Map<string, Job>();
+      await new Promise<void>((resolve, reject) => {
+        consumer
+          .run({
+            eachMessage: async ({ partition, message }) => {
+              if (message.value) {
+                const event = await codecs.jobEvent.decode(message.value);
+                latest.set(event.job.jobId, event.job);
+              }
+              const end = remaining.get(partition);
+              if (end !== undefined && Number(message.offset) + 1 >= end) remaining.delete(partition);
+              if (remaining.size === 0) resolve();
+            },
+          })
+          .catch(reject);
+      });
+      await consumer.disconnect();
+      for (const job of latest.values()) {
+        await this.view.put(job);
+        if (job.idempotencyKey)
+          await this.deps.redis.set(`sluice:idem:${job.tenant}:${job.idempotencyKey}`, job.jobId, 'EX', 86_400, 'NX');
+        rebuilt++;
+      }
+    }
+    await this.view.markReady();
+    this.log.info({ jobs: rebuilt }, 'job view rebuilt from sluice.jobs');
+    return rebuilt;
+  }
+}
+
+function mergeParameters(defaults: JobParametersInput, o: Record<string, unknown>): Parameters | RowError {
+  const num = (k: string, v: unknown, integer = false): number | RowError | undefined => {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
+      return {
+        code: 'INPUT_WRONG_TYPE',
+        message: `${k} must be ${integer ? 'a whole number' : 'a number'}, got ${JSON.stringify(v)}`,
+      };
+    }
+    return v;
+  };
+  const maxTokens = num('max_tokens', o['max_tokens'] ?? o['max_completion_tokens'], true);
+  const temperature = num('temperature', o['temperature']);
+  const topP = num('top_p', o['top_p']);
+  const seed = num('seed', o['seed'], true);
+  for (const v of [maxTokens, temperature, topP, seed]) if (typeof v === 'object') return v;
+  let stop: string[] | null = defaults.stop ?? null;
+  if (o['stop'] !== undefined && o['stop'] !== null) {
+    const s = o['stop'];
+    if (typeof s === 'string') stop = [s];
+    else if (Array.isArray(s) && s.every((x) => typeof x === 'string')) stop = s;
+    else return { code: 'INPUT_WRONG_TYPE', message: 'stop must be a string or an array of strings' };
+  }
+  const rf = o['response_format'] ?? defaults.responseFormat;
+  return {
+    temperature: (temperature as number | undefined) ?? defaults.temperature ?? null,
+    topP: (topP as number | undefined) ?? defaults.topP ?? null,
+    maxTokens: (maxTokens as number | undefined) ?? defaults.maxTokens ?? null,
+    responseFormat: rf === undefined ? null : JSON.stringify(rf),
+    stop,
+    seed: (seed as number | undefined) ?? defaults.seed ?? null,
+    extra: null,
+  };
+}
