@@ -1,3 +1,4 @@
+import { uniqueName } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJob, createTestApi, readOutcomes, readPrompts, type TestApi } from './helpers.js';
 
@@ -90,11 +91,12 @@ describe('jobs API', () => {
   });
 
   it('returns the same job for a retried create with the same Idempotency-Key', async () => {
+    const idemKey = uniqueName('create-once');
     const create = () =>
       api.app.inject({
         method: 'POST',
         url: '/v1/jobs',
-        headers: { ...api.auth('alice'), 'idempotency-key': 'create-once-1' },
+        headers: { ...api.auth('alice'), 'idempotency-key': idemKey },
         payload: { provider: api.provider, model: 'model-a' },
       });
     const [a, b] = await Promise.all([create(), create()]);
@@ -107,7 +109,7 @@ describe('jobs API', () => {
     const bob = await api.app.inject({
       method: 'POST',
       url: '/v1/jobs',
-      headers: { ...api.auth('bob'), 'idempotency-key': 'create-once-1' },
+      headers: { ...api.auth('bob'), 'idempotency-key': idemKey },
       payload: { provider: api.provider, model: 'model-a' },
     });
     expect(bob.json().id).not.toBe(a.json().id);
