@@ -22,6 +22,8 @@ export async function buildApp({ config, jobs, logger }: AppOptions): Promise<Fa
       redact: ['req.headers.authorization', 'req.headers["x-api-key"]', '*.prompt', '*.messages', '*.content'],
     },
     bodyLimit: config.maxJsonBodyBytes,
+    // Unknown fields are an error the caller should see, not something to drop silently.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     genReqId: () => `req_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`,
   });
   registerErrorHandler(app);

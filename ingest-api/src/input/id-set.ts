@@ -28,7 +28,7 @@ export class HashedIdSet {
     }
     h1 >>>= 0;
     // 0,0 marks an empty slot.
-    h2 = (h2 >>> 0) | 1;
+    h2 = (h2 | 1) >>> 0;
     return this.insert(h1, h2);
   }
 

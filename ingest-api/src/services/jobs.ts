@@ -341,11 +341,12 @@ export class JobService {
       log.info({ jobId, tenant, accepted, invalid, resumedFrom, total: job.total }, 'job input sealed');
       return { jobId, status: job.status, accepted, invalid, resumedFrom, total: job.total, errors };
     } catch (err) {
-      log.warn(
-        { jobId, tenant, err, committedRows: job.accepted + job.invalid },
-        'upload interrupted; its last chunk was rolled back',
-      );
-      if (err instanceof SluiceError) throw err;
+      const committedRows = job.accepted + job.invalid;
+      if (err instanceof SluiceError) {
+        log.info({ jobId, tenant, code: err.code, committedRows }, 'upload refused; its last chunk was rolled back');
+        throw err;
+      }
+      log.warn({ jobId, tenant, err, committedRows }, 'upload interrupted; its last chunk was rolled back');
       throw new SluiceError(
         'UPLOAD_INTERRUPTED',
         `the upload ended before its end: ${(err as Error).message}. ` +

@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createJob, createTestApi, readOutcomes, readPrompts, type TestApi } from './helpers.js';
+
+let api: TestApi;
+beforeAll(async () => {
+  api = await createTestApi();
+});
+afterAll(() => api?.close());
+
+const upload = (jobId: string, payload: string | Buffer, contentType = 'application/jsonl') =>
+  api.app.inject({
+    method: 'PUT',
+    url: `/v1/jobs/${jobId}/input`,
+    headers: { ...api.auth('alice'), 'content-type': contentType },
+    payload,
+  });
+
+describe('bad input: each bad row gets its documented outcome and the job goes on', () => {
+  it('turns every kind of bad row into an error outcome with its line, and keeps the good rows', async () => {
+    const job = await createJob(api);
+    const rows: Array<string | Buffer> = [
+      '{"custom_id":"ok-1","prompt":"fine"}', // 1
+      '{"custom_id":"bad-json","prompt":"unterminated}', // 2 INPUT_INVALID_JSON
+      '{"custom_id":"no-prompt","text":"where is the prompt"}', // 3 INPUT_MISSING_PROMPT
+      '{"custom_id":"wrong-type","prompt":42}', // 4 INPUT_WRONG_TYPE
+      `{"custom_id":"huge","prompt":"${'x'.repeat(5 * 1024 * 1024)}"}`, // 5 INPUT_LINE_TOO_LONG
+      Buffer.concat([Buffer.from('{"custom_id":"utf8","prompt":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), // 6 INPUT_INVALID_UTF8
+      '{"custom_id":"ok-1","prompt":"same id again"}', // 7 INPUT_DUPLICATE_CUSTOM_ID
+      '{"custom_id":"bad-model","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-nope","messages":[{"role":"user","content":"x"}]}}', // 8 INPUT_UNKNOWN_MODEL
+      '{"custom_id":"bad-param","prompt":"x","max_tokens":"many"}', // 9 INPUT_WRONG_TYPE
+      '', // 10 blank: not a row
+      '{"custom_id":"ok-2","prompt":"also fine"}\r', // 11 CRLF
+    ];
+    const body = Buffer.concat([
+      Buffer.from([0xef, 0xbb, 0xbf]),
+      ...rows.flatMap((r) => [Buffer.from(r), Buffer.from('\n')]),
+    ]);
+    const res = await upload(job.id, body);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ accepted: 2, invalid: 8, total: 10, status: 'sealed' });
+    const byLine = Object.fromEntries(
+      (res.json().errors as Array<{ line: number; code: string }>).map((e) => [e.line, e.code]),
+    );
+    expect(byLine).toEqual({
+      2: 'INPUT_INVALID_JSON',
+      3: 'INPUT_MISSING_PROMPT',
+      4: 'INPUT_WRONG_TYPE',
+      5: 'INPUT_LINE_TOO_LONG',
+      6: 'INPUT_INVALID_UTF8',
+      7: 'INPUT_DUPLICATE_CUSTOM_ID',
+      8: 'INPUT_UNKNOWN_MODEL',
+      9: 'INPUT_WRONG_TYPE',
+    });
+
+    // The good rows (BOM on the first, CR on the last) are prompts; the bad ones are outcomes.
+    const prompts = await readPrompts(api, job.id, 2);
+    expect(prompts.map((p) => [p.rowIndex, p.customId, p.messages[0]?.content]).sort()).toEqual([
+      [0, 'ok-1', 'fine'],
+      [9, 'ok-2', 'also fine'],
+    ]);
+    const outcomes = await readOutcomes(api, job.id, 8);
+    expect(outcomes.map((o) => o.rowIndex).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(outcomes.every((o) => o.status === 'failed' && o.error !== null && o.attempts === 0)).toBe(true);
+    const dup = outcomes.find((o) => o.error?.code === 'INPUT_DUPLICATE_CUSTOM_ID');
+    expect(dup).toMatchObject({ customId: 'ok-1', error: { lineNumber: 7 } });
+  });
+
+  it('refuses an empty file with INPUT_EMPTY and leaves the job open', async () => {
+    const job = await createJob(api);
+    for (const empty of ['', '\n\n', '\ufeff']) {
+      const res = await upload(job.id, empty);
+      expect(res.statusCode).toBe(422);
+      expect(res.json().error).toMatchObject({ code: 'INPUT_EMPTY' });
+    }
+    const got = await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') });
+    expect(got.json()).toMatchObject({ status: 'open', counts: { total: null, queued: 0 } });
+  });
+
+  it('rejects an unknown provider or model at creation, naming the known ones', async () => {
+    const provider = await api.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: api.auth('alice'),
+      payload: { provider: 'openia', model: 'x' },
+    });
+    expect(provider.statusCode).toBe(400);
+    expect(provider.json().error).toMatchObject({ code: 'UNKNOWN_PROVIDER', hint: `use one of: ${api.provider}` });
+    const model = await api.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: api.auth('alice'),
+      payload: { provider: api.provider, model: 'model-z' },
+    });
+    expect(model.json().error).toMatchObject({ code: 'UNKNOWN_MODEL', hint: 'use one of: model-a, model-b' });
+    const extra = await api.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: api.auth('alice'),
+      payload: { provider: api.provider, model: 'model-a', colour: 'red' },
+    });
+    expect(extra.statusCode).toBe(400);
+    expect(extra.json().error.code).toBe('VALIDATION_FAILED');
+  });
+
+  it('refuses an unreadable format and a JSON body that is not an array', async () => {
+    const job = await createJob(api);
+    const xml = await upload(job.id, '<rows/>', 'application/xml');
+    expect(xml.statusCode).toBe(415);
+    expect(xml.json().error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+    const obj = await upload(job.id, '{"prompt":"x"}', 'application/json');
+    expect(obj.statusCode).toBe(400);
+    expect(obj.json().error.message).toMatch(/not a JSON array/);
+  });
+
+  it('rolls back a truncated upload and resumes when the same input is sent again', async () => {
+    const job = await createJob(api);
+    const lines = Array.from({ length: 2_500 }, (_, i) =>
+      JSON.stringify({ custom_id: `r${i}`, prompt: `prompt ${i}` }),
+    );
+    // A JSON array cut off in the middle: the first two chunks (1,000 rows each) commit, the rest is rolled back.
+    const truncated = `[${lines.join(',')}`;
+    const first = await upload(job.id, truncated, 'application/json');
+    expect(first.statusCode).toBe(400);
+    expect(first.json().error.message).toMatch(/ends early/);
+    const mid = await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') });
+    expect(mid.json()).toMatchObject({ status: 'open', counts: { queued: 2_000, total: null } });
+
+    const second = await upload(job.id, `[${lines.join(',')}]`, 'application/json');
+    expect(second.statusCode, second.body).toBe(200);
+    expect(second.json()).toMatchObject({ resumedFrom: 2_000, accepted: 500, invalid: 0, total: 2_500 });
+    const prompts = await readPrompts(api, job.id, 2_500);
+    const rows = prompts.map((p) => p.rowIndex).sort((a, b) => a - b);
+    expect(rows).toEqual(Array.from({ length: 2_500 }, (_, i) => i));
+  });
+});
