@@ -422,26 +422,31 @@ export class JobService {
       await consumer.connect();
       await consumer.subscribe({ topic: jobsTopic, fromBeginning: true });
       const latest = new Map<string, Job>();
-      await new Promise<void>((resolve, reject) => {
-        consumer
-          .run({
-            eachMessage: async ({ partition, message }) => {
-              if (message.value) {
-                const event = await codecs.jobEvent.decode(message.value);
-                latest.set(event.job.jobId, event.job);
-              }
-              const end = remaining.get(partition);
-              if (end !== undefined && Number(message.offset) + 1 >= end) remaining.delete(partition);
-              if (remaining.size === 0) resolve();
-            },
-          })
-          .catch(reject);
+      // Until the group is joined nothing can arrive: the quiet period starts then.
+      let lastProgress = Date.now() + 60_000;
+      consumer.on(consumer.events.GROUP_JOIN, () => (lastProgress = Math.min(lastProgress, Date.now())));
+      await consumer.run({
+        eachBatch: async ({ batch }) => {
+          for (const message of batch.messages) {
+            if (!message.value) continue;
+            const event = await codecs.jobEvent.decode(message.value);
+            latest.set(event.job.jobId, event.job);
+          }
+          // lastOffset() counts transaction markers, which are never delivered as messages.
+          const end = remaining.get(batch.partition);
+          if (end !== undefined && Number(batch.lastOffset()) + 1 >= end) remaining.delete(batch.partition);
+          lastProgress = Date.now();
+        },
       });
+      // Done when every partition reached its end, or, when a partition ends with a transaction
+      // marker that no batch reports, when nothing more has come for a while.
+      while (remaining.size > 0 && Date.now() - lastProgress < 2_000) await new Promise((r) => setTimeout(r, 50));
       await consumer.disconnect();
       for (const job of latest.values()) {
         await this.view.put(job);
-        if (job.idempotencyKey)
+        if (job.idempotencyKey) {
           await this.deps.redis.set(`sluice:idem:${job.tenant}:${job.idempotencyKey}`, job.jobId, 'EX', 86_400, 'NX');
+        }
         rebuilt++;
       }
     }

@@ -1,4 +1,4 @@
-import { Transform, type Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { SluiceError } from '@sluice/errors';
@@ -219,8 +219,8 @@ export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes
             },
           );
         }
-        const body = (request.body as Readable).pipe(limitBytes(maxUploadBytes));
-        (request.body as Readable).on('error', (err) => body.destroy(err));
+        // pipeline: an error on either side destroys both, and none goes unhandled.
+        const body = pipeline(request.body as Readable, limitBytes(maxUploadBytes), () => undefined);
         (request.body as Readable).on('aborted', () => body.destroy(new Error('the client closed the connection')));
         return jobs.upload(request.tenant, (request.params as { id: string }).id, body, format);
       },

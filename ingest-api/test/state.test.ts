@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createJob, createTestApi, type TestApi } from './helpers.js';
+
+let api: TestApi;
+beforeAll(async () => {
+  api = await createTestApi({ SLUICE_MAX_UPLOAD_BYTES: '100000' });
+});
+afterAll(() => api?.close());
+
+describe('job state', () => {
+  it('rebuilds the Redis view from sluice.jobs when it is empty', async () => {
+    const job = await createJob(api, { metadata: { owner: 'desk-7' } });
+    await api.app.inject({
+      method: 'PUT',
+      url: `/v1/jobs/${job.id}/input`,
+      headers: { ...api.auth('alice'), 'content-type': 'application/jsonl' },
+      payload: '{"prompt":"a"}\n{"prompt":"b"}\n{"oops":true}\n',
+    });
+    // Lose the view: the job is gone from Redis.
+    await api.redis.del(`sluice:job:${job.id}`, 'sluice:view:ready');
+    expect(
+      (await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') })).statusCode,
+    ).toBe(404);
+
+    expect(await api.jobs.rebuildView()).toBeGreaterThan(0);
+    const got = await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') });
+    expect(got.statusCode).toBe(200);
+    expect(got.json()).toMatchObject({
+      status: 'sealed',
+      metadata: { owner: 'desk-7' },
+      counts: { total: 3, queued: 2, invalid: 1 },
+    });
+  });
+
+  it('lets Kafka-fed jobs be sealed with their total, and refuses uploads to them', async () => {
+    const job = await createJob(api, { source: 'kafka' });
+    const up = await api.app.inject({
+      method: 'PUT',
+      url: `/v1/jobs/${job.id}/input`,
+      headers: { ...api.auth('alice'), 'content-type': 'application/jsonl' },
+      payload: '{"prompt":"a"}',
+    });
+    expect(up.statusCode).toBe(409);
+    const seal = await api.app.inject({
+      method: 'POST',
+      url: `/v1/jobs/${job.id}/seal`,
+      headers: api.auth('alice'),
+      payload: { total: 1234 },
+    });
+    expect(seal.json()).toMatchObject({ status: 'sealed', counts: { total: 1234 } });
+    const again = await api.app.inject({
+      method: 'POST',
+      url: `/v1/jobs/${job.id}/seal`,
+      headers: api.auth('alice'),
+      payload: { total: 1 },
+    });
+    expect(again.statusCode).toBe(409);
+  });
+
+  it('refuses an upload over the size limit with 413, keeping what was committed', async () => {
+    const job = await createJob(api);
+    const big = Array.from({ length: 5_000 }, (_, i) => JSON.stringify({ prompt: `row ${i} ${'x'.repeat(20)}` })).join(
+      '\n',
+    );
+    const res = await api.app.inject({
+      method: 'PUT',
+      url: `/v1/jobs/${job.id}/input`,
+      headers: { ...api.auth('alice'), 'content-type': 'application/jsonl' },
+      payload: big,
+    });
+    expect(res.statusCode).toBe(413);
+    expect(res.json().error).toMatchObject({ code: 'UPLOAD_TOO_LARGE', hint: 'split the input into several jobs' });
+    const got = await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') });
+    expect(got.json().status).toBe('open');
+    expect(got.json().counts.queued % 1_000).toBe(0); // whole chunks only
+  });
+});
