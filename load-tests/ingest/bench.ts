@@ -3,7 +3,9 @@
  * to the real ingest API process and measures, from the first byte sent to the answer that comes
  * after the last Kafka transaction commits, rows/s and MB/s, and the API process's peak RSS.
  *
- *   npm run bench:ingest -- [--rows 1000000[,5000000]] [--json FILE]
+ *   npm run bench:ingest -- [--rows 1000000[,5000000]] [--no-custom-ids] [--json FILE]
+ *
+ * Rows carry a custom_id unless --no-custom-ids (duplicate detection keeps a hash per custom_id).
  *
  * Needs the local stack (npm run stack:up). Each size runs in a fresh API process.
  */
@@ -25,6 +27,7 @@ const { values } = parseArgs({
     rows: { type: 'string', default: '1000000' },
     json: { type: 'string', default: join(root, 'load-tests/results/ingest.json') },
     'chunk-rows': { type: 'string', default: '5000' },
+    'no-custom-ids': { type: 'boolean', default: false },
   },
 });
 
@@ -36,7 +39,8 @@ function rowsStream(n: number): Readable {
     read() {
       let chunk = '';
       for (let k = 0; k < 2_000 && i < n; k++, i++) {
-        chunk += `{"custom_id":"row-${i}","prompt":"Classify the sentiment of headline number ${i}: shares of the company rose after the quarterly report."}\n`;
+        const id = values['no-custom-ids'] ? '' : `"custom_id":"row-${i}",`;
+        chunk += `{${id}"prompt":"Classify the sentiment of headline number ${i}: shares of the company rose after the quarterly report."}\n`;
       }
       this.push(chunk.length > 0 ? chunk : null);
     },
@@ -139,7 +143,7 @@ async function main() {
   mkdirSync(dirname(values.json), { recursive: true });
   writeFileSync(
     values.json,
-    `${JSON.stringify({ benchmark: 'ingest', date: new Date().toISOString(), chunkRows: Number(values['chunk-rows']), results }, null, 2)}\n`,
+    `${JSON.stringify({ benchmark: 'ingest', date: new Date().toISOString(), chunkRows: Number(values['chunk-rows']), customIds: !values['no-custom-ids'], results }, null, 2)}\n`,
   );
   console.log(`written ${values.json}`);
 }
