@@ -6,18 +6,21 @@ package main
 import (
 	"flag"
 	"log"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"cloud.google.com/go/pubsub/v2/pstest"
 )
 
 func main() {
-	port := flag.Int("port", 8085, "TCP port to listen on (loopback)")
+	port := flag.Int("port", 8085, "TCP port to listen on")
+	host := flag.String("host", "127.0.0.1", "address to listen on")
 	flag.Parse()
 
-	srv := pstest.NewServerWithPort(*port)
+	srv := pstest.NewServerWithAddress(net.JoinHostPort(*host, strconv.Itoa(*port)))
 	log.Printf("pstest Pub/Sub server listening on %s", srv.Addr)
 
 	stop := make(chan os.Signal, 1)

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { envFile, logDir, stateDir } from './paths.js';
 import { forgetPid, portOpen, runningPid, stopPid, waitUntil } from './process.js';
 import { stackServices, type Service } from './services.js';
@@ -66,7 +66,7 @@ async function up(service: Service, log: Log): Promise<ServiceReport> {
       () => runningPid(service.name) !== undefined,
     );
   } catch (err) {
-    throw new Error(`${(err as Error).message}. Its log: ${logFile}`);
+    throw new Error(`${(err as Error).message}. Its log, ${logFile}, ends:\n${tail(logFile, 15)}`);
   }
   log(`${service.name}: started (pid ${pid}) in ${((Date.now() - started) / 1000).toFixed(1)} s — ${description}`);
   return { name: service.name, state: 'started', pid, description };
@@ -98,6 +98,11 @@ export async function stackStatus(): Promise<ServiceReport[]> {
       return { name: service.name, state: healthy ? 'running' : 'unhealthy', pid, description };
     }),
   );
+}
+
+function tail(file: string, lines: number): string {
+  if (!existsSync(file)) return '(no log)';
+  return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
 }
 
 function writeEnvFile(settings: Record<string, string>): void {

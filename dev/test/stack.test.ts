@@ -3,26 +3,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseEnvFile } from '@sluice/testing';
+import { freePort, parseEnvFile } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../stack/paths.js';
 import { pubsubRoundTrip } from './pubsub-round-trip.js';
 
-/**
- * A port that is free now, chosen below the kernel's ephemeral range (32768 and up) so that a
- * client socket of a test running in parallel cannot take it before the stack binds it.
- */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const free = await new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-}
+/** This file's servers take ports from 12000-20000 (other tests use other ranges). */
+const nextPort = () => freePort(12_000, 20_000);
 
 function alive(pid: number): boolean {
   try {
@@ -65,10 +52,10 @@ describe('stack:up / stack:status / stack:down', () => {
       SLUICE_STATE_DIR: stateDir,
       SLUICE_STACK_SERVICES: 'redis,gcs,pubsub,schema-registry',
       SLUICE_PUBSUB_IMPL: 'pstest',
-      SLUICE_REDIS_PORT: String(await freePort()),
-      SLUICE_GCS_PORT: String(await freePort()),
-      SLUICE_PUBSUB_PORT: String(await freePort()),
-      SLUICE_SCHEMA_REGISTRY_PORT: String(await freePort()),
+      SLUICE_REDIS_PORT: String(await nextPort()),
+      SLUICE_GCS_PORT: String(await nextPort()),
+      SLUICE_PUBSUB_PORT: String(await nextPort()),
+      SLUICE_SCHEMA_REGISTRY_PORT: String(await nextPort()),
     };
   });
 
@@ -109,7 +96,7 @@ describe('stack:up / stack:status / stack:down', () => {
 
   it('refuses to start a service whose port another process holds, and says which variable moves it', async () => {
     const squatter = createServer();
-    const port = await freePort();
+    const port = await nextPort();
     await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', resolve));
     try {
       const previous = env;

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { stackSettings, waitFor } from '@sluice/testing';
+import { freePort, stackSettings, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../src/config.js';
 import { createTestApi, readPrompts, type TestApi } from './helpers.js';
@@ -14,8 +14,8 @@ import { createTestApi, readPrompts, type TestApi } from './helpers.js';
 describe('restart of the API mid-upload', () => {
   let api: TestApi; // shares the provider (lane) and keys with the child process
   let child: ChildProcess | undefined;
-  const port = 20_000 + Math.floor(Math.random() * 10_000);
-  const base = `http://127.0.0.1:${port}`;
+  let port = 0;
+  let base = '';
 
   const startChild = async () => {
     const s = stackSettings();
@@ -46,6 +46,8 @@ describe('restart of the API mid-upload', () => {
 
   beforeAll(async () => {
     api = await createTestApi();
+    port = await freePort(20_000, 24_000);
+    base = `http://127.0.0.1:${port}`;
   });
   afterAll(async () => {
     child?.kill('SIGKILL');

@@ -24,7 +24,6 @@ export const errorCodes = {
   INPUT_TEMPLATE_FIELD_MISSING: 0,
   INPUT_TOO_MANY_FIELDS: 0,
   INPUT_UNKNOWN_MODEL: 0,
-
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;
