@@ -39,7 +39,7 @@ describe('splitJsonArray', () => {
 
 describe('HashedIdSet', () => {
   it('tells new ids from repeated ones across growth', () => {
-    const s = new HashedIdSet(2);
+    const s = new HashedIdSet();
     for (let i = 0; i < 10_000; i++) expect(s.add(`row-${i}`)).toBe(true);
     for (let i = 0; i < 10_000; i += 997) expect(s.add(`row-${i}`)).toBe(false);
     expect(s.size).toBe(10_000);

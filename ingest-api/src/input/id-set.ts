@@ -1,20 +1,18 @@
-const segmentsCount = 256;
+const bucketBits = 12;
+const buckets = 1 << bucketBits;
 
 /**
- * A set of strings kept as 64-bit hashes in typed arrays (8 bytes an entry, at most 4/3 of that
- * with the table's slack), so that checking a million-row upload for duplicate custom_ids costs
- * megabytes, not the strings. Two different strings share a 64-bit hash with negligible probability
- * (~1e-6 at five million). The table is split in 256 segments that grow on their own, so a growth
- * never holds two copies of the whole table.
+ * A set of strings kept as 64-bit hashes, about 9 bytes an entry, so that checking a five-million-
+ * row upload for duplicate custom_ids costs tens of megabytes, not the strings. A hash's top 12 bits
+ * choose one of 4,096 buckets; the other 52 bits are stored exactly as a number in the bucket's
+ * sorted Float64Array. Buckets grow by a quarter at a time, so there is little slack and no moment
+ * when the whole set exists twice. Two different strings share a 64-bit hash with negligible
+ * probability (~1e-6 at five million).
  */
 export class HashedIdSet {
-  private readonly segments: Uint32Array[] = [];
-  private readonly counts = new Uint32Array(segmentsCount);
+  private readonly tables: Array<Float64Array | undefined> = new Array(buckets);
+  private readonly lengths = new Uint32Array(buckets);
   private total = 0;
-
-  constructor(slotsPerSegment = 16) {
-    for (let i = 0; i < segmentsCount; i++) this.segments.push(new Uint32Array(slotsPerSegment * 2));
-  }
 
   get size(): number {
     return this.total;
@@ -31,39 +29,28 @@ export class HashedIdSet {
       h2 ^= h2 >>> 15;
     }
     h1 >>>= 0;
-    h2 = (h2 | 1) >>> 0; // never 0: (0, 0) marks an empty slot
-    const s = h2 >>> 24;
-    if ((this.counts[s]! + 1) * 4 > (this.segments[s]!.length / 2) * 3) this.grow(s);
-    const added = insert(this.segments[s]!, h1, h2);
-    if (added) {
-      this.counts[s]!++;
-      this.total++;
+    h2 >>>= 0;
+    const b = h1 >>> (32 - bucketBits);
+    const key = (h1 & ((1 << (32 - bucketBits)) - 1)) * 4_294_967_296 + h2; // the other 52 bits, exact
+    const n = this.lengths[b]!;
+    let table = this.tables[b];
+    let lo = 0;
+    let hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (table![mid]! < key) lo = mid + 1;
+      else hi = mid;
     }
-    return added;
-  }
-
-  private grow(s: number): void {
-    const old = this.segments[s]!;
-    const table = new Uint32Array(old.length * 2);
-    for (let i = 0; i < old.length; i += 2) {
-      if (old[i] !== 0 || old[i + 1] !== 0) insert(table, old[i]!, old[i + 1]!);
+    if (lo < n && table![lo] === key) return false;
+    if (table === undefined || n === table.length) {
+      const grown = new Float64Array(table === undefined ? 8 : Math.ceil(table.length * 1.25) + 8);
+      if (table !== undefined) grown.set(table);
+      this.tables[b] = table = grown;
     }
-    this.segments[s] = table;
-  }
-}
-
-function insert(table: Uint32Array, h1: number, h2: number): boolean {
-  const slots = table.length / 2;
-  let slot = h1 % slots;
-  for (;;) {
-    const a = table[slot * 2]!;
-    const b = table[slot * 2 + 1]!;
-    if (a === 0 && b === 0) {
-      table[slot * 2] = h1;
-      table[slot * 2 + 1] = h2;
-      return true;
-    }
-    if (a === h1 && b === h2) return false;
-    slot = (slot + 1) % slots;
+    table.copyWithin(lo + 1, lo, n);
+    table[lo] = key;
+    this.lengths[b] = n + 1;
+    this.total++;
+    return true;
   }
 }
