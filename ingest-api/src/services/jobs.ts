@@ -62,9 +62,6 @@ export interface JobServiceDeps {
   uploadLockMs?: number;
 }
 
-/** Messages per produce call inside an upload's transaction: bounds kafkajs's quadratic grouping (5,000 rows on one partition cost 4x more in one call). */
-const sendSlice = 2_500;
-
 const terminal = new Set(['cancelled', 'completed', 'completed_with_errors', 'failed']);
 
 function newJobId(): string {
@@ -258,18 +255,12 @@ export class JobService {
       }
       const txn: Transaction = await producer.transaction();
       try {
-        // Slices: kafkajs groups a send's messages per partition in time quadratic in their count.
-        for (let i = 0; i < lanes.length; i += sendSlice) {
-          await txn.send({ topic: job.laneTopic, messages: lanes.slice(i, i + sendSlice), acks: -1 });
-        }
-        for (let i = 0; i < outcomes.length; i += sendSlice) {
-          await txn.send({ topic: job.resultsTopic, messages: outcomes.slice(i, i + sendSlice), acks: -1 });
-        }
-        await txn.send({
-          topic: jobsTopic,
-          messages: [this.eventMessage(seal ? 'sealed' : 'input_progress', next)],
-          acks: -1,
-        });
+        const topicMessages = [
+          { topic: jobsTopic, messages: [this.eventMessage(seal ? 'sealed' : 'input_progress', next)] },
+        ];
+        if (lanes.length > 0) topicMessages.push({ topic: job.laneTopic, messages: lanes });
+        if (outcomes.length > 0) topicMessages.push({ topic: job.resultsTopic, messages: outcomes });
+        await txn.sendBatch({ topicMessages, acks: -1 });
         await txn.commit();
       } catch (err) {
         await txn.abort().catch(() => undefined);

@@ -1,3 +1,5 @@
+// Must stay the first import: it replaces a kafkajs module before kafkajs loads it.
+import './linear-grouping.js';
 import {
   Kafka,
   logLevel,
