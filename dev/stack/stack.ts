@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { envFile, logDir, stateDir } from './paths.js';
-import { forgetPid, portOpen, runningPid, stopPid, waitUntil } from './process.js';
+import { forgetPid, isAlive, portOpen, runningPid, stopPid, waitUntil } from './process.js';
 import { stackServices, type Service } from './services.js';
 import { connectionSettings, host, stackPorts } from './settings.js';
 
@@ -63,7 +63,8 @@ async function up(service: Service, log: Log): Promise<ServiceReport> {
       service.name,
       () => service.healthy(),
       service.startTimeoutMs,
-      () => runningPid(service.name) !== undefined,
+      // Just spawned: its command line may not show the exec yet, so only ask whether it lives.
+      () => isAlive(pid),
     );
   } catch (err) {
     throw new Error(`${(err as Error).message}. Its log, ${logFile}, ends:\n${tail(logFile, 15)}`);
