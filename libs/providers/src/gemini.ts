@@ -1,0 +1,122 @@
+import { ApiError, GoogleGenAI, type GenerateContentConfig } from '@google/genai';
+import { ProviderError, type ChatRequest, type ChatResult, type FailureKind, type ProviderAdapter } from './types.js';
+
+interface GeminiErrorBody {
+  error?: {
+    status?: string;
+    message?: string;
+    details?: Array<{
+      '@type'?: string;
+      retryDelay?: string;
+      violations?: Array<{ quotaValue?: string; quotaId?: string }>;
+      reason?: string;
+    }>;
+  };
+}
+
+function parseBody(message: string): GeminiErrorBody {
+  try {
+    return JSON.parse(message) as GeminiErrorBody;
+  } catch {
+    const start = message.indexOf('{');
+    try {
+      return start >= 0 ? (JSON.parse(message.slice(start)) as GeminiErrorBody) : {};
+    } catch {
+      return {};
+    }
+  }
+}
+
+/** How a Gemini failure is handled, in one table: the first row that matches decides. */
+const table: Array<{ when: (status: number, b: GeminiErrorBody) => boolean; kind: FailureKind }> = [
+  {
+    // A quota of 0 is not a rate: the project has no allowance for this model.
+    when: (s, b) => s === 429 && (b.error?.details ?? []).some((d) => d.violations?.some((v) => v.quotaValue === '0')),
+    kind: 'quota_exhausted',
+  },
+  { when: (s) => s === 429, kind: 'rate_limited' },
+  {
+    when: (s, b) => s === 400 && /exceeds the maximum number of tokens/i.test(b.error?.message ?? ''),
+    kind: 'request_too_large',
+  },
+  { when: (s) => s === 408 || s >= 500, kind: 'transient' },
+  { when: () => true, kind: 'permanent' },
+];
+
+function retryDelayMs(b: GeminiErrorBody): number | undefined {
+  const delay = b.error?.details?.find((d) => d['@type']?.endsWith('RetryInfo'))?.retryDelay;
+  const m = delay ? /^(\d+(?:\.\d+)?)s$/.exec(delay) : null;
+  return m ? Number(m[1]) * 1_000 : undefined;
+}
+
+export function classifyGeminiError(err: unknown): ProviderError {
+  if (err instanceof ApiError) {
+    const b = parseBody(err.message);
+    const kind = table.find((row) => row.when(err.status, b))!.kind;
+    return new ProviderError(kind, `gemini: ${b.error?.message ?? err.message}`, {
+      provider: 'gemini',
+      status: err.status,
+      retryAfterMs: kind === 'rate_limited' ? retryDelayMs(b) : undefined,
+      cause: err,
+    });
+  }
+  const e = err as Error;
+  if (e.name === 'AbortError' || /abort|timed? ?out/i.test(e.message)) {
+    return new ProviderError('transient', 'gemini: the call timed out', { provider: 'gemini', cause: err });
+  }
+  return new ProviderError('transient', `gemini: ${e.message}`, { provider: 'gemini', cause: err });
+}
+
+export interface GeminiAdapterOptions {
+  apiKey: string;
+  /** @default https://generativelanguage.googleapis.com */
+  baseUrl?: string;
+}
+
+export function createGeminiAdapter(o: GeminiAdapterOptions): ProviderAdapter {
+  const ai = new GoogleGenAI({ apiKey: o.apiKey, httpOptions: o.baseUrl ? { baseUrl: o.baseUrl } : undefined });
+  return {
+    provider: 'gemini',
+    async chat(req: ChatRequest): Promise<ChatResult> {
+      const system = req.messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => m.content);
+      const contents = req.messages
+        .filter((m) => m.role !== 'system' && m.role !== 'developer')
+        .map((m) => ({ role: m.role === 'assistant' ? 'model' : 'user', parts: [{ text: m.content }] }));
+      const config: GenerateContentConfig = { httpOptions: { timeout: req.timeoutMs } };
+      if (system.length > 0) config.systemInstruction = system.join('\n');
+      if (req.maxTokens != null) config.maxOutputTokens = req.maxTokens;
+      if (req.temperature != null) config.temperature = req.temperature;
+      if (req.topP != null) config.topP = req.topP;
+      if (req.stop != null) config.stopSequences = req.stop;
+      if (req.seed != null) config.seed = req.seed;
+      if (req.responseFormat?.['type'] === 'json_object' || req.responseFormat?.['type'] === 'json_schema') {
+        config.responseMimeType = 'application/json';
+      }
+      if (req.signal) config.abortSignal = req.signal;
+      const started = performance.now();
+      try {
+        const res = await ai.models.generateContent({ model: req.model, contents, config });
+        const u = res.usageMetadata;
+        return {
+          text: res.text ?? '',
+          finishReason: res.candidates?.[0]?.finishReason ?? null,
+          usage: {
+            promptTokens: u?.promptTokenCount ?? 0,
+            completionTokens: u?.candidatesTokenCount ?? 0,
+            totalTokens: u?.totalTokenCount ?? 0,
+          },
+          model: res.modelVersion ?? req.model,
+          latencyMs: Math.round(performance.now() - started),
+          body: JSON.stringify({
+            candidates: res.candidates,
+            usageMetadata: res.usageMetadata,
+            modelVersion: res.modelVersion,
+          }),
+          rate: {},
+        };
+      } catch (err) {
+        throw classifyGeminiError(err);
+      }
+    },
+  };
+}

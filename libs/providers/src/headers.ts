@@ -1,0 +1,72 @@
+import type { RateHeaders } from './types.js';
+
+interface HeaderSource {
+  get(name: string): string | null;
+}
+
+/** Go's time.Duration text ("6m0s", "1.5s", "12ms", "1h2m3s") in milliseconds. */
+export function parseGoDuration(text: string | null | undefined): number | undefined {
+  if (!text) return undefined;
+  const re = /(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)/g;
+  let total = 0;
+  let matched = false;
+  for (const m of text.matchAll(re)) {
+    matched = true;
+    const v = Number(m[1]);
+    const unit = m[2];
+    total +=
+      unit === 'h'
+        ? v * 3_600_000
+        : unit === 'm'
+          ? v * 60_000
+          : unit === 's'
+            ? v * 1_000
+            : unit === 'ms'
+              ? v
+              : v / 1_000_000;
+  }
+  return matched ? total : undefined;
+}
+
+function num(h: HeaderSource, name: string): number | undefined {
+  const raw = h.get(name);
+  if (raw === null || raw === '') return undefined;
+  const v = Number(raw);
+  // Azure sometimes sends -1: no information.
+  return Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+/** x-ratelimit-* headers (OpenAI sends all six, Azure the remaining ones). */
+export function readRateHeaders(h: HeaderSource | undefined): RateHeaders {
+  if (!h) return {};
+  const out: RateHeaders = {};
+  const set = <K extends keyof RateHeaders>(k: K, v: number | undefined) => {
+    if (v !== undefined) out[k] = v;
+  };
+  set('limitRequests', num(h, 'x-ratelimit-limit-requests'));
+  set('remainingRequests', num(h, 'x-ratelimit-remaining-requests'));
+  set('resetRequestsMs', parseGoDuration(h.get('x-ratelimit-reset-requests')));
+  set('limitTokens', num(h, 'x-ratelimit-limit-tokens'));
+  set('remainingTokens', num(h, 'x-ratelimit-remaining-tokens'));
+  set('resetTokensMs', parseGoDuration(h.get('x-ratelimit-reset-tokens')));
+  return out;
+}
+
+/**
+ * How long the provider asked us to wait: retry-after-ms, then retry-after (seconds or an HTTP
+ * date), then OpenAI's "Please try again in 1.234s" / "in 120ms" in the message.
+ */
+export function retryAfterMs(h: HeaderSource | undefined, message?: string): number | undefined {
+  const ms = h?.get('retry-after-ms');
+  if (ms && Number.isFinite(Number(ms))) return Number(ms);
+  const after = h?.get('retry-after');
+  if (after) {
+    const seconds = Number(after);
+    if (Number.isFinite(seconds)) return seconds * 1_000;
+    const date = Date.parse(after);
+    if (Number.isFinite(date)) return Math.max(0, date - Date.now());
+  }
+  const m = message ? /try again in (\d+(?:\.\d+)?)(ms|s)\b/i.exec(message) : null;
+  if (m) return Number(m[1]) * (m[2] === 'ms' ? 1 : 1_000);
+  return undefined;
+}

@@ -1,0 +1,12 @@
+export * from './types.js';
+export { parseGoDuration, readRateHeaders, retryAfterMs } from './headers.js';
+export {
+  classifyOpenAIError,
+  createAzureAdapter,
+  createCompatibleAdapter,
+  createOpenAIAdapter,
+  type AzureAdapterOptions,
+  type CompatibleAdapterOptions,
+  type OpenAIAdapterOptions,
+} from './openai-family.js';
+export { classifyGeminiError, createGeminiAdapter, type GeminiAdapterOptions } from './gemini.js';

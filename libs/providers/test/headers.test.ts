@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { parseGoDuration, readRateHeaders, retryAfterMs } from '../src/index.js';
+
+const headers = (h: Record<string, string>) => new Headers(h);
+
+describe('rate headers', () => {
+  it('reads Go durations', () => {
+    expect(parseGoDuration('6m0s')).toBe(360_000);
+    expect(parseGoDuration('1.5s')).toBe(1_500);
+    expect(parseGoDuration('12ms')).toBe(12);
+    expect(parseGoDuration('1h2m3s')).toBe(3_723_000);
+    expect(parseGoDuration('soon')).toBeUndefined();
+  });
+
+  it("reads OpenAI's six headers and ignores Azure's -1", () => {
+    expect(
+      readRateHeaders(
+        headers({
+          'x-ratelimit-limit-requests': '500',
+          'x-ratelimit-remaining-requests': '499',
+          'x-ratelimit-reset-requests': '120ms',
+          'x-ratelimit-limit-tokens': '200000',
+          'x-ratelimit-remaining-tokens': '-1',
+          'x-ratelimit-reset-tokens': '6m0s',
+        }),
+      ),
+    ).toEqual({
+      limitRequests: 500,
+      remainingRequests: 499,
+      resetRequestsMs: 120,
+      limitTokens: 200_000,
+      resetTokensMs: 360_000,
+    });
+  });
+
+  it('takes the wait from retry-after-ms, retry-after, or the message', () => {
+    expect(retryAfterMs(headers({ 'retry-after-ms': '1234', 'retry-after': '2' }))).toBe(1_234);
+    expect(retryAfterMs(headers({ 'retry-after': '2' }))).toBe(2_000);
+    expect(retryAfterMs(headers({}), 'Rate limit reached ... Please try again in 1.5s. Visit')).toBe(1_500);
+    expect(retryAfterMs(headers({}), 'Please try again in 120ms.')).toBe(120);
+    expect(retryAfterMs(headers({}), 'no hint')).toBeUndefined();
+  });
+});
