@@ -13,8 +13,8 @@ import {
 type Dialect = 'openai' | 'azure' | 'gemini' | 'compatible';
 
 /** Keys of each scenario, per dialect: the simulator answers each scenario the way the provider would. */
-const scenarios = ['ok', 'limited', 'quota', 'large', 'error', 'hang'] as const;
-const key = (dialect: Dialect, scenario: (typeof scenarios)[number]) => `${dialect}-${scenario}`;
+type Scenario = 'ok' | 'limited' | 'quota' | 'large' | 'error' | 'hang';
+const key = (dialect: Dialect, scenario: Scenario) => `${dialect}-${scenario}`;
 
 let sim: ProviderSimServer;
 beforeAll(async () => {
@@ -61,7 +61,7 @@ async function failure(adapter: ProviderAdapter, req: ChatRequest): Promise<Prov
 
 for (const dialect of ['openai', 'azure', 'gemini', 'compatible'] as const) {
   describe(`${dialect} adapter conformance`, () => {
-    const make = (s: (typeof scenarios)[number]) => adapters[dialect](key(dialect, s));
+    const make = (s: Scenario) => adapters[dialect](key(dialect, s));
 
     it('returns the text, usage and model of a completion', async () => {
       const res = await make('ok').chat(request());
