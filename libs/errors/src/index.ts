@@ -30,6 +30,8 @@ export const errorCodes = {
   PROVIDER_REQUEST_TOO_LARGE: 0,
   PROVIDER_TRANSIENT: 0,
   PROVIDER_REJECTED: 0,
+  ATTEMPTS_EXHAUSTED: 0,
+  JOB_CANCELLED: 0,
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;

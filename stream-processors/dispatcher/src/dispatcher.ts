@@ -1,0 +1,329 @@
+import type { Redis } from 'ioredis';
+import type { Consumer, Logger, Producer, SluiceKafka } from '@sluice/kafka';
+import { ProviderError, type ChatResult, type ProviderAdapter } from '@sluice/providers';
+import type { BucketLimits, RateLimiter } from '@sluice/rate-limit';
+import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
+import { backoffMs, headers, readAttempts, tierFor } from './headers.js';
+import { OffsetTracker } from './offset-tracker.js';
+
+export interface DispatcherOptions {
+  kafka: SluiceKafka;
+  codecs: SchemaCodecs;
+  redis: Redis;
+  limiter: RateLimiter;
+  /** The lane: prompts come from sluice.requests.<provider>. */
+  provider: string;
+  adapter: ProviderAdapter;
+  /** Names the API key in bucket names and logs; never the key itself. */
+  keyId: string;
+  /** Limits per model; a model without limits is not rate-limited here. */
+  limits: (model: string) => BucketLimits;
+  /** Calls in flight per process, across partitions. @default 64 */
+  concurrency?: number;
+  /** @default 60000 */
+  callTimeoutMs?: number;
+  /** Provider calls per prompt before it ends in an error. @default 6 */
+  maxAttempts?: number;
+  /** Completion budget assumed for prompts without max_tokens. @default 1024 */
+  defaultMaxTokens?: number;
+  /** @default sluice-dispatcher-<provider> */
+  groupId?: string;
+  log: Logger;
+}
+
+interface Task {
+  request: PromptRequest;
+  history: Attempt[];
+  partition: number;
+  offset: number;
+  tracker: OffsetTracker;
+}
+
+const now = () => Date.now();
+
+/**
+ * The dispatcher of one provider lane. Many calls run at once per partition; offsets are committed
+ * only past the contiguous finished prefix (OffsetTracker); batches are handed over at once, so the
+ * consumer keeps heartbeating however long calls take; partitions are paused while the process is
+ * at its concurrency. A prompt ends in exactly one terminal record on sluice.results.<jobId>, or
+ * goes to a delay topic for another attempt.
+ */
+export class Dispatcher {
+  private readonly o: Required<Omit<DispatcherOptions, 'groupId'>> & { groupId: string };
+  private readonly lane: string;
+  private consumer: Consumer | undefined;
+  private readonly producer: Producer;
+  private trackers = new Map<number, OffsetTracker>();
+  private readonly dirty = new Set<number>();
+  private inFlight = 0;
+  private paused = false;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private readonly jobStatus = new Map<string, { status: string; at: number }>();
+  private readonly idle: Array<() => void> = [];
+
+  constructor(options: DispatcherOptions) {
+    this.o = {
+      concurrency: 64,
+      callTimeoutMs: 60_000,
+      maxAttempts: 6,
+      defaultMaxTokens: 1_024,
+      groupId: `sluice-dispatcher-${options.provider}`,
+      ...options,
+    };
+    this.lane = `sluice.requests.${options.provider}`;
+    this.producer = options.kafka.producer({ idempotent: true });
+  }
+
+  async start(): Promise<void> {
+    await this.o.kafka.ensureTopics(tierTopics());
+    await this.producer.connect();
+    const consumer = this.o.kafka.consumer({
+      groupId: this.o.groupId,
+      sessionTimeout: 30_000,
+      heartbeatInterval: 3_000,
+      // Short fetch waits: a partition resumed after backpressure is fetched again at once.
+      maxWaitTimeInMs: 200,
+    });
+    this.consumer = consumer;
+    // A new assignment starts from the committed offsets: fresh trackers. Calls still running for
+    // the old assignment finish and produce their outcomes (the sink keeps the first per prompt).
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      this.trackers = new Map();
+      this.dirty.clear();
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.lane, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, isRunning, isStale }) => {
+        for (const message of batch.messages) {
+          if (!isRunning() || isStale()) return;
+          if (this.inFlight >= this.o.concurrency) {
+            // Full: stop here; the unresolved rest is fetched again after resume.
+            this.pause();
+            return;
+          }
+          const offset = Number(message.offset);
+          const tracker = this.tracker(batch.partition);
+          tracker.start(offset);
+          resolveOffset(message.offset);
+          this.inFlight++;
+          const history = readAttempts(message.headers);
+          void this.decodeAndRun(message.value, history, batch.partition, offset, tracker);
+        }
+      },
+    });
+    this.flushTimer = setInterval(() => void this.commitDirty(), 200);
+  }
+
+  /** Stops taking prompts, lets calls in flight finish (up to `graceMs`), commits, disconnects. */
+  async stop(graceMs = 30_000): Promise<void> {
+    this.pause();
+    if (this.inFlight > 0) {
+      await Promise.race([new Promise<void>((r) => this.idle.push(r)), new Promise((r) => setTimeout(r, graceMs))]);
+    }
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    await this.commitDirty();
+    await this.consumer?.disconnect();
+    await this.producer.disconnect();
+  }
+
+  private tracker(partition: number): OffsetTracker {
+    let t = this.trackers.get(partition);
+    if (!t) {
+      t = new OffsetTracker();
+      this.trackers.set(partition, t);
+    }
+    return t;
+  }
+
+  private pause(): void {
+    if (this.paused || !this.consumer) return;
+    this.paused = true;
+    this.consumer.pause([{ topic: this.lane }]);
+  }
+
+  private maybeResume(): void {
+    if (this.paused && this.inFlight <= this.o.concurrency / 2 && this.consumer) {
+      this.paused = false;
+      this.consumer.resume([{ topic: this.lane }]);
+    }
+  }
+
+  private async commitDirty(): Promise<void> {
+    if (!this.consumer || this.dirty.size === 0) return;
+    const offsets = [...this.dirty].flatMap((partition) => {
+      const offset = this.trackers.get(partition)?.commitOffset;
+      return offset === undefined ? [] : [{ topic: this.lane, partition, offset: String(offset) }];
+    });
+    this.dirty.clear();
+    if (offsets.length === 0) return;
+    try {
+      await this.consumer.commitOffsets(offsets);
+    } catch (err) {
+      // A rebalance took the partitions: the new owner re-reads from the last commit.
+      this.o.log.warn(
+        { err, lane: this.lane },
+        'offset commit failed; records after the last commit may be read again',
+      );
+    }
+  }
+
+  private async decodeAndRun(
+    value: Buffer | null,
+    history: Attempt[],
+    partition: number,
+    offset: number,
+    tracker: OffsetTracker,
+  ) {
+    try {
+      if (!value) throw new Error('empty record');
+      const request = await this.o.codecs.promptRequest.decode(value);
+      await this.run({ request, history, partition, offset, tracker });
+    } catch (err) {
+      // A record that cannot be decoded cannot be answered: log it and move on (poison record).
+      this.o.log.error({ err, lane: this.lane, partition, offset }, 'lane record could not be processed; skipped');
+    } finally {
+      if (tracker.finish(offset) !== undefined && this.trackers.get(partition) === tracker) this.dirty.add(partition);
+      this.inFlight--;
+      this.maybeResume();
+      if (this.inFlight === 0) for (const r of this.idle.splice(0)) r();
+    }
+  }
+
+  private async run(task: Task): Promise<void> {
+    const { request } = task;
+    if ((await this.statusOf(request.jobId)) === 'cancelled') {
+      return this.terminal(task, 'cancelled', null, {
+        code: 'JOB_CANCELLED',
+        message: 'the job was cancelled before this prompt ran',
+        lineNumber: null,
+      });
+    }
+    const bucket = `${this.o.provider}:${request.model}:${this.o.keyId}`;
+    const chars = request.messages.reduce((n, m) => n + m.content.length, 0);
+    const tokens = Math.ceil(chars / 4) + (request.parameters.maxTokens ?? this.o.defaultMaxTokens);
+    const limits = this.o.limits(request.model);
+    for (;;) {
+      const grant = await this.o.limiter.acquire({ bucket, limits, tokens });
+      if (grant.granted) break;
+      // Waiting here holds one call slot, not the consumer: the batch loop goes on.
+      await new Promise((r) => setTimeout(r, Math.min(grant.retryAfterMs + 5, 30_000)));
+    }
+    const attempt = request.attempt + 1;
+    const at = now();
+    let result: ChatResult;
+    try {
+      result = await this.o.adapter.chat({
+        model: request.model,
+        messages: request.messages,
+        maxTokens: request.parameters.maxTokens,
+        temperature: request.parameters.temperature,
+        topP: request.parameters.topP,
+        stop: request.parameters.stop,
+        seed: request.parameters.seed,
+        responseFormat: request.parameters.responseFormat
+          ? (JSON.parse(request.parameters.responseFormat) as Record<string, unknown>)
+          : null,
+        timeoutMs: this.o.callTimeoutMs,
+      });
+    } catch (err) {
+      const e =
+        err instanceof ProviderError
+          ? err
+          : new ProviderError('transient', (err as Error).message, { provider: this.o.provider, cause: err });
+      const history = [
+        ...task.history,
+        { attempt, at, outcome: e.kind, code: e.code, message: e.message.slice(0, 500), latencyMs: now() - at },
+      ];
+      if (e.kind === 'rate_limited' && e.retryAfterMs !== undefined) await this.o.limiter.pause(bucket, e.retryAfterMs);
+      if (e.retryable && attempt < this.o.maxAttempts) {
+        const wait = Math.max(e.retryAfterMs ?? 0, e.kind === 'transient' ? backoffMs(attempt) : 1_000);
+        return this.delay({ ...task, history }, attempt, wait);
+      }
+      const code = e.retryable ? 'ATTEMPTS_EXHAUSTED' : e.code;
+      return this.terminal({ ...task, history }, 'failed', null, {
+        code,
+        message: e.message.slice(0, 2_000),
+        lineNumber: null,
+      });
+    }
+    const history = [
+      ...task.history,
+      { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs },
+    ];
+    return this.terminal({ ...task, history }, 'succeeded', {
+      model: result.model,
+      text: result.text,
+      finishReason: result.finishReason,
+      usage: result.usage,
+      latencyMs: result.latencyMs,
+      body: result.body,
+    });
+  }
+
+  private async terminal(
+    task: Task,
+    status: 'succeeded' | 'failed' | 'cancelled',
+    result: PromptOutcome['result'],
+    error: PromptOutcome['error'] = null,
+  ): Promise<void> {
+    const r = task.request;
+    const outcome: PromptOutcome = {
+      jobId: r.jobId,
+      promptId: r.promptId,
+      rowIndex: r.rowIndex,
+      tenant: r.tenant,
+      customId: r.customId,
+      status,
+      result,
+      error,
+      attempts: task.history.length,
+      attemptHistory: task.history,
+      completedAt: now(),
+    };
+    await this.producer.send({
+      topic: `sluice.results.${r.jobId}`,
+      acks: -1,
+      messages: [{ key: r.jobId, value: this.o.codecs.promptOutcome.encodeSync(outcome) }],
+    });
+  }
+
+  private async delay(task: Task, attempt: number, waitMs: number): Promise<void> {
+    const next: PromptRequest = { ...task.request, attempt };
+    await this.producer.send({
+      topic: tierFor(waitMs),
+      acks: -1,
+      messages: [
+        {
+          key: task.request.jobId,
+          value: this.o.codecs.promptRequest.encodeSync(next),
+          headers: {
+            [headers.dueAt]: String(now() + waitMs),
+            [headers.lane]: this.lane,
+            [headers.lanePartition]: String(task.partition),
+            [headers.attempts]: JSON.stringify(task.history),
+          },
+        },
+      ],
+    });
+  }
+
+  /** The job's status from the API's Redis view, cached for a second. */
+  private async statusOf(jobId: string): Promise<string | undefined> {
+    const cached = this.jobStatus.get(jobId);
+    if (cached && now() - cached.at < 1_000) return cached.status;
+    const raw = await this.o.redis.get(`sluice:job:${jobId}`);
+    const status = raw ? (JSON.parse(raw) as { status: string }).status : 'unknown';
+    this.jobStatus.set(jobId, { status, at: now() });
+    return status;
+  }
+}
+
+export function tierTopics() {
+  return ['sluice.delay.5s', 'sluice.delay.30s', 'sluice.delay.2m', 'sluice.delay.10m'].map((topic) => ({
+    topic,
+    partitions: 6,
+  }));
+}

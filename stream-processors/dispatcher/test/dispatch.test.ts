@@ -1,0 +1,208 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { createKafka } from '@sluice/kafka';
+import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
+import { createOpenAIAdapter } from '@sluice/providers';
+import { RateLimiter } from '@sluice/rate-limit';
+import { createSchemaCodecs, type PromptOutcome, type PromptRequest, type SchemaCodecs } from '@sluice/schemas';
+import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DelayProcessor } from '../../delay/src/delay-processor.js';
+import { Dispatcher } from '../src/dispatcher.js';
+
+const s = stackSettings();
+const log = pino({ level: 'warn' });
+const kafka = createKafka({ brokers: s.kafkaBrokers, clientId: uniqueName('dispatch-test'), logger: log });
+const redis = new Redis(s.redisUrl);
+let codecs: SchemaCodecs;
+let sim: ProviderSimServer;
+let delay: DelayProcessor;
+
+beforeAll(async () => {
+  codecs = await createSchemaCodecs({ registryUrl: s.schemaRegistryUrl });
+  sim = await startProviderSim({
+    config: {
+      seed: 3,
+      latency: { baseMs: 5, perTokenMs: 0.1, sigma: 0.3 },
+      keys: {
+        // The provider allows 50 requests/s; the dispatcher is told 100/s, so it meets 429s.
+        'sk-busy': {
+          dialect: 'openai',
+          limits: { rpm: 3_000, burstWindowMs: 1_000 },
+          faults: { errorRate: 0.05, timeoutRate: 0.02 },
+        },
+        'sk-fine': { dialect: 'openai', limits: {} },
+        'sk-broke': { dialect: 'openai', limits: {}, quotaExhausted: true },
+      },
+    },
+  });
+  delay = new DelayProcessor({ kafka, log, groupId: uniqueName('delay') });
+  await delay.start();
+});
+
+afterAll(async () => {
+  await delay?.stop();
+  await sim?.close();
+  redis.disconnect();
+});
+
+/** A job of `n` prompts on a lane of its own, its results topic, and its view in Redis. */
+async function seedJob(n: number, status = 'sealed') {
+  const provider = `d${randomBytes(4).toString('hex')}`;
+  const jobId = `job_${randomBytes(6).toString('hex')}`;
+  await kafka.ensureTopics([
+    { topic: `sluice.requests.${provider}`, partitions: 4 },
+    { topic: `sluice.results.${jobId}`, partitions: 1 },
+  ]);
+  await redis.set(`sluice:job:${jobId}`, JSON.stringify({ jobId, status }));
+  const producer = kafka.producer();
+  await producer.connect();
+  const messages = Array.from({ length: n }, (_, i) => {
+    const request: PromptRequest = {
+      jobId,
+      promptId: `${jobId}:${i}`,
+      rowIndex: i,
+      tenant: 'alice',
+      provider,
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: `Classify headline ${i}.` }],
+      parameters: {
+        temperature: 0,
+        topP: null,
+        maxTokens: 16,
+        responseFormat: null,
+        stop: null,
+        seed: null,
+        extra: null,
+      },
+      attempt: 0,
+      customId: `c${i}`,
+      priority: 0,
+      submittedAt: Date.now(),
+      source: 'http',
+    };
+    return { key: jobId, partition: i % 4, value: codecs.promptRequest.encodeSync(request) };
+  });
+  for (let i = 0; i < messages.length; i += 500)
+    await producer.send({ topic: `sluice.requests.${provider}`, messages: messages.slice(i, i + 500) });
+  await producer.disconnect();
+  return { provider, jobId };
+}
+
+function dispatcher(provider: string, apiKey: string, rpm: number) {
+  return new Dispatcher({
+    kafka,
+    codecs,
+    redis,
+    limiter: new RateLimiter({ redis, keyPrefix: uniqueName('rl') }),
+    provider,
+    adapter: createOpenAIAdapter({ apiKey, baseURL: `${sim.url}/v1` }),
+    keyId: apiKey,
+    limits: () => ({ requestsPerMinute: rpm, burstWindowMs: 1_000 }),
+    concurrency: 32,
+    callTimeoutMs: 500,
+    groupId: uniqueName('dispatcher'),
+    log,
+  });
+}
+
+async function outcomes(jobId: string, expectedUnique: number, timeoutMs: number) {
+  const consumer = kafka.consumer({ groupId: uniqueName('results') });
+  const all: PromptOutcome[] = [];
+  const unique = new Set<string>();
+  await consumer.connect();
+  await consumer.subscribe({ topic: `sluice.results.${jobId}`, fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      const o = await codecs.promptOutcome.decode(message.value!);
+      all.push(o);
+      unique.add(o.promptId);
+    },
+  });
+  try {
+    let last = 0;
+    await waitFor(
+      `${expectedUnique} outcomes of ${jobId}`,
+      () => {
+        if (process.env['DISPATCH_DEBUG'] && Date.now() - last > 5_000) {
+          last = Date.now();
+          const st = sim.sim.ledger
+            .stats()
+            .map((k) => `${k.key}:${JSON.stringify(k.byReason)}`)
+            .join(' ');
+          console.log(
+            `progress ${unique.size}/${expectedUnique} (${all.length} records) ledger ${sim.sim.ledger.size} ${st}`,
+          );
+        }
+        return unique.size >= expectedUnique ? true : undefined;
+      },
+      { timeoutMs, intervalMs: 200 },
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}: ${unique.size} of ${expectedUnique} arrived`);
+    });
+    await new Promise((r) => setTimeout(r, 1_000)); // late duplicates, if any, arrive now
+  } finally {
+    await consumer.disconnect();
+  }
+  return { all, unique };
+}
+
+describe('dispatcher and delay processor (real Kafka and Redis, simulated provider)', () => {
+  it('ends 1,000 prompts under 429s, 5xx and timeouts in exactly one outcome each', async () => {
+    const n = Number(process.env['DISPATCH_N'] ?? 1_000);
+    const { provider, jobId } = await seedJob(n);
+    const d = dispatcher(provider, 'sk-busy', 6_000);
+    await d.start();
+    try {
+      const { all, unique } = await outcomes(jobId, n, 120_000);
+      expect(unique.size).toBe(n);
+      const first = new Map<string, PromptOutcome>();
+      for (const o of all) if (!first.has(o.promptId)) first.set(o.promptId, o);
+      expect([...first.values()].every((o) => o.status === 'succeeded' && o.result !== null)).toBe(true);
+      const retried = [...first.values()].filter((o) => o.attempts > 1);
+      expect(retried.length).toBeGreaterThan(0);
+      expect(retried[0]?.attemptHistory.slice(0, -1).every((a) => a.outcome !== 'ok')).toBe(true);
+      const duplicates = all.length - unique.size;
+      expect(duplicates / n).toBeLessThanOrEqual(0.005);
+      const reasons = sim.sim.ledger.stats().find((k) => k.key === 'sk-busy')?.byReason ?? {};
+      // The provider really refused and failed some calls: the retries were needed.
+      expect(reasons['rpm'] ?? 0).toBeGreaterThan(0);
+      expect((reasons['error_500'] ?? 0) + (reasons['timeout'] ?? 0)).toBeGreaterThan(0);
+    } finally {
+      await d.stop();
+    }
+  }, 180_000);
+
+  it("ends a cancelled job's prompts as cancelled, without calling the provider", async () => {
+    const { provider, jobId } = await seedJob(50, 'cancelled');
+    const before = sim.sim.ledger.size;
+    const d = dispatcher(provider, 'sk-fine', 60_000);
+    await d.start();
+    try {
+      const { unique, all } = await outcomes(jobId, 50, 60_000);
+      expect(unique.size).toBe(50);
+      expect(all.every((o) => o.status === 'cancelled' && o.error?.code === 'JOB_CANCELLED' && o.attempts === 0)).toBe(
+        true,
+      );
+      expect(sim.sim.ledger.size).toBe(before);
+    } finally {
+      await d.stop();
+    }
+  }, 90_000);
+
+  it("fails a quota-exhausted key's prompts at once with a clear error instead of retrying", async () => {
+    const { provider, jobId } = await seedJob(20);
+    const d = dispatcher(provider, 'sk-broke', 60_000);
+    await d.start();
+    try {
+      const { all } = await outcomes(jobId, 20, 60_000);
+      expect(
+        all.every((o) => o.status === 'failed' && o.error?.code === 'PROVIDER_QUOTA_EXHAUSTED' && o.attempts === 1),
+      ).toBe(true);
+      expect(all[0]?.error?.message).toMatch(/exceeded your current quota/);
+    } finally {
+      await d.stop();
+    }
+  }, 90_000);
+});
