@@ -28,6 +28,8 @@ export interface DispatcherOptions {
   defaultMaxTokens?: number;
   /** @default sluice-dispatcher-<provider> */
   groupId?: string;
+  /** The consumer's session timeout; calls may run longer (heartbeats go on). @default 30000 */
+  sessionTimeoutMs?: number;
   log: Logger;
 }
 
@@ -54,6 +56,8 @@ export class Dispatcher {
   private consumer: Consumer | undefined;
   private readonly producer: Producer;
   private trackers = new Map<number, OffsetTracker>();
+  /** Group joins so far (1 after start; more means rebalances). */
+  joins = 0;
   private readonly dirty = new Set<number>();
   private inFlight = 0;
   private paused = false;
@@ -68,6 +72,7 @@ export class Dispatcher {
       maxAttempts: 6,
       defaultMaxTokens: 1_024,
       groupId: `sluice-dispatcher-${options.provider}`,
+      sessionTimeoutMs: 30_000,
       ...options,
     };
     this.lane = `sluice.requests.${options.provider}`;
@@ -79,8 +84,8 @@ export class Dispatcher {
     await this.producer.connect();
     const consumer = this.o.kafka.consumer({
       groupId: this.o.groupId,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3_000,
+      sessionTimeout: this.o.sessionTimeoutMs,
+      heartbeatInterval: Math.max(500, Math.floor(this.o.sessionTimeoutMs / 10)),
       // Short fetch waits: a partition resumed after backpressure is fetched again at once.
       maxWaitTimeInMs: 200,
     });
@@ -88,6 +93,7 @@ export class Dispatcher {
     // A new assignment starts from the committed offsets: fresh trackers. Calls still running for
     // the old assignment finish and produce their outcomes (the sink keeps the first per prompt).
     consumer.on(consumer.events.GROUP_JOIN, () => {
+      this.joins++;
       this.trackers = new Map();
       this.dirty.clear();
     });

@@ -9,7 +9,8 @@ import { createSchemaCodecs, type PromptOutcome, type PromptRequest, type Schema
 import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DelayProcessor } from '../../delay/src/delay-processor.js';
-import { Dispatcher } from '../src/dispatcher.js';
+import { Dispatcher, type DispatcherOptions } from '../src/dispatcher.js';
+import { createAzureAdapter, createGeminiAdapter } from '@sluice/providers';
 
 const s = stackSettings();
 const log = pino({ level: 'warn' });
@@ -34,6 +35,10 @@ beforeAll(async () => {
         },
         'sk-fine': { dialect: 'openai', limits: {} },
         'sk-broke': { dialect: 'openai', limits: {}, quotaExhausted: true },
+        // Every call takes 9 s: longer than the 6 s session timeout the test gives the consumer.
+        'sk-slow': { dialect: 'openai', limits: {}, latency: { baseMs: 9_000, perTokenMs: 0, sigma: 0 } },
+        'az-key': { dialect: 'azure', limits: { rpm: 6_000, tpm: 1_000_000 } },
+        'gm-key': { dialect: 'gemini', limits: { rpm: 6_000 } },
       },
     },
   });
@@ -90,7 +95,7 @@ async function seedJob(n: number, status = 'sealed') {
   return { provider, jobId };
 }
 
-function dispatcher(provider: string, apiKey: string, rpm: number) {
+function dispatcher(provider: string, apiKey: string, rpm: number, over: Partial<DispatcherOptions> = {}) {
   return new Dispatcher({
     kafka,
     codecs,
@@ -104,6 +109,7 @@ function dispatcher(provider: string, apiKey: string, rpm: number) {
     callTimeoutMs: 500,
     groupId: uniqueName('dispatcher'),
     log,
+    ...over,
   });
 }
 
@@ -205,4 +211,40 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
       await d.stop();
     }
   }, 90_000);
+
+  it('keeps its group membership through calls longer than the session timeout: no rebalance, no redelivery', async () => {
+    const { provider, jobId } = await seedJob(8);
+    const d = dispatcher(provider, 'sk-slow', 60_000, { sessionTimeoutMs: 6_000, callTimeoutMs: 20_000 });
+    await d.start();
+    try {
+      const { all, unique } = await outcomes(jobId, 8, 60_000);
+      expect(unique.size).toBe(8);
+      expect(all).toHaveLength(8);
+      expect(all.every((o) => o.status === 'succeeded' && (o.result?.latencyMs ?? 0) >= 9_000)).toBe(true);
+      expect(d.joins).toBe(1);
+    } finally {
+      await d.stop();
+    }
+  }, 90_000);
+
+  it('runs the Azure OpenAI and Gemini dialects end to end', async () => {
+    for (const [name, adapter] of [
+      ['azure', createAzureAdapter({ endpoint: sim.url, apiKey: 'az-key' })],
+      ['gemini', createGeminiAdapter({ apiKey: 'gm-key', baseUrl: sim.url })],
+    ] as const) {
+      const { provider, jobId } = await seedJob(20);
+      const d = dispatcher(provider, name, 60_000, { adapter });
+      await d.start();
+      try {
+        const { all, unique } = await outcomes(jobId, 20, 60_000);
+        expect(unique.size, name).toBe(20);
+        expect(
+          all.every((o) => o.status === 'succeeded' && (o.result?.usage.totalTokens ?? 0) > 0),
+          name,
+        ).toBe(true);
+      } finally {
+        await d.stop();
+      }
+    }
+  }, 120_000);
 });
