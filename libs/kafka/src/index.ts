@@ -3,6 +3,7 @@ import './linear-grouping.js';
 import {
   Kafka,
   logLevel,
+  Partitioners,
   type Admin,
   type Consumer,
   type ConsumerConfig,
@@ -107,6 +108,9 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
         // when the next producer with the same id starts, or after this timeout.
         transactionTimeout: 60_000,
         allowAutoTopicCreation: false,
+        // Explicit, so kafkajs does not warn that its default changed in 2.0. Sluice sets
+        // partitions itself where placement matters.
+        createPartitioner: Partitioners.DefaultPartitioner,
       }),
     consumer: (config) => kafka.consumer(config),
     ensureTopics,
