@@ -4,6 +4,7 @@ import { ProviderError, type ChatResult, type ProviderAdapter } from '@sluice/pr
 import type { BucketLimits, RateLimiter } from '@sluice/rate-limit';
 import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import { backoffMs, headers, readAttempts, tierFor } from './headers.js';
+import { FairShare } from './fair-share.js';
 import { OffsetTracker } from './offset-tracker.js';
 
 export interface DispatcherOptions {
@@ -59,8 +60,8 @@ export class Dispatcher {
   /** Group joins so far (1 after start; more means rebalances). */
   joins = 0;
   private readonly dirty = new Set<number>();
-  private inFlight = 0;
-  private paused = false;
+  private readonly fair: FairShare;
+  private stopping = false;
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly jobStatus = new Map<string, { status: string; at: number }>();
   private readonly idle: Array<() => void> = [];
@@ -77,6 +78,7 @@ export class Dispatcher {
     };
     this.lane = `sluice.requests.${options.provider}`;
     this.producer = options.kafka.producer({ idempotent: true });
+    this.fair = new FairShare(this.o.concurrency);
   }
 
   async start(): Promise<void> {
@@ -96,6 +98,8 @@ export class Dispatcher {
       this.joins++;
       this.trackers = new Map();
       this.dirty.clear();
+      // Pauses do not outlive an assignment here: partitions start unpaused and earn their share.
+      this.fair.forgetWaiting();
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.lane, fromBeginning: true });
@@ -103,20 +107,25 @@ export class Dispatcher {
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, isRunning, isStale }) => {
+        const partition = batch.partition;
         for (const message of batch.messages) {
           if (!isRunning() || isStale()) return;
-          if (this.inFlight >= this.o.concurrency) {
-            // Full: stop here; the unresolved rest is fetched again after resume.
-            this.pause();
+          const offset = Number(message.offset);
+          const request = await this.decode(message.value, partition, offset);
+          if (request && !this.fair.admit(partition, 1 + Math.max(0, request.priority))) {
+            // Over its share: stop here; the unresolved rest is fetched again after resume.
+            this.pausePartition(partition);
             return;
           }
-          const offset = Number(message.offset);
-          const tracker = this.tracker(batch.partition);
+          const tracker = this.tracker(partition);
           tracker.start(offset);
           resolveOffset(message.offset);
-          this.inFlight++;
-          const history = readAttempts(message.headers);
-          void this.decodeAndRun(message.value, history, batch.partition, offset, tracker);
+          if (!request) {
+            // A record that cannot be decoded cannot be answered; it was logged, skip it.
+            if (tracker.finish(offset) !== undefined) this.dirty.add(partition);
+            continue;
+          }
+          void this.runTracked({ request, history: readAttempts(message.headers), partition, offset, tracker });
         }
       },
     });
@@ -125,8 +134,9 @@ export class Dispatcher {
 
   /** Stops taking prompts, lets calls in flight finish (up to `graceMs`), commits, disconnects. */
   async stop(graceMs = 30_000): Promise<void> {
-    this.pause();
-    if (this.inFlight > 0) {
+    this.stopping = true;
+    this.consumer?.pause([{ topic: this.lane }]);
+    if (this.fair.inFlight > 0) {
       await Promise.race([new Promise<void>((r) => this.idle.push(r)), new Promise((r) => setTimeout(r, graceMs))]);
     }
     if (this.flushTimer) clearInterval(this.flushTimer);
@@ -144,17 +154,12 @@ export class Dispatcher {
     return t;
   }
 
-  private pause(): void {
-    if (this.paused || !this.consumer) return;
-    this.paused = true;
-    this.consumer.pause([{ topic: this.lane }]);
+  private pausePartition(partition: number): void {
+    this.consumer?.pause([{ topic: this.lane, partitions: [partition] }]);
   }
 
-  private maybeResume(): void {
-    if (this.paused && this.inFlight <= this.o.concurrency / 2 && this.consumer) {
-      this.paused = false;
-      this.consumer.resume([{ topic: this.lane }]);
-    }
+  private resumePartition(partition: number): void {
+    this.consumer?.resume([{ topic: this.lane, partitions: [partition] }]);
   }
 
   private async commitDirty(): Promise<void> {
@@ -176,26 +181,31 @@ export class Dispatcher {
     }
   }
 
-  private async decodeAndRun(
-    value: Buffer | null,
-    history: Attempt[],
-    partition: number,
-    offset: number,
-    tracker: OffsetTracker,
-  ) {
+  private async decode(value: Buffer | null, partition: number, offset: number): Promise<PromptRequest | undefined> {
     try {
       if (!value) throw new Error('empty record');
-      const request = await this.o.codecs.promptRequest.decode(value);
-      await this.run({ request, history, partition, offset, tracker });
+      return await this.o.codecs.promptRequest.decode(value);
     } catch (err) {
-      // A record that cannot be decoded cannot be answered: log it and move on (poison record).
-      this.o.log.error({ err, lane: this.lane, partition, offset }, 'lane record could not be processed; skipped');
-    } finally {
-      if (tracker.finish(offset) !== undefined && this.trackers.get(partition) === tracker) this.dirty.add(partition);
-      this.inFlight--;
-      this.maybeResume();
-      if (this.inFlight === 0) for (const r of this.idle.splice(0)) r();
+      this.o.log.error({ err, lane: this.lane, partition, offset }, 'lane record could not be decoded; skipped');
+      return undefined;
     }
+  }
+
+  private async runTracked(task: Task): Promise<void> {
+    const { partition, offset, tracker } = task;
+    try {
+      await this.run(task);
+    } catch (err) {
+      // Producing the outcome failed (Kafka unavailable past the client's retries): the offset is
+      // not committed, so the prompt is read again after a restart or rebalance.
+      this.o.log.error({ err, lane: this.lane, partition, offset }, 'prompt could not be finished');
+      return;
+    } finally {
+      this.fair.finished(partition);
+      if (!this.stopping) for (const p of this.fair.resumable()) this.resumePartition(p);
+      if (this.fair.inFlight === 0) for (const r of this.idle.splice(0)) r();
+    }
+    if (tracker.finish(offset) !== undefined && this.trackers.get(partition) === tracker) this.dirty.add(partition);
   }
 
   private async run(task: Task): Promise<void> {

@@ -39,6 +39,7 @@ beforeAll(async () => {
         'sk-slow': { dialect: 'openai', limits: {}, latency: { baseMs: 9_000, perTokenMs: 0, sigma: 0 } },
         'az-key': { dialect: 'azure', limits: { rpm: 6_000, tpm: 1_000_000 } },
         'gm-key': { dialect: 'gemini', limits: { rpm: 6_000 } },
+        'sk-shared': { dialect: 'openai', limits: {}, latency: { baseMs: 100, perTokenMs: 0, sigma: 0 } },
       },
     },
   });
@@ -53,8 +54,8 @@ afterAll(async () => {
 });
 
 /** A job of `n` prompts on a lane of its own, its results topic, and its view in Redis. */
-async function seedJob(n: number, status = 'sealed') {
-  const provider = `d${randomBytes(4).toString('hex')}`;
+async function seedJob(n: number, status = 'sealed', lane?: { provider: string; partition: number }) {
+  const provider = lane?.provider ?? `d${randomBytes(4).toString('hex')}`;
   const jobId = `job_${randomBytes(6).toString('hex')}`;
   await kafka.ensureTopics([
     { topic: `sluice.requests.${provider}`, partitions: 4 },
@@ -87,7 +88,7 @@ async function seedJob(n: number, status = 'sealed') {
       submittedAt: Date.now(),
       source: 'http',
     };
-    return { key: jobId, partition: i % 4, value: codecs.promptRequest.encodeSync(request) };
+    return { key: jobId, partition: lane?.partition ?? i % 4, value: codecs.promptRequest.encodeSync(request) };
   });
   for (let i = 0; i < messages.length; i += 500)
     await producer.send({ topic: `sluice.requests.${provider}`, messages: messages.slice(i, i + 500) });
@@ -247,4 +248,36 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
       }
     }
   }, 120_000);
+
+  it('serves a small job while a large backfill runs on the same lane', async () => {
+    const provider = `d${randomBytes(4).toString('hex')}`;
+    const backfill = await seedJob(600, 'sealed', { provider, partition: 0 });
+    const d = dispatcher(provider, 'sk-shared', 60_000, { concurrency: 8 });
+    await d.start();
+    const done = new Map<string, number>();
+    const consumer = kafka.consumer({ groupId: uniqueName('results') });
+    try {
+      // Let the backfill fill every slot, then submit the small job.
+      await waitFor('the backfill to start', () => (sim.sim.ledger.size > 20 ? true : undefined), {
+        timeoutMs: 30_000,
+      });
+      const small = await seedJob(20, 'sealed', { provider, partition: 1 });
+      await consumer.connect();
+      await consumer.subscribe({
+        topics: [`sluice.results.${backfill.jobId}`, `sluice.results.${small.jobId}`],
+        fromBeginning: true,
+      });
+      await consumer.run({ eachMessage: async ({ topic }) => void done.set(topic, (done.get(topic) ?? 0) + 1) });
+      await waitFor(
+        'the small job',
+        () => ((done.get(`sluice.results.${small.jobId}`) ?? 0) >= 20 ? true : undefined),
+        { timeoutMs: 60_000 },
+      );
+      // 8 slots of 100 ms calls: the backfill alone needs 7.5 s. The small job was not queued behind it.
+      expect(done.get(`sluice.results.${backfill.jobId}`) ?? 0).toBeLessThan(300);
+    } finally {
+      await consumer.disconnect();
+      await d.stop();
+    }
+  }, 90_000);
 });
