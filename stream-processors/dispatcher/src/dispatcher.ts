@@ -29,6 +29,8 @@ export interface DispatcherOptions {
   defaultMaxTokens?: number;
   /** @default sluice-dispatcher-<provider> */
   groupId?: string;
+  /** Partitions of the lane topic if this process is the first to create it. @default 12 */
+  lanePartitions?: number;
   /** The consumer's session timeout; calls may run longer (heartbeats go on). @default 30000 */
   sessionTimeoutMs?: number;
   log: Logger;
@@ -74,6 +76,7 @@ export class Dispatcher {
       defaultMaxTokens: 1_024,
       groupId: `sluice-dispatcher-${options.provider}`,
       sessionTimeoutMs: 30_000,
+      lanePartitions: 12,
       ...options,
     };
     this.lane = `sluice.requests.${options.provider}`;
@@ -82,7 +85,7 @@ export class Dispatcher {
   }
 
   async start(): Promise<void> {
-    await this.o.kafka.ensureTopics(tierTopics());
+    await this.o.kafka.ensureTopics([...tierTopics(), { topic: this.lane, partitions: this.o.lanePartitions }]);
     await this.producer.connect();
     const consumer = this.o.kafka.consumer({
       groupId: this.o.groupId,

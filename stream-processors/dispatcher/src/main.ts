@@ -1,0 +1,73 @@
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { createKafka } from '@sluice/kafka';
+import {
+  createAzureAdapter,
+  createCompatibleAdapter,
+  createGeminiAdapter,
+  createOpenAIAdapter,
+  type ProviderAdapter,
+} from '@sluice/providers';
+import { RateLimiter } from '@sluice/rate-limit';
+import { createSchemaCodecs } from '@sluice/schemas';
+import { loadDispatcherConfig, type DispatcherConfig } from './config.js';
+import { Dispatcher } from './dispatcher.js';
+
+function adapterFor(c: DispatcherConfig): ProviderAdapter {
+  switch (c.provider) {
+    case 'openai':
+      return createOpenAIAdapter({ apiKey: c.apiKey, baseURL: c.baseUrl });
+    case 'azure':
+      if (!c.baseUrl) throw new Error('SLUICE_PROVIDER_BASE_URL must name the Azure OpenAI endpoint');
+      return createAzureAdapter({ endpoint: c.baseUrl, apiKey: c.apiKey });
+    case 'gemini':
+      return createGeminiAdapter({ apiKey: c.apiKey, baseUrl: c.baseUrl });
+    case 'compatible':
+      if (!c.baseUrl) throw new Error("SLUICE_PROVIDER_BASE_URL must name the server's /v1 URL");
+      return createCompatibleAdapter({ apiKey: c.apiKey, baseURL: c.baseUrl });
+  }
+}
+
+/** Runs the dispatcher of one lane until SIGTERM, then lets calls in flight finish. */
+export async function main(): Promise<void> {
+  const config = loadDispatcherConfig();
+  const log = pino({ name: 'dispatcher', base: { lane: config.provider, keyId: config.keyId } });
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
+  const kafka = createKafka({
+    brokers: config.kafkaBrokers,
+    clientId: `sluice-dispatcher-${config.provider}`,
+    logger: log,
+  });
+  const dispatcher = new Dispatcher({
+    kafka,
+    codecs: await createSchemaCodecs({ registryUrl: config.schemaRegistryUrl }),
+    redis,
+    limiter: new RateLimiter({ redis }),
+    provider: config.provider,
+    adapter: adapterFor(config),
+    keyId: config.keyId,
+    limits: (model) => config.modelLimits[model] ?? {},
+    concurrency: config.concurrency,
+    callTimeoutMs: config.callTimeoutMs,
+    maxAttempts: config.maxAttempts,
+    lanePartitions: config.lanePartitions,
+    log,
+  });
+  await dispatcher.start();
+  log.info({ concurrency: config.concurrency }, 'dispatcher running');
+  const shutdown = async () => {
+    log.info({}, 'stopping: calls in flight finish first');
+    await dispatcher.stop();
+    redis.disconnect();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown());
+  process.once('SIGINT', () => void shutdown());
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err: unknown) => {
+    console.error(`dispatcher: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { loadDispatcherConfig } from '../src/config.js';
+
+const base = {
+  SLUICE_KAFKA_BROKERS: '127.0.0.1:29092',
+  SLUICE_REDIS_URL: 'redis://127.0.0.1:26379',
+  SLUICE_SCHEMA_REGISTRY_URL: 'http://127.0.0.1:28081',
+  SLUICE_PROVIDER: 'openai',
+  SLUICE_PROVIDER_API_KEY: 'sk-secret',
+};
+
+describe('dispatcher config', () => {
+  it('reads the lane, limits and defaults', () => {
+    const c = loadDispatcherConfig({
+      ...base,
+      SLUICE_MODEL_LIMITS: '{"gpt-4o-mini":{"requestsPerMinute":500,"tokensPerMinute":200000}}',
+    });
+    expect(c).toMatchObject({
+      provider: 'openai',
+      keyId: 'openai-default',
+      concurrency: 64,
+      maxAttempts: 6,
+      callTimeoutMs: 60_000,
+    });
+    expect(c.modelLimits['gpt-4o-mini']).toEqual({ requestsPerMinute: 500, tokensPerMinute: 200_000 });
+  });
+
+  it('says what is wrong and how to fix it', () => {
+    expect(() => loadDispatcherConfig({ ...base, SLUICE_PROVIDER: 'anthropic' })).toThrow(
+      /SLUICE_PROVIDER=anthropic: give one of openai, azure, gemini, compatible/,
+    );
+    expect(() => loadDispatcherConfig({ ...base, SLUICE_PROVIDER_API_KEY: '' })).toThrow(
+      /SLUICE_PROVIDER_API_KEY is not set/,
+    );
+    expect(() => loadDispatcherConfig({ ...base, SLUICE_DISPATCH_CONCURRENCY: 'lots' })).toThrow(/whole number/);
+    expect(() => loadDispatcherConfig({ ...base, SLUICE_MODEL_LIMITS: '{oops' })).toThrow(
+      /SLUICE_MODEL_LIMITS is not JSON/,
+    );
+  });
+});
