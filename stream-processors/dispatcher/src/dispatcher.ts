@@ -3,7 +3,7 @@ import type { Consumer, Logger, Producer, SluiceKafka } from '@sluice/kafka';
 import { ProviderError, type ChatResult, type ProviderAdapter } from '@sluice/providers';
 import type { BucketLimits, RateLimiter } from '@sluice/rate-limit';
 import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
-import { backoffMs, headers, readAttempts, tierFor } from './headers.js';
+import { backoffMs, delayTiers, headers, readAttempts, tierFor } from './headers.js';
 import { FairShare } from './fair-share.js';
 import { OffsetTracker } from './offset-tracker.js';
 
@@ -340,9 +340,7 @@ export class Dispatcher {
   }
 }
 
+/** The delay topics, as topic specs (one list of tiers: headers.ts). */
 export function tierTopics() {
-  return ['sluice.delay.5s', 'sluice.delay.30s', 'sluice.delay.2m', 'sluice.delay.10m'].map((topic) => ({
-    topic,
-    partitions: 6,
-  }));
+  return delayTiers.map(({ topic }) => ({ topic, partitions: 6 }));
 }
