@@ -53,15 +53,12 @@ export function readRateHeaders(h: HeaderSource | undefined): RateHeaders {
 }
 
 /**
- * How long the provider asked us to wait: retry-after-ms, then OpenAI's "Please try again in
- * 1.234s" / "in 120ms" in the message (precise, where retry-after is rounded up to whole
- * seconds), then retry-after (seconds or an HTTP date).
+ * How long the provider asked us to wait: retry-after-ms, then retry-after (seconds or an HTTP
+ * date), then OpenAI's "Please try again in 1.234s" / "in 120ms" in the message.
  */
 export function retryAfterMs(h: HeaderSource | undefined, message?: string): number | undefined {
   const ms = h?.get('retry-after-ms');
   if (ms && Number.isFinite(Number(ms))) return Number(ms);
-  const m = message ? /try again in (\d+(?:\.\d+)?)(ms|s)\b/i.exec(message) : null;
-  if (m) return Number(m[1]) * (m[2] === 'ms' ? 1 : 1_000);
   const after = h?.get('retry-after');
   if (after) {
     const seconds = Number(after);
@@ -69,5 +66,7 @@ export function retryAfterMs(h: HeaderSource | undefined, message?: string): num
     const date = Date.parse(after);
     if (Number.isFinite(date)) return Math.max(0, date - Date.now());
   }
+  const m = message ? /try again in (\d+(?:\.\d+)?)(ms|s)\b/i.exec(message) : null;
+  if (m) return Number(m[1]) * (m[2] === 'ms' ? 1 : 1_000);
   return undefined;
 }
