@@ -1,9 +1,10 @@
 import type { Redis } from 'ioredis';
 import type { Consumer, Logger, Producer, SluiceKafka } from '@sluice/kafka';
-import { ProviderError, type ChatResult, type ProviderAdapter } from '@sluice/providers';
+import { ProviderError, type ChatResult, type ProviderAdapter, type RateHeaders } from '@sluice/providers';
 import type { BucketLimits, RateLimiter } from '@sluice/rate-limit';
 import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import { backoffMs, delayTiers, headers, readAttempts, tierFor } from './headers.js';
+import { OutageBreaker, type OutageBreakerOptions } from './breaker.js';
 import { FairShare } from './fair-share.js';
 import { OffsetTracker } from './offset-tracker.js';
 
@@ -33,6 +34,8 @@ export interface DispatcherOptions {
   lanePartitions?: number;
   /** The consumer's session timeout; calls may run longer (heartbeats go on). @default 30000 */
   sessionTimeoutMs?: number;
+  /** When the lane pauses for a provider outage (see OutageBreaker for the defaults). */
+  breaker?: OutageBreakerOptions;
   log: Logger;
 }
 
@@ -54,7 +57,7 @@ const now = () => Date.now();
  * goes to a delay topic for another attempt.
  */
 export class Dispatcher {
-  private readonly o: Required<Omit<DispatcherOptions, 'groupId'>> & { groupId: string };
+  private readonly o: Required<Omit<DispatcherOptions, 'groupId' | 'breaker'>> & { groupId: string };
   private readonly lane: string;
   private consumer: Consumer | undefined;
   private readonly producer: Producer;
@@ -67,6 +70,11 @@ export class Dispatcher {
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly jobStatus = new Map<string, { status: string; at: number }>();
   private readonly idle: Array<() => void> = [];
+  /** Opens when the provider fails across the board; the lane is paused while it is not closed. */
+  readonly breaker: OutageBreaker;
+  private laneHeld = false;
+  /** Limits the provider stated in x-ratelimit-limit-* headers, per model. */
+  private readonly stated = new Map<string, { rpm?: number; tpm?: number }>();
 
   constructor(options: DispatcherOptions) {
     this.o = {
@@ -82,6 +90,7 @@ export class Dispatcher {
     this.lane = `sluice.requests.${options.provider}`;
     this.producer = options.kafka.producer({ idempotent: true });
     this.fair = new FairShare(this.o.concurrency);
+    this.breaker = new OutageBreaker(options.breaker);
   }
 
   async start(): Promise<void> {
@@ -205,7 +214,7 @@ export class Dispatcher {
       return;
     } finally {
       this.fair.finished(partition);
-      if (!this.stopping) for (const p of this.fair.resumable()) this.resumePartition(p);
+      if (!this.stopping && !this.laneHeld) for (const p of this.fair.resumable()) this.resumePartition(p);
       if (this.fair.inFlight === 0) for (const r of this.idle.splice(0)) r();
     }
     if (tracker.finish(offset) !== undefined && this.trackers.get(partition) === tracker) this.dirty.add(partition);
@@ -223,7 +232,8 @@ export class Dispatcher {
     const bucket = `${this.o.provider}:${request.model}:${this.o.keyId}`;
     const chars = request.messages.reduce((n, m) => n + m.content.length, 0);
     const tokens = Math.ceil(chars / 4) + (request.parameters.maxTokens ?? this.o.defaultMaxTokens);
-    const limits = this.o.limits(request.model);
+    const limits = this.limitsFor(request.model);
+    const probe = await this.throughBreaker();
     for (;;) {
       const grant = await this.o.limiter.acquire({ bucket, limits, tokens });
       if (grant.granted) break;
@@ -256,6 +266,9 @@ export class Dispatcher {
         ...task.history,
         { attempt, at, outcome: e.kind, code: e.code, message: e.message.slice(0, 500), latencyMs: now() - at },
       ];
+      this.learn(request.model, bucket, e.rate);
+      if (e.kind === 'transient') this.recordOutcome('transient', probe);
+      else this.recordOutcome('ok', probe); // the provider answered: it is up
       if (e.kind === 'rate_limited' && e.retryAfterMs !== undefined) await this.o.limiter.pause(bucket, e.retryAfterMs);
       if (e.retryable && attempt < this.o.maxAttempts) {
         const wait = Math.max(e.retryAfterMs ?? 0, e.kind === 'transient' ? backoffMs(attempt) : 1_000);
@@ -268,6 +281,8 @@ export class Dispatcher {
         lineNumber: null,
       });
     }
+    this.recordOutcome('ok', probe);
+    this.learn(request.model, bucket, result.rate);
     const history = [
       ...task.history,
       { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs },
@@ -280,6 +295,70 @@ export class Dispatcher {
       latencyMs: result.latencyMs,
       body: result.body,
     });
+  }
+
+  /**
+   * Waits while the outage breaker is open (the lane is paused meanwhile, so prompts stay in Kafka
+   * instead of spending attempts); returns whether this call is the breaker's probe.
+   */
+  private async throughBreaker(): Promise<boolean> {
+    for (;;) {
+      const r = this.breaker.admit();
+      if (r.go) return r.probe;
+      this.holdLane();
+      await new Promise((resolve) => setTimeout(resolve, Math.min(r.waitMs, 1_000)));
+    }
+  }
+
+  private recordOutcome(outcome: 'ok' | 'transient', probe: boolean): void {
+    const before = this.breaker.state;
+    this.breaker.record(outcome, probe);
+    const after = this.breaker.state;
+    if (before !== 'open' && after === 'open') {
+      this.o.log.warn({ lane: this.lane, opened: this.breaker.opened }, 'provider failing across the board; lane paused');
+      this.holdLane();
+    } else if (after === 'closed' && this.laneHeld) {
+      this.laneHeld = false;
+      this.o.log.info({ lane: this.lane }, 'provider answers again; lane resumed');
+      // Partitions over their fair share are paused again by the batch loop on their next prompt.
+      if (!this.stopping) this.consumer?.resume([{ topic: this.lane }]);
+    }
+  }
+
+  private holdLane(): void {
+    if (this.laneHeld) return;
+    this.laneHeld = true;
+    this.consumer?.pause([{ topic: this.lane }]);
+  }
+
+  /**
+   * The configured limits, lowered to what the provider states in its x-ratelimit-limit-* headers
+   * (paced at 0.97 of it): the configuration is a cap, the provider's word is the truth.
+   */
+  private limitsFor(model: string): BucketLimits {
+    const configured = this.o.limits(model);
+    const stated = this.stated.get(model);
+    if (!stated) return configured;
+    const lower = (c: number | undefined, s: number | undefined) =>
+      s === undefined ? c : c === undefined ? Math.floor(s * 0.97) : Math.min(c, Math.floor(s * 0.97));
+    return {
+      ...configured,
+      requestsPerMinute: lower(configured.requestsPerMinute, stated.rpm),
+      tokensPerMinute: lower(configured.tokensPerMinute, stated.tpm),
+    };
+  }
+
+  /** Reads the provider's rate headers: stated limits, and a pause when a dimension is spent. */
+  private learn(model: string, bucket: string, rate: RateHeaders): void {
+    if (rate.limitRequests !== undefined || rate.limitTokens !== undefined) {
+      const prev = this.stated.get(model) ?? {};
+      this.stated.set(model, { rpm: rate.limitRequests ?? prev.rpm, tpm: rate.limitTokens ?? prev.tpm });
+    }
+    const spent = [
+      rate.remainingRequests === 0 ? rate.resetRequestsMs : undefined,
+      rate.remainingTokens === 0 ? rate.resetTokensMs : undefined,
+    ].filter((x): x is number => x !== undefined && x > 0);
+    if (spent.length > 0) void this.o.limiter.pause(bucket, Math.max(...spent)).catch(() => undefined);
   }
 
   private async terminal(
