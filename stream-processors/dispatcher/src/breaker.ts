@@ -5,6 +5,8 @@ export interface OutageBreakerOptions {
   minCalls?: number;
   /** Share of transient failures in the window that opens the breaker. @default 0.5 */
   failureRatio?: number;
+  /** Transient failures in a row that open the breaker whatever the window holds. @default 20 */
+  consecutiveFailures?: number;
   /** How long the breaker stays open the first time; doubled per failed probe. @default 5000 */
   openMs?: number;
   /** The longest it stays open before the next probe. @default 60000 */
@@ -30,6 +32,8 @@ export class OutageBreaker {
   private openUntil = 0;
   private openFor: number;
   private probing = false;
+  private inARow = 0;
+  private probeAt = 0;
   /** Times the breaker opened. */
   opened = 0;
 
@@ -38,6 +42,7 @@ export class OutageBreaker {
       windowMs: 10_000,
       minCalls: 10,
       failureRatio: 0.5,
+      consecutiveFailures: 20,
       openMs: 5_000,
       maxOpenMs: 60_000,
       clock: Date.now,
@@ -51,6 +56,11 @@ export class OutageBreaker {
     return this.stateNow;
   }
 
+  /** Milliseconds until an open breaker lets a probe through; 0 unless open. */
+  get openForMs(): number {
+    return this.state === 'open' ? Math.max(0, this.openUntil - this.o.clock()) : 0;
+  }
+
   /**
    * Whether a call may go now: always when closed, never when open, one probe at a time when half
    * open. A caller told no waits `waitMs` and asks again.
@@ -58,8 +68,10 @@ export class OutageBreaker {
   admit(): { go: true; probe: boolean } | { go: false; waitMs: number } {
     const state = this.state;
     if (state === 'closed') return { go: true, probe: false };
-    if (state === 'half_open' && !this.probing) {
+    // A probe that never reported (its caller failed elsewhere) is replaced after a while.
+    if (state === 'half_open' && (!this.probing || this.o.clock() - this.probeAt > this.o.maxOpenMs)) {
       this.probing = true;
+      this.probeAt = this.o.clock();
       return { go: true, probe: true };
     }
     return { go: false, waitMs: state === 'open' ? Math.max(1, this.openUntil - this.o.clock()) : 250 };
@@ -68,7 +80,7 @@ export class OutageBreaker {
   /** Records a call's outcome; `transient` is a 5xx, a timeout or a broken connection. */
   record(outcome: 'ok' | 'transient', probe = false): void {
     const now = this.o.clock();
-    if (probe || this.stateNow === 'half_open') {
+    if (probe) {
       this.probing = false;
       if (outcome === 'ok') {
         this.stateNow = 'closed';
@@ -80,7 +92,14 @@ export class OutageBreaker {
       }
       return;
     }
-    if (this.stateNow === 'open') return; // calls that were in flight when it opened
+    if (this.stateNow !== 'closed') return; // calls that were in flight when it opened
+    this.inARow = outcome === 'transient' ? this.inARow + 1 : 0;
+    if (this.inARow >= this.o.consecutiveFailures) {
+      this.inARow = 0;
+      this.slices = [];
+      this.open(now);
+      return;
+    }
     const width = this.o.windowMs / 10;
     const start = now - (now % width);
     let last = this.slices[this.slices.length - 1];

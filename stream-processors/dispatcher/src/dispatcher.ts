@@ -73,6 +73,7 @@ export class Dispatcher {
   /** Opens when the provider fails across the board; the lane is paused while it is not closed. */
   readonly breaker: OutageBreaker;
   private laneHeld = false;
+  private releaseTimer: NodeJS.Timeout | undefined;
   /** Limits the provider stated in x-ratelimit-limit-* headers, per model. */
   private readonly stated = new Map<string, { rpm?: number; tpm?: number }>();
 
@@ -152,6 +153,7 @@ export class Dispatcher {
       await Promise.race([new Promise<void>((r) => this.idle.push(r)), new Promise((r) => setTimeout(r, graceMs))]);
     }
     if (this.flushTimer) clearInterval(this.flushTimer);
+    clearTimeout(this.releaseTimer);
     await this.commitDirty();
     await this.consumer?.disconnect();
     await this.producer.disconnect();
@@ -266,7 +268,7 @@ export class Dispatcher {
         ...task.history,
         { attempt, at, outcome: e.kind, code: e.code, message: e.message.slice(0, 500), latencyMs: now() - at },
       ];
-      this.learn(request.model, bucket, e.rate);
+      this.learn(request.model, e.rate);
       if (e.kind === 'transient') this.recordOutcome('transient', probe);
       else this.recordOutcome('ok', probe); // the provider answered: it is up
       if (e.kind === 'rate_limited' && e.retryAfterMs !== undefined) await this.o.limiter.pause(bucket, e.retryAfterMs);
@@ -282,7 +284,7 @@ export class Dispatcher {
       });
     }
     this.recordOutcome('ok', probe);
-    this.learn(request.model, bucket, result.rate);
+    this.learn(request.model, result.rate);
     const history = [
       ...task.history,
       { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs },
@@ -314,15 +316,27 @@ export class Dispatcher {
     const before = this.breaker.state;
     this.breaker.record(outcome, probe);
     const after = this.breaker.state;
-    if (before !== 'open' && after === 'open') {
-      this.o.log.warn({ lane: this.lane, opened: this.breaker.opened }, 'provider failing across the board; lane paused');
+    if (after === 'open' && (before !== 'open' || probe)) {
+      const ms = this.breaker.openForMs;
+      this.o.log.warn(
+        { lane: this.lane, opened: this.breaker.opened, pauseMs: ms },
+        'provider failing across the board; lane paused',
+      );
       this.holdLane();
-    } else if (after === 'closed' && this.laneHeld) {
-      this.laneHeld = false;
+      // When the pause is over the lane is let go, so that a prompt comes to probe the provider.
+      clearTimeout(this.releaseTimer);
+      this.releaseTimer = setTimeout(() => this.releaseLane(), ms);
+    } else if (after === 'closed' && before !== 'closed') {
       this.o.log.info({ lane: this.lane }, 'provider answers again; lane resumed');
-      // Partitions over their fair share are paused again by the batch loop on their next prompt.
-      if (!this.stopping) this.consumer?.resume([{ topic: this.lane }]);
+      this.releaseLane();
     }
+  }
+
+  private releaseLane(): void {
+    if (!this.laneHeld) return;
+    this.laneHeld = false;
+    // Partitions over their fair share are paused again by the batch loop on their next prompt.
+    if (!this.stopping) this.consumer?.resume([{ topic: this.lane }]);
   }
 
   private holdLane(): void {
@@ -348,17 +362,12 @@ export class Dispatcher {
     };
   }
 
-  /** Reads the provider's rate headers: stated limits, and a pause when a dimension is spent. */
-  private learn(model: string, bucket: string, rate: RateHeaders): void {
+  /** Reads the limits the provider states in its rate headers. */
+  private learn(model: string, rate: RateHeaders): void {
     if (rate.limitRequests !== undefined || rate.limitTokens !== undefined) {
       const prev = this.stated.get(model) ?? {};
       this.stated.set(model, { rpm: rate.limitRequests ?? prev.rpm, tpm: rate.limitTokens ?? prev.tpm });
     }
-    const spent = [
-      rate.remainingRequests === 0 ? rate.resetRequestsMs : undefined,
-      rate.remainingTokens === 0 ? rate.resetTokensMs : undefined,
-    ].filter((x): x is number => x !== undefined && x > 0);
-    if (spent.length > 0) void this.o.limiter.pause(bucket, Math.max(...spent)).catch(() => undefined);
   }
 
   private async terminal(

@@ -73,3 +73,15 @@ describe('OutageBreaker', () => {
     expect(b.state).toBe('closed');
   });
 });
+
+describe('OutageBreaker after a long healthy run', () => {
+  it('opens on a run of failures even when the window is full of successes', () => {
+    const c = clock();
+    const b = new OutageBreaker({ clock: c.now, consecutiveFailures: 20 });
+    for (let i = 0; i < 500; i++) b.record('ok');
+    for (let i = 0; i < 19; i++) b.record('transient');
+    expect(b.state).toBe('closed');
+    b.record('transient');
+    expect(b.state).toBe('open');
+  });
+});
