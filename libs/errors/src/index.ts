@@ -32,6 +32,9 @@ export const errorCodes = {
   PROVIDER_REJECTED: 0,
   ATTEMPTS_EXHAUSTED: 0,
   JOB_CANCELLED: 0,
+  PIPELINE_TIMEOUT: 0,
+  // Storage
+  OBJECT_EXISTS: 409,
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -1,0 +1,3 @@
+export { ObjectExistsError, type ObjectStore, type PutOptions } from './types.js';
+export { createLocalObjectStore, type LocalObjectStoreOptions } from './local.js';
+export { createGcsObjectStore, type GcsObjectStoreOptions } from './gcs.js';
