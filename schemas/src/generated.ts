@@ -28,11 +28,15 @@ export interface Job {
   total: null | number;
   createdAt: number;
   updatedAt: number;
+  /** When the sink accounted for every prompt, wrote the manifest and announced the job (ms since the epoch). */
+  finalizedAt: null | number;
+  /** The job's manifest.json, once finalized. */
+  manifestUri: null | string;
 }
 
 /** A job lifecycle event on the compacted topic sluice.jobs (key: job id). Each event carries the whole job, so the latest one is the job's state. */
 export interface JobEvent {
-  /** created | input_progress | sealed | cancelled | completed | completed_with_errors | failed */
+  /** created | input_progress | sealed | cancelled | completed | completed_with_errors | failed | finalized */
   type: string;
   at: number;
   job: Job;

@@ -8,7 +8,7 @@ import type { IngestConfig } from '../config.js';
 import { HashedIdSet } from '../input/id-set.js';
 import { readInput, type InputFormat, type InputItem } from '../input/reader.js';
 import type { PromptRow, RowError } from '../input/row.js';
-import { JobView, type RunCounts } from './job-view.js';
+import { JobView, type RunCounts } from '@sluice/job-store';
 import { Placement } from './placement.js';
 
 export const jobsTopic = 'sluice.jobs';
@@ -159,6 +159,8 @@ export class JobService {
       total: null,
       createdAt: now,
       updatedAt: now,
+      finalizedAt: null,
+      manifestUri: null,
     };
     await this.deps.kafka.ensureTopics([{ topic: job.resultsTopic, partitions: this.deps.config.resultsPartitions }]);
     await this.producer.send({ topic: jobsTopic, acks: -1, messages: [this.eventMessage('created', job)] });

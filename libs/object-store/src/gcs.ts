@@ -23,9 +23,10 @@ export function createGcsObjectStore(o: GcsObjectStoreOptions): ObjectStore & { 
     /** Creates the bucket when missing (local stacks and tests; production buckets come from infra/). */
     async ensureBucket() {
       const [exists] = await bucket.exists();
-      if (!exists) await storage.createBucket(o.bucket).catch((err: unknown) => {
-        if (status(err) !== 409) throw err;
-      });
+      if (!exists)
+        await storage.createBucket(o.bucket).catch((err: unknown) => {
+          if (status(err) !== 409) throw err;
+        });
     },
     uri: (name) => `gs://${o.bucket}/${name}`,
     async put(name: string, body: Buffer | string, options: PutOptions = {}) {

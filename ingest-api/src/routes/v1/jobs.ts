@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { SluiceError } from '@sluice/errors';
 import type { Job } from '@sluice/schemas';
 import { formatOf } from '../../input/reader.js';
-import type { RunCounts } from '../../services/job-view.js';
+import type { RunCounts } from '@sluice/job-store';
 import type { JobService } from '../../services/jobs.js';
 
 const Parameters = Type.Object(

@@ -1,0 +1,98 @@
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PubSub, type Message } from '@google-cloud/pubsub';
+import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createAnnouncer, signatureHeader, signWebhook, timestampHeader, type Announcement } from '../src/index.js';
+
+const s = stackSettings();
+const pubsub = new PubSub({ projectId: s.pubsubProject, apiEndpoint: s.pubsubEmulatorHost, emulatorMode: true });
+afterAll(() => pubsub.close());
+
+const announcement = (jobId: string): Announcement => ({
+  jobId,
+  tenant: 'alice',
+  status: 'COMPLETED_WITH_ERRORS',
+  manifestUri: `gs://results/${jobId}/manifest.json`,
+  counts: { total: 3, succeeded: 2, failed: 1, cancelled: 0 },
+  finishedAt: new Date().toISOString(),
+});
+
+describe('announcer (Pub/Sub emulator, a local webhook receiver)', () => {
+  it('publishes the job with its id, tenant and status as attributes', async () => {
+    const topicName = uniqueName('jobs-done');
+    const [topic] = await pubsub.createTopic(topicName);
+    const [sub] = await topic.createSubscription(uniqueName('sub'));
+    const got: Message[] = [];
+    sub.on('message', (m: Message) => {
+      got.push(m);
+      m.ack();
+    });
+    const announcer = createAnnouncer({ pubsub: { projectId: s.pubsubProject, apiEndpoint: s.pubsubEmulatorHost } });
+    try {
+      const r = await announcer.announce(announcement('job_a1'), { pubsubTopic: topicName });
+      expect(r.messageId).toBeTruthy();
+      await waitFor('the announcement', () => (got.length > 0 ? true : undefined), { timeoutMs: 20_000 });
+      expect(got[0]!.attributes).toEqual({ jobId: 'job_a1', tenant: 'alice', status: 'COMPLETED_WITH_ERRORS' });
+      expect(JSON.parse(got[0]!.data.toString())).toMatchObject({ jobId: 'job_a1', counts: { failed: 1 } });
+    } finally {
+      await sub.close();
+      await announcer.close();
+    }
+  });
+
+  it('creates the default topic when asked to, for local stacks', async () => {
+    const topicName = uniqueName('default-topic');
+    const announcer = createAnnouncer({
+      pubsub: {
+        projectId: s.pubsubProject,
+        apiEndpoint: s.pubsubEmulatorHost,
+        defaultTopic: topicName,
+        createTopics: true,
+      },
+    });
+    try {
+      await announcer.announce(announcement('job_a2'), {});
+      const [exists] = await pubsub.topic(topicName).exists();
+      expect(exists).toBe(true);
+    } finally {
+      await announcer.close();
+    }
+  });
+
+  it('posts an HMAC-signed webhook the receiver can verify, and retries a 503', async () => {
+    const seen: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        seen.push({ headers: req.headers, body });
+        res.statusCode = seen.length === 1 ? 503 : 204;
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/sluice`;
+    const announcer = createAnnouncer({ webhook: { secret: 'whsec-test', timeoutMs: 2_000 } });
+    try {
+      const r = await announcer.announce(announcement('job_a3'), { webhookUrl: url });
+      expect(r.webhookStatus).toBe(204);
+      expect(seen).toHaveLength(2);
+      const last = seen[1]!;
+      const ts = String(last.headers[timestampHeader]);
+      expect(last.headers[signatureHeader]).toBe(signWebhook('whsec-test', ts, last.body));
+      expect(last.headers[signatureHeader]).not.toBe(signWebhook('another-secret', ts, last.body));
+      expect(JSON.parse(last.body)).toMatchObject({ jobId: 'job_a3', status: 'COMPLETED_WITH_ERRORS' });
+    } finally {
+      server.close();
+      await announcer.close();
+    }
+  });
+
+  it('says so when a job has a webhook but no secret is configured', async () => {
+    const announcer = createAnnouncer({});
+    await expect(announcer.announce(announcement('job_a4'), { webhookUrl: 'http://127.0.0.1:9/x' })).rejects.toThrow(
+      /no webhook secret is configured/,
+    );
+  });
+});

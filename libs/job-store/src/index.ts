@@ -1,0 +1,1 @@
+export { JobView, viewReadyKey, type RunCounts } from './job-view.js';
