@@ -1,3 +1,4 @@
 export { ObjectExistsError, type ObjectStore, type PutOptions } from './types.js';
 export { createLocalObjectStore, type LocalObjectStoreOptions } from './local.js';
 export { createGcsObjectStore, type GcsObjectStoreOptions } from './gcs.js';
+export { openObjectStore, type ObjectStoreSettings } from './open.js';

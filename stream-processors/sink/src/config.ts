@@ -1,0 +1,88 @@
+import { resolve } from 'node:path';
+import { defaultPrices, type PriceTable } from './manifest.js';
+
+export interface SinkConfig {
+  kafkaBrokers: string[];
+  redisUrl: string;
+  schemaRegistryUrl: string;
+  /** GCS bucket for results (SLUICE_RESULTS_BUCKET); absent: the local directory. */
+  bucket: string | undefined;
+  /** The GCS emulator (SLUICE_GCS_ENDPOINT); absent: Google Cloud Storage. */
+  gcsEndpoint: string | undefined;
+  /** Results directory when no bucket is set (SLUICE_RESULTS_DIR). @default .sluice/results */
+  localDir: string;
+  /** Object name prefix (SLUICE_RESULTS_PREFIX). @default "" */
+  prefix: string;
+  /** SLUICE_PUBSUB_PROJECT; absent: no Pub/Sub announcements. */
+  pubsubProject: string | undefined;
+  /** PUBSUB_EMULATOR_HOST (the emulator; the topic is created when missing there). */
+  pubsubEmulatorHost: string | undefined;
+  /** Where jobs without a topic of their own are announced (SLUICE_PUBSUB_TOPIC). @default sluice-jobs-finished */
+  pubsubTopic: string;
+  /** HMAC key of webhooks (SLUICE_WEBHOOK_SECRET); never logged. */
+  webhookSecret: string | undefined;
+  /** @default 10000 (SLUICE_SINK_PART_RECORDS) */
+  partRecords: number;
+  /** @default 67108864 (SLUICE_SINK_PART_BYTES) */
+  partBytes: number;
+  /** @default 2000 (SLUICE_SINK_FLUSH_MS) */
+  flushMs: number;
+  /** @default 21600000, 6 h (SLUICE_PIPELINE_TIMEOUT_MS) */
+  pipelineTimeoutMs: number;
+  /** @default 604800000, 7 days (SLUICE_RESULTS_RETENTION_MS) */
+  retentionMs: number;
+  /** @default 256 (SLUICE_SINK_MAX_JOBS) */
+  maxActiveJobs: number;
+  /** USD per million tokens by model (SLUICE_PRICES, JSON), merged over the defaults. */
+  prices: PriceTable;
+}
+
+export class SinkConfigError extends Error {}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < 1) throw new SinkConfigError(`${name}=${raw}: give a whole number of at least 1`);
+  return v;
+}
+
+function required(env: NodeJS.ProcessEnv, name: string): string {
+  const v = env[name];
+  if (!v) throw new SinkConfigError(`${name} is not set: run \`npm run stack:up\` and source .sluice/stack.env`);
+  return v;
+}
+
+/** The only reader of process.env for the sink process. */
+export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig {
+  let prices = defaultPrices;
+  if (env['SLUICE_PRICES']) {
+    try {
+      prices = { ...defaultPrices, ...(JSON.parse(env['SLUICE_PRICES']) as PriceTable) };
+    } catch (e) {
+      throw new SinkConfigError(
+        `SLUICE_PRICES is not JSON ({"gpt-4o-mini": {"input": 0.15, "output": 0.6}}): ${(e as Error).message}`,
+      );
+    }
+  }
+  return Object.freeze({
+    kafkaBrokers: required(env, 'SLUICE_KAFKA_BROKERS').split(','),
+    redisUrl: required(env, 'SLUICE_REDIS_URL'),
+    schemaRegistryUrl: required(env, 'SLUICE_SCHEMA_REGISTRY_URL'),
+    bucket: env['SLUICE_RESULTS_BUCKET'] || undefined,
+    gcsEndpoint: env['SLUICE_GCS_ENDPOINT'] || undefined,
+    localDir: resolve(env['SLUICE_RESULTS_DIR'] || '.sluice/results'),
+    prefix: env['SLUICE_RESULTS_PREFIX'] ?? '',
+    pubsubProject: env['SLUICE_PUBSUB_PROJECT'] || undefined,
+    pubsubEmulatorHost: env['PUBSUB_EMULATOR_HOST'] || undefined,
+    pubsubTopic: env['SLUICE_PUBSUB_TOPIC'] || 'sluice-jobs-finished',
+    webhookSecret: env['SLUICE_WEBHOOK_SECRET'] || undefined,
+    partRecords: int(env, 'SLUICE_SINK_PART_RECORDS', 10_000),
+    partBytes: int(env, 'SLUICE_SINK_PART_BYTES', 64 * 1024 * 1024),
+    flushMs: int(env, 'SLUICE_SINK_FLUSH_MS', 2_000),
+    pipelineTimeoutMs: int(env, 'SLUICE_PIPELINE_TIMEOUT_MS', 6 * 3_600_000),
+    retentionMs: int(env, 'SLUICE_RESULTS_RETENTION_MS', 7 * 86_400_000),
+    maxActiveJobs: int(env, 'SLUICE_SINK_MAX_JOBS', 256),
+    prices,
+  });
+}

@@ -1,0 +1,334 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Consumer, Logger, SluiceKafka } from '@sluice/kafka';
+import { ObjectExistsError, type ObjectStore } from '@sluice/object-store';
+import type { Job, PromptOutcome, SchemaCodecs } from '@sluice/schemas';
+import { errorLine, isInputError, resultLine } from './output.js';
+import { RowSet } from './row-set.js';
+
+export interface PartFile {
+  name: string;
+  records: number;
+  bytes: number;
+  sha256: string;
+}
+
+export interface Counts {
+  succeeded: number;
+  /** Failed at a provider or in the pipeline (input errors are counted apart). */
+  failed: number;
+  cancelled: number;
+  /** Bad input rows. */
+  invalid: number;
+}
+
+/**
+ * The commit record of one part: written last, only if absent, so that a range of a results
+ * partition is committed exactly once, by whichever writer gets there first. Results and error
+ * files no index names are left-overs of a crashed writer, deleted when the job is finalized.
+ */
+export interface PartIndex {
+  partition: number;
+  /** First and last offset of the results partition this part covers. */
+  start: number;
+  end: number;
+  results: PartFile | null;
+  errors: PartFile | null;
+  /** Row indices the part holds, results and errors alike. */
+  rows: number[];
+  counts: Counts;
+  tokens: { prompt: number; completion: number };
+  firstCompletedAt: number | null;
+  lastCompletedAt: number | null;
+}
+
+export interface JobWriterOptions {
+  kafka: SluiceKafka;
+  codecs: SchemaCodecs;
+  store: ObjectStore;
+  log: Logger;
+  job: Job;
+  /** Prepended to every object name, e.g. "results/". */
+  prefix: string;
+  /** A part is written once it holds this many records... */
+  partRecords: number;
+  /** ...or this many bytes... */
+  partBytes: number;
+  /** ...or has been open this long. */
+  flushMs: number;
+  /** After each committed part, and when every prompt is accounted for. */
+  onProgress: (writer: JobWriter) => void;
+  /** The writer cannot go on (a part committed by another writer differs from its own). */
+  onFailed: (writer: JobWriter, err: unknown) => void;
+}
+
+interface OpenPart {
+  start: number;
+  end: number;
+  results: string[];
+  errors: string[];
+  rows: number[];
+  bytes: number;
+  counts: Counts;
+  tokens: { prompt: number; completion: number };
+  first: number | null;
+  last: number | null;
+  openedAt: number;
+}
+
+const pad = (n: number, width: number) => String(n).padStart(width, '0');
+const zero = (): Counts => ({ succeeded: 0, failed: 0, cancelled: 0, invalid: 0 });
+
+export function jobObjectPrefix(prefix: string, jobId: string): string {
+  return `${prefix}${jobId}/`;
+}
+
+/**
+ * Writes one job's results topic to the object store: part files flushed by count, bytes or time,
+ * the first outcome of each prompt id kept, each part committed by an index object written only
+ * if absent. Where to read from comes from the committed indexes, not from consumer offsets: the
+ * writer's consumer group is its own (no rebalance of anyone else's group when a job starts), and a
+ * restart after a crash reads on from the end of the last committed part.
+ */
+export class JobWriter {
+  job: Job;
+  readonly seen = new RowSet();
+  readonly indexes: PartIndex[] = [];
+  readonly totals: Counts = zero();
+  readonly tokens = { prompt: 0, completion: 0 };
+  committedRows = 0;
+  firstCompletedAt: number | null = null;
+  lastCompletedAt: number | null = null;
+  /** When the last outcome arrived (or the writer started): the reconciler's clock. */
+  lastProgressAt = Date.now();
+  private consumer: Consumer | undefined;
+  /** Per results partition: the next offset not yet taken into a part. */
+  private readonly position = new Map<number, number>();
+  private readonly open = new Map<number, OpenPart>();
+  private readonly chains = new Map<number, Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly base: string;
+
+  constructor(private readonly o: JobWriterOptions) {
+    this.job = o.job;
+    this.base = jobObjectPrefix(o.prefix, o.job.jobId);
+  }
+
+  /** Prompts the job will have in all, once known (sealed, or cancelled). */
+  get expected(): number | null {
+    const j = this.job;
+    if (j.status === 'open') return null;
+    return j.total ?? j.accepted + j.invalid;
+  }
+
+  get complete(): boolean {
+    const e = this.expected;
+    return e !== null && this.committedRows >= e;
+  }
+
+  async start(): Promise<void> {
+    for (const name of await this.o.store.list(`${this.base}_index/`)) {
+      const raw = await this.o.store.get(name);
+      if (raw) this.adopt(JSON.parse(raw.toString()) as PartIndex);
+    }
+    this.o.log.info(
+      { jobId: this.job.jobId, parts: this.indexes.length, rows: this.committedRows },
+      'job writer starting',
+    );
+    if (this.complete) return; // everything was written before a restart
+    const consumer = this.o.kafka.consumer({
+      // A group of this writer's own: its offsets are never used (the indexes say where to go on).
+      groupId: `sluice-sink.${this.job.jobId}.${randomBytes(4).toString('hex')}`,
+      sessionTimeout: 30_000,
+      maxWaitTimeInMs: 200,
+    });
+    this.consumer = consumer;
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.job.resultsTopic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch, heartbeat, isRunning }) => {
+        const p = batch.partition;
+        for (const m of batch.messages) {
+          if (!isRunning() || this.stopped) return;
+          const offset = Number(m.offset);
+          if (offset < (this.position.get(p) ?? 0)) continue; // in a committed or open part already
+          this.position.set(p, offset + 1);
+          let outcome: PromptOutcome | undefined;
+          try {
+            outcome = m.value ? await this.o.codecs.promptOutcome.decode(m.value) : undefined;
+          } catch (err) {
+            this.o.log.error({ err, jobId: this.job.jobId, partition: p, offset }, 'outcome could not be decoded');
+          }
+          const part = this.part(p, offset);
+          part.end = offset;
+          if (outcome && outcome.jobId === this.job.jobId) this.take(part, outcome);
+          if (part.results.length + part.errors.length >= this.o.partRecords || part.bytes >= this.o.partBytes) {
+            await this.flush(p);
+            await heartbeat();
+          }
+        }
+        if (this.expected !== null && this.seen.size >= this.expected) await this.flushAll();
+      },
+    });
+    this.timer = setInterval(
+      () => {
+        const now = Date.now();
+        for (const [p, part] of this.open)
+          if (now - part.openedAt >= this.o.flushMs) void this.flush(p).catch(() => {});
+      },
+      Math.min(250, this.o.flushMs),
+    );
+  }
+
+  /** A newer event of the job (sealed, cancelled): completion may be reached now. */
+  update(job: Job): void {
+    this.job = job;
+    if (this.expected !== null && this.seen.size >= this.expected) void this.flushAll().catch(() => {});
+  }
+
+  /** Writes every open part. */
+  async flushAll(): Promise<void> {
+    await Promise.all([...this.open.keys()].map((p) => this.flush(p)));
+    await Promise.all([...this.chains.values()]);
+    if (this.complete) this.o.onProgress(this);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.consumer?.disconnect().catch(() => undefined);
+    await Promise.all([...this.chains.values()]).catch(() => undefined);
+  }
+
+  private part(p: number, offset: number): OpenPart {
+    let part = this.open.get(p);
+    if (!part) {
+      part = {
+        start: offset,
+        end: offset,
+        results: [],
+        errors: [],
+        rows: [],
+        bytes: 0,
+        counts: zero(),
+        tokens: { prompt: 0, completion: 0 },
+        first: null,
+        last: null,
+        openedAt: Date.now(),
+      };
+      this.open.set(p, part);
+    }
+    return part;
+  }
+
+  private take(part: OpenPart, o: PromptOutcome): void {
+    const row = Number(o.rowIndex);
+    if (!Number.isSafeInteger(row) || row < 0) return;
+    this.lastProgressAt = Date.now();
+    if (!this.seen.add(row)) return; // the first outcome of a prompt wins
+    let line: string;
+    if (o.status === 'succeeded' && o.result) {
+      line = resultLine(o);
+      part.results.push(line);
+      part.counts.succeeded++;
+      part.tokens.prompt += o.result.usage.promptTokens;
+      part.tokens.completion += o.result.usage.completionTokens;
+    } else {
+      line = errorLine(o);
+      part.errors.push(line);
+      if (o.status === 'cancelled') part.counts.cancelled++;
+      else if (isInputError(o)) part.counts.invalid++;
+      else part.counts.failed++;
+    }
+    part.rows.push(row);
+    part.bytes += line.length + 1;
+    part.first = Math.min(part.first ?? o.completedAt, o.completedAt);
+    part.last = Math.max(part.last ?? o.completedAt, o.completedAt);
+  }
+
+  /** Queues the open part of partition `p` for writing; parts of a partition are written in order. */
+  private flush(p: number): Promise<void> {
+    const part = this.open.get(p);
+    if (!part) return this.chains.get(p) ?? Promise.resolve();
+    this.open.delete(p);
+    const next = (this.chains.get(p) ?? Promise.resolve()).then(() => this.write(p, part));
+    this.chains.set(p, next);
+    return next;
+  }
+
+  private async write(p: number, part: OpenPart): Promise<void> {
+    const tag = `${pad(p, 3)}-${pad(part.start, 12)}`;
+    const file = async (kind: 'results' | 'errors', lines: string[]): Promise<PartFile | null> => {
+      if (lines.length === 0) return null;
+      const body = Buffer.from(lines.join('\n') + '\n');
+      const name = `${this.base}${kind}/part-${tag}-${pad(part.end, 12)}.jsonl`;
+      await this.retry(() => this.o.store.put(name, body, { contentType: 'application/x-ndjson' }));
+      return {
+        name,
+        records: lines.length,
+        bytes: body.length,
+        sha256: createHash('sha256').update(body).digest('hex'),
+      };
+    };
+    const index: PartIndex = {
+      partition: p,
+      start: part.start,
+      end: part.end,
+      results: await file('results', part.results),
+      errors: await file('errors', part.errors),
+      rows: part.rows,
+      counts: part.counts,
+      tokens: part.tokens,
+      firstCompletedAt: part.first,
+      lastCompletedAt: part.last,
+    };
+    const indexName = `${this.base}_index/${tag}.json`;
+    try {
+      await this.retry(() =>
+        this.o.store.put(indexName, JSON.stringify(index), { ifAbsent: true, contentType: 'application/json' }),
+      );
+    } catch (err) {
+      if (!(err instanceof ObjectExistsError)) throw err;
+      const existing = JSON.parse((await this.o.store.get(indexName))!.toString()) as PartIndex;
+      if (existing.end !== part.end) {
+        // Another writer of this job (one that was thought dead) committed a different range here.
+        const e = new Error(`part ${indexName} was committed by another writer with a different range`);
+        this.o.onFailed(this, e);
+        throw e;
+      }
+      // The same range, committed by an earlier run of this writer: it is ours already.
+      if (this.indexes.some((i) => i.partition === p && i.start === part.start)) return;
+    }
+    this.adopt(index, false);
+    this.o.onProgress(this);
+  }
+
+  /** Takes a committed part into the writer's totals (and, when loaded at start, its rows). */
+  private adopt(index: PartIndex, loading = true): void {
+    this.indexes.push(index);
+    if (loading) for (const row of index.rows) this.seen.add(row);
+    this.committedRows += index.rows.length;
+    for (const k of Object.keys(this.totals) as Array<keyof Counts>) this.totals[k] += index.counts[k];
+    this.tokens.prompt += index.tokens.prompt;
+    this.tokens.completion += index.tokens.completion;
+    if (index.firstCompletedAt !== null)
+      this.firstCompletedAt = Math.min(this.firstCompletedAt ?? index.firstCompletedAt, index.firstCompletedAt);
+    if (index.lastCompletedAt !== null)
+      this.lastCompletedAt = Math.max(this.lastCompletedAt ?? index.lastCompletedAt, index.lastCompletedAt);
+    if (loading) this.position.set(index.partition, Math.max(this.position.get(index.partition) ?? 0, index.end + 1));
+  }
+
+  /** The store may be briefly unreachable: try again with backoff, for as long as the writer runs. */
+  private async retry(write: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await write();
+      } catch (err) {
+        if (err instanceof ObjectExistsError || this.stopped) throw err;
+        this.o.log.warn({ err, jobId: this.job.jobId, attempt }, 'object write failed; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 250 * 2 ** attempt)));
+      }
+    }
+  }
+}

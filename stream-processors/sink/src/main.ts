@@ -1,0 +1,78 @@
+import { Redis } from 'ioredis';
+import { pino, type Logger } from 'pino';
+import { createAnnouncer } from '@sluice/announcer';
+import { createKafka } from '@sluice/kafka';
+import { openObjectStore } from '@sluice/object-store';
+import { createSchemaCodecs } from '@sluice/schemas';
+import { loadSinkConfig, type SinkConfig } from './config.js';
+import { Sink } from './sink.js';
+
+export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
+  const kafka = createKafka({ brokers: config.kafkaBrokers, clientId: 'sluice-sink', logger: log });
+  const store = await openObjectStore({
+    bucket: config.bucket,
+    gcsEndpoint: config.gcsEndpoint,
+    projectId: config.pubsubProject,
+    localDir: config.localDir,
+  });
+  const announcer = createAnnouncer({
+    pubsub: config.pubsubProject
+      ? {
+          projectId: config.pubsubProject,
+          apiEndpoint: config.pubsubEmulatorHost,
+          defaultTopic: config.pubsubTopic,
+          createTopics: !!config.pubsubEmulatorHost,
+        }
+      : undefined,
+    webhook: config.webhookSecret ? { secret: config.webhookSecret } : undefined,
+  });
+  const sink = new Sink({
+    kafka,
+    codecs: await createSchemaCodecs({ registryUrl: config.schemaRegistryUrl }),
+    redis,
+    store,
+    announcer,
+    log,
+    prefix: config.prefix,
+    partRecords: config.partRecords,
+    partBytes: config.partBytes,
+    flushMs: config.flushMs,
+    pipelineTimeoutMs: config.pipelineTimeoutMs,
+    retentionMs: config.retentionMs,
+    maxActiveJobs: config.maxActiveJobs,
+    prices: config.prices,
+  });
+  return {
+    sink,
+    store,
+    close: async () => {
+      await sink.stop();
+      await announcer.close();
+      redis.disconnect();
+    },
+  };
+}
+
+/** Runs the sink until SIGTERM. */
+export async function main(): Promise<void> {
+  const config = loadSinkConfig();
+  const log = pino({ name: 'sink' });
+  const { sink, store, close } = await createSinkFromConfig(config, log);
+  await sink.start();
+  log.info({ store: store.uri(''), announces: config.pubsubProject ? config.pubsubTopic : null }, 'sink running');
+  const shutdown = async () => {
+    log.info({}, 'stopping: open parts are left for the next run to rewrite');
+    await close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown());
+  process.once('SIGINT', () => void shutdown());
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err: unknown) => {
+    console.error(`sink: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,251 @@
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { createAnnouncer, type Announcer } from '@sluice/announcer';
+import { createKafka } from '@sluice/kafka';
+import { createGcsObjectStore, type ObjectStore } from '@sluice/object-store';
+import { createSchemaCodecs, type JobEvent, type SchemaCodecs } from '@sluice/schemas';
+import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Sink, type SinkOptions } from '../src/sink.js';
+import { makeJob, outcome, produceOutcomes, publishJob, readOutputs, subscribe } from './helpers.js';
+
+const s = stackSettings();
+const log = pino({ level: process.env['SINK_LOG'] ?? 'warn' });
+const kafka = createKafka({ brokers: s.kafkaBrokers, clientId: uniqueName('sink-test'), logger: log });
+const redis = new Redis(s.redisUrl);
+let codecs: SchemaCodecs;
+let store: ObjectStore;
+let announcer: Announcer;
+const topic = uniqueName('jobs-finished');
+
+beforeAll(async () => {
+  codecs = await createSchemaCodecs({ registryUrl: s.schemaRegistryUrl });
+  const gcs = createGcsObjectStore({
+    bucket: uniqueName('results'),
+    apiEndpoint: s.gcsEndpoint,
+    projectId: s.pubsubProject,
+  });
+  await gcs.ensureBucket();
+  store = gcs;
+  announcer = createAnnouncer({
+    pubsub: { projectId: s.pubsubProject, apiEndpoint: s.pubsubEmulatorHost, defaultTopic: topic, createTopics: true },
+  });
+  await kafka.ensureTopics([
+    { topic: 'sluice.jobs', partitions: 6, config: { 'cleanup.policy': 'compact', 'min.compaction.lag.ms': '60000' } },
+  ]);
+});
+
+afterAll(async () => {
+  await announcer?.close();
+  redis.disconnect();
+});
+
+function sink(tenant: string, over: Partial<SinkOptions> = {}) {
+  return new Sink({
+    kafka,
+    codecs,
+    redis,
+    store,
+    announcer,
+    log,
+    groupId: uniqueName('sink'),
+    tenants: [tenant],
+    partRecords: 100,
+    flushMs: 300,
+    sweepMs: 500,
+    ...over,
+  });
+}
+
+async function finalEvent(jobId: string, timeoutMs = 60_000): Promise<JobEvent> {
+  const consumer = kafka.consumer({ groupId: uniqueName('jobs-reader') });
+  let found: JobEvent | undefined;
+  await consumer.connect();
+  await consumer.subscribe({ topic: 'sluice.jobs', fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      const e = await codecs.jobEvent.decode(message.value!);
+      if (e.job.jobId === jobId && e.type === 'finalized') found = e;
+    },
+  });
+  try {
+    return await waitFor(`the finalized event of ${jobId}`, () => found, { timeoutMs });
+  } finally {
+    await consumer.disconnect();
+  }
+}
+
+describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
+  it('writes exactly one record per prompt, errors apart, then the manifest, one announcement and the final state', async () => {
+    const tenant = uniqueName('t');
+    const sub = await subscribe(s.pubsubProject, s.pubsubEmulatorHost, topic);
+    const job = makeJob({ tenant, total: 1_000, accepted: 990, invalid: 10 });
+    await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 2 }]);
+    const all = Array.from({ length: 1_000 }, (_, i) =>
+      outcome(job, i, i < 10 ? 'invalid' : i % 50 === 0 ? 'failed' : 'ok'),
+    );
+    // Redeliveries: 150 outcomes a second time, some as a different, later outcome.
+    const again = all
+      .slice(200, 350)
+      .map((o) => ({
+        ...o,
+        status: 'failed',
+        result: null,
+        error: { code: 'X', message: 'late duplicate', lineNumber: null },
+      }));
+    const sk = sink(tenant);
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, job, 'sealed');
+      await produceOutcomes(kafka, codecs, job, all.slice(0, 600));
+      await produceOutcomes(kafka, codecs, job, again);
+      await produceOutcomes(kafka, codecs, job, all.slice(600));
+      const event = await finalEvent(job.jobId);
+      expect(event.job.status).toBe('completed_with_errors');
+      expect(event.job.manifestUri).toBe(store.uri(`${job.jobId}/manifest.json`));
+
+      const out = (await readOutputs(store, job.jobId))!;
+      const rows = [...out.results, ...out.errors].map((l) => l['row_index'] as number);
+      expect(rows).toHaveLength(1_000);
+      expect(new Set(rows).size).toBe(1_000);
+      expect(out.errors.some((l) => (l['error'] as { message: string }).message === 'late duplicate')).toBe(false);
+      expect(out.results).toHaveLength(971); // rows 10-999 but the 19 multiples of 50
+      expect(out.results[0]).toMatchObject({
+        custom_id: expect.stringMatching(/^c\d+$/),
+        response: { status_code: 200 },
+        error: null,
+      });
+      expect(out.errors.filter((l) => (l['error'] as { code: string }).code === 'INPUT_INVALID_JSON')).toHaveLength(10);
+      expect(out.manifest).toMatchObject({
+        status: 'COMPLETED_WITH_ERRORS',
+        counts: { total: 1_000, succeeded: 971, failed: 19, invalid: 10, cancelled: 0 },
+        tokens: { prompt: 9_710, completion: 4_855, total: 14_565 },
+      });
+      expect(out.manifest['estimatedCostUsd']).toBeCloseTo((9_710 * 0.15 + 4_855 * 0.6) / 1e6, 8);
+      expect(out.manifest.outputs.results.length).toBeGreaterThan(2); // parts of at most 100 records
+      // No left-overs: every object is a listed part, an index or the manifest.
+      const listed = new Set([...out.manifest.outputs.results, ...out.manifest.outputs.errors].map((f) => f.name));
+      expect(
+        out.objects.filter((n) => !n.includes('/_index/') && !n.endsWith('manifest.json') && !listed.has(n)),
+      ).toEqual([]);
+
+      await waitFor(
+        'one announcement',
+        () => (sub.messages.some((m) => m.attributes['jobId'] === job.jobId) ? true : undefined),
+        {
+          timeoutMs: 20_000,
+        },
+      );
+      await new Promise((r) => setTimeout(r, 1_000));
+      const mine = sub.messages.filter((m) => m.attributes['jobId'] === job.jobId);
+      expect(mine).toHaveLength(1);
+      expect(mine[0]!.attributes).toEqual({ jobId: job.jobId, tenant, status: 'COMPLETED_WITH_ERRORS' });
+      const view = JSON.parse((await redis.get(`sluice:job:${job.jobId}`))!) as { status: string; finalizedAt: number };
+      expect(view.status).toBe('completed_with_errors');
+      expect(await redis.hgetall(`sluice:job:${job.jobId}:counts`)).toMatchObject({
+        succeeded: '971',
+        written: '1000',
+      });
+    } finally {
+      await sk.stop();
+      await sub.close();
+    }
+  }, 120_000);
+
+  it('picks up a job created while it runs within 5 s, without a rebalance of its group', async () => {
+    const tenant = uniqueName('t');
+    const sk = sink(tenant);
+    await sk.start();
+    try {
+      await waitFor('the sink to join', () => (sk.joins >= 1 ? true : undefined), { timeoutMs: 30_000 });
+      const jobs = [makeJob({ tenant, total: 50 }), makeJob({ tenant, total: 50 })];
+      for (const job of jobs) {
+        await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 1 }]);
+        const created = Date.now();
+        await publishJob(kafka, codecs, job, 'sealed');
+        await produceOutcomes(
+          kafka,
+          codecs,
+          job,
+          Array.from({ length: 50 }, (_, i) => outcome(job, i)),
+        );
+        await waitFor(`${job.jobId} finalized`, () => (sk.finalized.includes(job.jobId) ? true : undefined), {
+          timeoutMs: 5_000,
+        });
+        expect(Date.now() - created).toBeLessThan(5_000);
+      }
+      expect(sk.joins).toBe(1);
+    } finally {
+      await sk.stop();
+    }
+  }, 60_000);
+
+  it('closes prompts missing past the deadline with PIPELINE_TIMEOUT, so the job does not stay open', async () => {
+    const tenant = uniqueName('t');
+    const job = makeJob({ tenant, total: 10 });
+    await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 1 }]);
+    const sk = sink(tenant, { pipelineTimeoutMs: 1_500 });
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, job, 'sealed');
+      await produceOutcomes(
+        kafka,
+        codecs,
+        job,
+        [0, 1, 2, 3, 5, 6, 7, 9].map((i) => outcome(job, i)),
+      );
+      const event = await finalEvent(job.jobId, 30_000);
+      expect(event.job.status).toBe('completed_with_errors');
+      const out = (await readOutputs(store, job.jobId))!;
+      expect(out.errors.map((l) => [l['row_index'], (l['error'] as { code: string }).code])).toEqual([
+        [4, 'PIPELINE_TIMEOUT'],
+        [8, 'PIPELINE_TIMEOUT'],
+      ]);
+      expect(out.results).toHaveLength(8);
+    } finally {
+      await sk.stop();
+    }
+  }, 60_000);
+
+  it('finalizes a cancelled job as CANCELLED and deletes its results topic after the retention period', async () => {
+    const tenant = uniqueName('t');
+    const job = makeJob({ tenant, status: 'cancelled', accepted: 20, total: null });
+    await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 1 }]);
+    const sk = sink(tenant, { retentionMs: 1_000 });
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, job, 'cancelled');
+      await produceOutcomes(
+        kafka,
+        codecs,
+        job,
+        Array.from({ length: 20 }, (_, i) =>
+          i < 5
+            ? outcome(job, i)
+            : {
+                ...outcome(job, i, 'failed'),
+                status: 'cancelled',
+                error: { code: 'JOB_CANCELLED', message: 'cancelled', lineNumber: null },
+              },
+        ),
+      );
+      const event = await finalEvent(job.jobId, 30_000);
+      expect(event.job.status).toBe('cancelled');
+      const out = (await readOutputs(store, job.jobId))!;
+      expect(out.manifest.counts).toMatchObject({ total: 20, succeeded: 5, cancelled: 15 });
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        await waitFor(
+          'the results topic to be deleted',
+          async () => (!(await admin.listTopics()).includes(job.resultsTopic) ? true : undefined),
+          { timeoutMs: 20_000, intervalMs: 250 },
+        );
+      } finally {
+        await admin.disconnect();
+      }
+    } finally {
+      await sk.stop();
+    }
+  }, 60_000);
+});
