@@ -33,6 +33,8 @@ export interface SinkConfig {
   retentionMs: number;
   /** @default 256 (SLUICE_SINK_MAX_JOBS) */
   maxActiveJobs: number;
+  /** Only these tenants' jobs (SLUICE_SINK_TENANTS, comma-separated). @default all tenants */
+  tenants: string[] | null;
   /** USD per million tokens by model (SLUICE_PRICES, JSON), merged over the defaults. */
   prices: PriceTable;
 }
@@ -83,6 +85,7 @@ export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig
     pipelineTimeoutMs: int(env, 'SLUICE_PIPELINE_TIMEOUT_MS', 6 * 3_600_000),
     retentionMs: int(env, 'SLUICE_RESULTS_RETENTION_MS', 7 * 86_400_000),
     maxActiveJobs: int(env, 'SLUICE_SINK_MAX_JOBS', 256),
+    tenants: env['SLUICE_SINK_TENANTS'] ? env['SLUICE_SINK_TENANTS'].split(',').map((t) => t.trim()) : null,
     prices,
   });
 }

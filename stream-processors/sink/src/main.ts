@@ -42,6 +42,7 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
     retentionMs: config.retentionMs,
     maxActiveJobs: config.maxActiveJobs,
     prices: config.prices,
+    tenants: config.tenants,
   });
   return {
     sink,

@@ -84,7 +84,14 @@ export async function publishJob(kafka: SluiceKafka, codecs: SchemaCodecs, job: 
   await producer.disconnect();
 }
 
-export async function produceOutcomes(kafka: SluiceKafka, codecs: SchemaCodecs, job: Job, outcomes: PromptOutcome[]) {
+/** Produces outcomes to the job's results topic; over `partitions` partitions by row when given. */
+export async function produceOutcomes(
+  kafka: SluiceKafka,
+  codecs: SchemaCodecs,
+  job: Job,
+  outcomes: PromptOutcome[],
+  partitions?: number,
+) {
   const producer = kafka.producer();
   await producer.connect();
   for (let i = 0; i < outcomes.length; i += 500) {

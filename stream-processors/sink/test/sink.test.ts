@@ -85,14 +85,12 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
       outcome(job, i, i < 10 ? 'invalid' : i % 50 === 0 ? 'failed' : 'ok'),
     );
     // Redeliveries: 150 outcomes a second time, some as a different, later outcome.
-    const again = all
-      .slice(200, 350)
-      .map((o) => ({
-        ...o,
-        status: 'failed',
-        result: null,
-        error: { code: 'X', message: 'late duplicate', lineNumber: null },
-      }));
+    const again = all.slice(200, 350).map((o) => ({
+      ...o,
+      status: 'failed',
+      result: null,
+      error: { code: 'X', message: 'late duplicate', lineNumber: null },
+    }));
     const sk = sink(tenant);
     await sk.start();
     try {
