@@ -97,7 +97,11 @@ export async function produceOutcomes(
   for (let i = 0; i < outcomes.length; i += 500) {
     await producer.send({
       topic: job.resultsTopic,
-      messages: outcomes.slice(i, i + 500).map((o) => ({ key: job.jobId, value: codecs.promptOutcome.encodeSync(o) })),
+      messages: outcomes.slice(i, i + 500).map((o) => ({
+        key: job.jobId,
+        partition: partitions ? o.rowIndex % partitions : undefined,
+        value: codecs.promptOutcome.encodeSync(o),
+      })),
     });
   }
   await producer.disconnect();
