@@ -5,17 +5,20 @@ import type { IngestConfig } from './config.js';
 import { registerAuth } from './plugins/auth.js';
 import { registerErrorHandler } from './plugins/errors.js';
 import { jobRoutes } from './routes/v1/jobs.js';
+import { resultRoutes, type ResultsAccess } from './routes/v1/results.js';
 import type { JobService } from './services/jobs.js';
 
 export interface AppOptions {
   config: IngestConfig;
   jobs: JobService;
+  /** Where results are read from; absent: no results routes. */
+  results?: ResultsAccess;
   /** pino options or false. @default info level, secrets and prompt text redacted */
   logger?: boolean | object;
 }
 
 /** Builds the ingest API. The caller owns the services and closes them after the app. */
-export async function buildApp({ config, jobs, logger }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, jobs, results, logger }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger ?? {
       level: 'info',
@@ -43,6 +46,7 @@ export async function buildApp({ config, jobs, logger }: AppOptions): Promise<Fa
   await app.register(async (v1) => {
     registerAuth(v1, config.apiKeyHashes);
     jobRoutes(v1, jobs, config.maxUploadBytes);
+    if (results) resultRoutes(v1, jobs, results);
   });
   return app;
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
 
 /** The providers Sluice routes to and the models each accepts (overridable: SLUICE_MODELS). */
 export const defaultModels: Record<string, string[]> = {
@@ -38,6 +39,23 @@ export interface IngestConfig {
   maxJsonBodyBytes: number;
   /** How long an interrupted upload keeps its job locked. @default 30000 */
   uploadLockMs: number;
+  /** Where the sink writes results, read by GET /v1/jobs/{id}/results (the same settings as the sink's). */
+  results: {
+    /** SLUICE_RESULTS_BUCKET; absent: the local directory. */
+    bucket: string | undefined;
+    /** SLUICE_GCS_ENDPOINT, the emulator. */
+    gcsEndpoint: string | undefined;
+    /** SLUICE_RESULTS_DIR. @default .sluice/results */
+    localDir: string;
+    /** SLUICE_RESULTS_PREFIX. @default "" */
+    prefix: string;
+    /** SLUICE_GCS_CREDENTIALS_FILE: a service-account key for signing URLs off GCP. */
+    credentialsFile: string | undefined;
+    /** SLUICE_PUBSUB_PROJECT, the GCP project. */
+    projectId: string | undefined;
+    /** How long a signed URL works (SLUICE_SIGNED_URL_TTL_MS). @default 3600000 */
+    signedUrlTtlMs: number;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -105,5 +123,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
     maxMessages: int(env, 'SLUICE_MAX_MESSAGES', 256),
     maxJsonBodyBytes: int(env, 'SLUICE_MAX_JSON_BODY_BYTES', 1024 ** 2),
     uploadLockMs: int(env, 'SLUICE_UPLOAD_LOCK_MS', 30_000),
+    results: Object.freeze({
+      bucket: env['SLUICE_RESULTS_BUCKET'] || undefined,
+      gcsEndpoint: env['SLUICE_GCS_ENDPOINT'] || undefined,
+      localDir: resolve(env['SLUICE_RESULTS_DIR'] || '.sluice/results'),
+      prefix: env['SLUICE_RESULTS_PREFIX'] ?? '',
+      credentialsFile: env['SLUICE_GCS_CREDENTIALS_FILE'] || undefined,
+      projectId: env['SLUICE_PUBSUB_PROJECT'] || undefined,
+      signedUrlTtlMs: int(env, 'SLUICE_SIGNED_URL_TTL_MS', 3_600_000),
+    }),
   });
 }

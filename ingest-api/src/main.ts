@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { createKafka } from '@sluice/kafka';
+import { openObjectStore } from '@sluice/object-store';
 import { createSchemaCodecs } from '@sluice/schemas';
 import { buildApp } from './app.js';
 import { loadConfig } from './config.js';
@@ -22,7 +23,19 @@ export async function main(): Promise<void> {
     uploadLockMs: config.uploadLockMs,
   });
   await jobs.start();
-  const app = await buildApp({ config, jobs });
+  const r = config.results;
+  const store = await openObjectStore({
+    bucket: r.bucket,
+    gcsEndpoint: r.gcsEndpoint,
+    projectId: r.projectId,
+    localDir: r.localDir,
+    credentialsFile: r.credentialsFile,
+  });
+  const app = await buildApp({
+    config,
+    jobs,
+    results: { store, prefix: r.prefix, signedUrlTtlMs: r.signedUrlTtlMs },
+  });
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'shutting down');
     await app.close();

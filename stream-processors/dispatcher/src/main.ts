@@ -13,7 +13,7 @@ import { createSchemaCodecs } from '@sluice/schemas';
 import { loadDispatcherConfig, type DispatcherConfig } from './config.js';
 import { Dispatcher } from './dispatcher.js';
 
-function adapterFor(c: DispatcherConfig): ProviderAdapter {
+export function adapterFor(c: DispatcherConfig): ProviderAdapter {
   switch (c.provider) {
     case 'openai':
       return createOpenAIAdapter({ apiKey: c.apiKey, baseURL: c.baseUrl });

@@ -1,45 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Consumer, Logger, SluiceKafka } from '@sluice/kafka';
-import { ObjectExistsError, type ObjectStore } from '@sluice/object-store';
+import {
+  indexPrefix,
+  jobObjectPrefix,
+  ObjectExistsError,
+  readCommittedParts,
+  type Counts,
+  type ObjectStore,
+  type PartFile,
+  type PartIndex,
+} from '@sluice/object-store';
 import type { Job, PromptOutcome, SchemaCodecs } from '@sluice/schemas';
 import { errorLine, isInputError, resultLine } from './output.js';
 import { RowSet } from './row-set.js';
-
-export interface PartFile {
-  name: string;
-  records: number;
-  bytes: number;
-  sha256: string;
-}
-
-export interface Counts {
-  succeeded: number;
-  /** Failed at a provider or in the pipeline (input errors are counted apart). */
-  failed: number;
-  cancelled: number;
-  /** Bad input rows. */
-  invalid: number;
-}
-
-/**
- * The commit record of one part: written last, only if absent, so that a range of a results
- * partition is committed exactly once, by whichever writer gets there first. Results and error
- * files no index names are left-overs of a crashed writer, deleted when the job is finalized.
- */
-export interface PartIndex {
-  partition: number;
-  /** First and last offset of the results partition this part covers. */
-  start: number;
-  end: number;
-  results: PartFile | null;
-  errors: PartFile | null;
-  /** Row indices the part holds, results and errors alike. */
-  rows: number[];
-  counts: Counts;
-  tokens: { prompt: number; completion: number };
-  firstCompletedAt: number | null;
-  lastCompletedAt: number | null;
-}
 
 export interface JobWriterOptions {
   kafka: SluiceKafka;
@@ -77,10 +50,6 @@ interface OpenPart {
 
 const pad = (n: number, width: number) => String(n).padStart(width, '0');
 const zero = (): Counts => ({ succeeded: 0, failed: 0, cancelled: 0, invalid: 0 });
-
-export function jobObjectPrefix(prefix: string, jobId: string): string {
-  return `${prefix}${jobId}/`;
-}
 
 /**
  * Writes one job's results topic to the object store: part files flushed by count, bytes or time,
@@ -127,10 +96,7 @@ export class JobWriter {
   }
 
   async start(): Promise<void> {
-    for (const name of await this.o.store.list(`${this.base}_index/`)) {
-      const raw = await this.o.store.get(name);
-      if (raw) this.adopt(JSON.parse(raw.toString()) as PartIndex);
-    }
+    for (const index of await readCommittedParts(this.o.store, this.o.prefix, this.job.jobId)) this.adopt(index);
     this.o.log.info(
       { jobId: this.job.jobId, parts: this.indexes.length, rows: this.committedRows },
       'job writer starting',
@@ -283,7 +249,7 @@ export class JobWriter {
       firstCompletedAt: part.first,
       lastCompletedAt: part.last,
     };
-    const indexName = `${this.base}_index/${tag}.json`;
+    const indexName = `${indexPrefix(this.o.prefix, this.job.jobId)}${tag}.json`;
     try {
       await this.retry(() =>
         this.o.store.put(indexName, JSON.stringify(index), { ifAbsent: true, contentType: 'application/json' }),

@@ -1,5 +1,6 @@
 import type { Job } from '@sluice/schemas';
-import type { Counts, JobWriter, PartFile } from './job-writer.js';
+import type { Counts, PartFile } from '@sluice/object-store';
+import type { JobWriter } from './job-writer.js';
 
 /** USD per million tokens, input and output: list prices, for an estimate only (SLUICE_PRICES overrides). */
 export type PriceTable = Record<string, { input: number; output: number }>;

@@ -2,9 +2,9 @@ import type { Redis } from 'ioredis';
 import type { Announcer } from '@sluice/announcer';
 import { JobView } from '@sluice/job-store';
 import type { Consumer, Logger, Producer, SluiceKafka } from '@sluice/kafka';
-import { ObjectExistsError, type ObjectStore } from '@sluice/object-store';
+import { jobObjectPrefix, manifestName as manifestOf, ObjectExistsError, type ObjectStore } from '@sluice/object-store';
 import type { Job, JobEvent, PromptOutcome, SchemaCodecs } from '@sluice/schemas';
-import { jobObjectPrefix, JobWriter } from './job-writer.js';
+import { JobWriter } from './job-writer.js';
 import { buildManifest, defaultPrices, type Manifest, type PriceTable } from './manifest.js';
 
 export const jobsTopic = 'sluice.jobs';
@@ -260,7 +260,7 @@ export class Sink {
         if (!referenced.has(name)) await this.o.store.delete(name);
       }
     }
-    const manifestName = `${base}manifest.json`;
+    const manifestName = manifestOf(this.o.prefix, job.jobId);
     let manifest = buildManifest(w, (n) => this.o.store.uri(n), this.o.prices);
     try {
       await this.o.store.put(manifestName, JSON.stringify(manifest, null, 2) + '\n', {

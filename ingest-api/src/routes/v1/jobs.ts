@@ -50,6 +50,11 @@ const JobView = Type.Object({
   source: Type.String(),
   createdAt: Type.String(),
   updatedAt: Type.String(),
+  /** When every prompt was accounted for and the job announced. */
+  finalizedAt: Type.Union([Type.String(), Type.Null()]),
+  manifestUri: Type.Union([Type.String(), Type.Null()]),
+  /** The job's result files so far (GET). */
+  results: Type.String(),
   metadata: Type.Record(Type.String(), Type.String()),
   counts: Type.Object({
     total: Type.Union([Type.Integer(), Type.Null()]),
@@ -78,6 +83,9 @@ function view(job: Job, counts: RunCounts): Static<typeof JobView> {
     source: job.source,
     createdAt: new Date(job.createdAt).toISOString(),
     updatedAt: new Date(job.updatedAt).toISOString(),
+    finalizedAt: job.finalizedAt === null ? null : new Date(job.finalizedAt).toISOString(),
+    manifestUri: job.manifestUri,
+    results: `/v1/jobs/${job.jobId}/results`,
     metadata: job.metadata,
     counts: {
       total: job.total,

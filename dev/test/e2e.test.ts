@@ -1,0 +1,169 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { createGcsObjectStore } from '@sluice/object-store';
+import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
+import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashApiKey } from '@sluice/ingest-api';
+import { startDev, type DevRunning } from '../sluice/dev.js';
+import { subscribe } from '../../stream-processors/sink/test/helpers.js';
+
+/**
+ * The whole pipeline in one process on the real local stack: an HTTP upload, the dispatcher calling
+ * the simulated provider, the sink writing to the GCS emulator, and a Pub/Sub subscriber.
+ */
+describe('end to end: HTTP upload to GCS files and a Pub/Sub announcement', () => {
+  const s = stackSettings();
+  const tenant = uniqueName('e2e');
+  const key = `sk-${uniqueName('e2e')}`;
+  const lane = `e2e${Date.now().toString(36)}`;
+  const bucket = uniqueName('e2e-results');
+  const topic = uniqueName('e2e-finished');
+  let sim: ProviderSimServer;
+  let dev: DevRunning;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-'));
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const credentialsFile = join(dir, 'sa.json');
+    await writeFile(
+      credentialsFile,
+      JSON.stringify({
+        type: 'service_account',
+        client_email: 'sluice-e2e@sluice-local.iam.gserviceaccount.com',
+        private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      }),
+    );
+    sim = await startProviderSim({
+      config: {
+        seed: 5,
+        latency: { baseMs: 20, perTokenMs: 0.2, sigma: 0.3 },
+        keys: { 'sk-e2e': { dialect: 'openai', limits: { rpm: 12_000, tpm: 2_000_000 }, faults: { errorRate: 0.02 } } },
+      },
+    });
+    dev = await startDev({
+      env: {
+        SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
+        SLUICE_REDIS_URL: s.redisUrl,
+        SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
+        SLUICE_GCS_ENDPOINT: s.gcsEndpoint,
+        PUBSUB_EMULATOR_HOST: s.pubsubEmulatorHost,
+        SLUICE_PUBSUB_PROJECT: s.pubsubProject,
+        SLUICE_RESULTS_BUCKET: bucket,
+        SLUICE_GCS_CREDENTIALS_FILE: credentialsFile,
+        SLUICE_PUBSUB_TOPIC: topic,
+        SLUICE_API_KEYS: `${tenant}:${hashApiKey(key)}`,
+        SLUICE_SINK_TENANTS: tenant,
+        SLUICE_MODELS: JSON.stringify({ [lane]: ['gpt-4o-mini'] }),
+        SLUICE_SINK_FLUSH_MS: '500',
+      },
+      lanes: [{ provider: lane, adapter: 'openai', apiKey: 'sk-e2e', baseUrl: `${sim.url}/v1` }],
+      log: pino({ level: 'warn' }),
+      port: 0,
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await dev?.close();
+    await sim?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('delivers one record per row (results and errors apart), files in GCS, and one announcement', async () => {
+    const sub = await subscribe(s.pubsubProject, s.pubsubEmulatorHost, topic);
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    try {
+      const created = await fetch(`${dev.url}/v1/jobs`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ provider: lane, model: 'gpt-4o-mini', parameters: { maxTokens: 20 } }),
+      });
+      expect(created.status).toBe(201);
+      const job = (await created.json()) as { id: string };
+      const lines: string[] = [];
+      for (let i = 0; i < 500; i++) {
+        lines.push(
+          i % 100 === 7
+            ? '{"custom_id": "broken", "prompt": '
+            : JSON.stringify({ custom_id: `h${i}`, prompt: `Headline ${i}: is it good news?` }),
+        );
+      }
+      const upload = await fetch(`${dev.url}/v1/jobs/${job.id}/input`, {
+        method: 'PUT',
+        headers: { ...headers, 'content-type': 'application/jsonl' },
+        body: lines.join('\n') + '\n',
+      });
+      expect(upload.status).toBe(200);
+      expect(await upload.json()).toMatchObject({ accepted: 495, invalid: 5, total: 500 });
+
+      await waitFor('the announcement', () => sub.messages.find((m) => m.attributes['jobId'] === job.id), {
+        timeoutMs: 120_000,
+        intervalMs: 250,
+      });
+      const message = sub.messages.find((m) => m.attributes['jobId'] === job.id)!;
+      expect(message.attributes).toEqual({ jobId: job.id, tenant, status: 'COMPLETED_WITH_ERRORS' });
+      const announced = JSON.parse(message.data.toString()) as { manifestUri: string; counts: Record<string, number> };
+      expect(announced.manifestUri).toBe(`gs://${bucket}/${job.id}/manifest.json`);
+      expect(announced.counts).toEqual({ total: 500, succeeded: 495, failed: 5, cancelled: 0 });
+
+      // The files in the GCS emulator.
+      const store = createGcsObjectStore({ bucket, apiEndpoint: s.gcsEndpoint, projectId: s.pubsubProject });
+      const manifest = JSON.parse((await store.get(`${job.id}/manifest.json`))!.toString()) as {
+        outputs: { results: Array<{ name: string }>; errors: Array<{ name: string }> };
+      };
+      const read = async (files: Array<{ name: string }>) =>
+        (await Promise.all(files.map(async (f) => (await store.get(f.name))!.toString())))
+          .join('')
+          .split('\n')
+          .filter(Boolean)
+          .map(
+            (l) =>
+              JSON.parse(l) as {
+                custom_id: string | null;
+                row_index: number;
+                response: { body: { choices: unknown[] } } | null;
+                error: { code: string; line: number } | null;
+              },
+          );
+      const results = await read(manifest.outputs.results);
+      const errors = await read(manifest.outputs.errors);
+      expect(results).toHaveLength(495);
+      expect(new Set(results.map((r) => r.custom_id)).size).toBe(495);
+      expect(results.every((r) => r.error === null && r.response!.body.choices.length === 1)).toBe(true);
+      expect(errors.map((e) => [e.row_index, e.error!.code, e.error!.line])).toEqual(
+        [7, 107, 207, 307, 407].map((row) => [row, 'INPUT_INVALID_JSON', row + 1]),
+      );
+
+      // The API: the job's final state, its files with signed URLs, and the streamed download.
+      const got = (await (await fetch(`${dev.url}/v1/jobs/${job.id}`, { headers })).json()) as Record<string, unknown>;
+      expect(got).toMatchObject({ status: 'completed_with_errors', manifestUri: announced.manifestUri });
+      expect(got['counts']).toMatchObject({ total: 500, succeeded: 495, failed: 5, invalid: 5 });
+      const listing = (await (await fetch(`${dev.url}/v1/jobs/${job.id}/results`, { headers })).json()) as {
+        complete: boolean;
+        records: number;
+        files: Array<{ kind: string; url: string; records: number }>;
+      };
+      expect(listing).toMatchObject({ complete: true, records: 500 });
+      const signed = listing.files.find((f) => f.kind === 'errors')!;
+      expect(signed.url).toMatch(/X-Goog-Signature=/);
+      expect((await (await fetch(signed.url)).text()).trim().split('\n')).toHaveLength(signed.records);
+      const download = await fetch(`${dev.url}/v1/jobs/${job.id}/results/results`, { headers });
+      expect(download.headers.get('content-type')).toMatch(/application\/jsonl/);
+      expect((await download.text()).trim().split('\n')).toHaveLength(495);
+      // Another tenant's key sees no such job.
+      expect(
+        (await fetch(`${dev.url}/v1/jobs/${job.id}/results`, { headers: { authorization: 'Bearer sk-nobody' } }))
+          .status,
+      ).toBe(401);
+
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(sub.messages.filter((m) => m.attributes['jobId'] === job.id)).toHaveLength(1);
+    } finally {
+      await sub.close();
+    }
+  }, 180_000);
+});
