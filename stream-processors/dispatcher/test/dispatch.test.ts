@@ -58,7 +58,9 @@ beforeAll(async () => {
       },
     },
   });
-  delay = new DelayProcessor({ kafka, log, groupId: uniqueName('delay') });
+  // The delay topics are the stack's, shared by every test that runs a pipeline: one delay group
+  // (the default, as in a deployment), or each delayed prompt would go back to its lane once per group.
+  delay = new DelayProcessor({ kafka, log });
   await delay.start();
 });
 
