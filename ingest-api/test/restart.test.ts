@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { freePort, stackSettings, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../src/config.js';
-import { createTestApi, readPrompts, type TestApi } from './helpers.js';
+import { createJob, createTestApi, readPrompts, type TestApi } from './helpers.js';
 
 /**
  * The API as its own process, killed with SIGKILL in the middle of an upload and started again:
@@ -117,5 +118,59 @@ describe('restart of the API mid-upload', () => {
     expect(prompts).toHaveLength(rows);
     expect(new Set(prompts.map((p) => p.rowIndex)).size).toBe(rows);
     expect(prompts.every((p) => p.customId === `r${p.rowIndex}`)).toBe(true);
+  });
+});
+
+/**
+ * Regression: an API killed after a chunk's transaction committed but before the Redis view took
+ * the new counts made the next upload re-send that chunk (1,000 prompts twice on the lane).
+ */
+describe('a crash between a chunk commit and the view update', () => {
+  it('resumes from the committed state in sluice.jobs, sending no row twice', async () => {
+    const api = await createTestApi();
+    try {
+      const job = await createJob(api);
+      const line = (i: number) => `${JSON.stringify({ custom_id: `r${i}`, prompt: `Prompt ${i}` })}\n`;
+      let first = '';
+      for (let i = 0; i < 2_500; i++) first += line(i);
+      // A cut-off upload: 2,000 rows commit in two chunks, the rest is rolled back.
+      const body = new PassThrough();
+      const upload = api.app.inject({
+        method: 'PUT',
+        url: `/v1/jobs/${job.id}/input`,
+        headers: { ...api.auth('alice'), 'content-type': 'application/jsonl' },
+        payload: body,
+      });
+      body.write(first);
+      await waitFor('two committed chunks', async () => {
+        const j = await api.jobs.view.get(job.id);
+        return j && j.accepted >= 2_000 ? j : undefined;
+      });
+      body.destroy(new Error('client gone'));
+      await upload.catch(() => undefined);
+      await waitFor('the cut-off upload to let go of its lock', async () =>
+        (await api.redis.exists(`sluice:upload:${job.id}`)) === 0 ? true : undefined,
+      );
+      // What a crash right after the second commit leaves: the view one chunk behind, the marker set.
+      const behind = { ...(await api.jobs.view.get(job.id))!, accepted: 1_000 };
+      await api.jobs.view.put(behind);
+      await api.redis.set(`sluice:upload:${job.id}:pending`, '2000');
+
+      let all = '';
+      for (let i = 0; i < 4_000; i++) all += line(i);
+      const again = await api.app.inject({
+        method: 'PUT',
+        url: `/v1/jobs/${job.id}/input`,
+        headers: { ...api.auth('alice'), 'content-type': 'application/jsonl' },
+        payload: all,
+      });
+      expect(again.statusCode).toBe(200);
+      expect(again.json()).toMatchObject({ resumedFrom: 2_000, accepted: 2_000, total: 4_000 });
+      const prompts = await readPrompts(api, job.id, 4_000);
+      expect(prompts).toHaveLength(4_000);
+      expect(new Set(prompts.map((p) => p.rowIndex)).size).toBe(4_000);
+    } finally {
+      await api.close();
+    }
   });
 });

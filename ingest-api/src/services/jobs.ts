@@ -229,7 +229,15 @@ export class JobService {
     await producer.connect(); // fences (and aborts) a transaction left open by a crashed upload
     const log = this.log;
     const c = this.deps.config;
+    const pendingKey = `sluice:upload:${jobId}:pending`;
     let job = current;
+    if ((await this.deps.redis.exists(pendingKey)) === 1) {
+      // An earlier upload died with a chunk in flight: whether it committed, only Kafka knows.
+      job = (await this.readJobsTopic(jobId)).get(jobId) ?? job;
+      await this.view.put(job);
+      await this.deps.redis.del(pendingKey);
+      log.info({ jobId, committedRows: job.accepted + job.invalid }, 'upload resumed from the state in sluice.jobs');
+    }
     const resumedFrom = job.accepted + job.invalid;
     let rowIndex = 0;
     let accepted = 0;
@@ -255,6 +263,9 @@ export class JobService {
         next.status = 'sealed';
         next.total = next.accepted + next.invalid;
       }
+      // Marks the chunk in flight: if the process dies between the commit and the view update,
+      // the next upload finds the marker and reads the job's committed state from sluice.jobs.
+      await this.deps.redis.set(pendingKey, String(next.accepted + next.invalid), 'EX', 86_400);
       const txn: Transaction = await producer.transaction();
       try {
         const topicMessages = [
@@ -274,6 +285,7 @@ export class JobService {
       chunkAccepted = 0;
       chunkInvalid = 0;
       await this.view.put(job);
+      await this.deps.redis.del(pendingKey);
       await this.deps.redis.pexpire(lockKey, this.lockMs);
     };
 
@@ -403,49 +415,53 @@ export class JobService {
 
   /** Rebuilds the Redis view from the compacted job topic, reading it to its end. */
   async rebuildView(): Promise<number> {
+    let rebuilt = 0;
+    for (const job of (await this.readJobsTopic()).values()) {
+      await this.view.put(job);
+      if (job.idempotencyKey) {
+        await this.deps.redis.set(`sluice:idem:${job.tenant}:${job.idempotencyKey}`, job.jobId, 'EX', 86_400, 'NX');
+      }
+      rebuilt++;
+    }
+    await this.view.markReady();
+    this.log.info({ jobs: rebuilt }, 'job view rebuilt from sluice.jobs');
+    return rebuilt;
+  }
+
+  /** The latest committed state of every job (or of one) in sluice.jobs, read to its end. */
+  private async readJobsTopic(only?: string): Promise<Map<string, Job>> {
     const { kafka, codecs } = this.deps;
     const admin = kafka.admin();
     await admin.connect();
     const ends = await admin.fetchTopicOffsets(jobsTopic);
     await admin.disconnect();
     const remaining = new Map(ends.filter((e) => e.high !== e.low).map((e) => [e.partition, Number(e.high)]));
-    let rebuilt = 0;
-    if (remaining.size > 0) {
-      const consumer = kafka.consumer({ groupId: `sluice-ingest-rebuild-${randomBytes(4).toString('hex')}` });
-      await consumer.connect();
-      await consumer.subscribe({ topic: jobsTopic, fromBeginning: true });
-      const latest = new Map<string, Job>();
-      // Until the group is joined nothing can arrive: the quiet period starts then.
-      let lastProgress = Date.now() + 60_000;
-      consumer.on(consumer.events.GROUP_JOIN, () => (lastProgress = Math.min(lastProgress, Date.now())));
-      await consumer.run({
-        eachBatch: async ({ batch }) => {
-          for (const message of batch.messages) {
-            if (!message.value) continue;
-            const event = await codecs.jobEvent.decode(message.value);
-            latest.set(event.job.jobId, event.job);
-          }
-          // lastOffset() counts transaction markers, which are never delivered as messages.
-          const end = remaining.get(batch.partition);
-          if (end !== undefined && Number(batch.lastOffset()) + 1 >= end) remaining.delete(batch.partition);
-          lastProgress = Date.now();
-        },
-      });
-      // Done when every partition reached its end, or, when a partition ends with a transaction
-      // marker that no batch reports, when nothing more has come for a while.
-      while (remaining.size > 0 && Date.now() - lastProgress < 2_000) await new Promise((r) => setTimeout(r, 50));
-      await consumer.disconnect();
-      for (const job of latest.values()) {
-        await this.view.put(job);
-        if (job.idempotencyKey) {
-          await this.deps.redis.set(`sluice:idem:${job.tenant}:${job.idempotencyKey}`, job.jobId, 'EX', 86_400, 'NX');
+    const latest = new Map<string, Job>();
+    if (remaining.size === 0) return latest;
+    const consumer = kafka.consumer({ groupId: `sluice-ingest-read-${randomBytes(4).toString('hex')}` });
+    await consumer.connect();
+    await consumer.subscribe({ topic: jobsTopic, fromBeginning: true });
+    // Until the group is joined nothing can arrive: the quiet period starts then.
+    let lastProgress = Date.now() + 60_000;
+    consumer.on(consumer.events.GROUP_JOIN, () => (lastProgress = Math.min(lastProgress, Date.now())));
+    await consumer.run({
+      eachBatch: async ({ batch }) => {
+        for (const message of batch.messages) {
+          if (!message.value || (only !== undefined && message.key?.toString() !== only)) continue;
+          const event = await codecs.jobEvent.decode(message.value);
+          latest.set(event.job.jobId, event.job);
         }
-        rebuilt++;
-      }
-    }
-    await this.view.markReady();
-    this.log.info({ jobs: rebuilt }, 'job view rebuilt from sluice.jobs');
-    return rebuilt;
+        // lastOffset() counts transaction markers, which are never delivered as messages.
+        const end = remaining.get(batch.partition);
+        if (end !== undefined && Number(batch.lastOffset()) + 1 >= end) remaining.delete(batch.partition);
+        lastProgress = Date.now();
+      },
+    });
+    // Done when every partition reached its end, or, when a partition ends with a transaction
+    // marker that no batch reports, when nothing more has come for a while.
+    while (remaining.size > 0 && Date.now() - lastProgress < 2_000) await new Promise((r) => setTimeout(r, 50));
+    await consumer.disconnect();
+    return latest;
   }
 }
 

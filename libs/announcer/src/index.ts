@@ -38,9 +38,19 @@ export interface AnnouncerOptions {
   };
 }
 
+export interface AnnounceResult {
+  messageId?: string;
+  webhookStatus?: number;
+  webhookError?: string;
+}
+
 export interface Announcer {
-  /** Publishes to Pub/Sub (and the webhook when given); resolves once every channel accepted it. */
-  announce(a: Announcement, target: AnnounceTarget): Promise<{ messageId?: string; webhookStatus?: number }>;
+  /**
+   * Publishes to Pub/Sub (rejects when that fails: the caller tries again) and posts the webhook
+   * when given (a receiver that still fails after its attempts is reported in `webhookError`, so
+   * that one broken endpoint cannot hold a job open).
+   */
+  announce(a: Announcement, target: AnnounceTarget): Promise<AnnounceResult>;
   close(): Promise<void>;
 }
 
@@ -109,12 +119,15 @@ export function createAnnouncer(o: AnnouncerOptions): Announcer {
 
   return {
     async announce(a, target) {
-      const out: { messageId?: string; webhookStatus?: number } = {};
+      const out: AnnounceResult = {};
       const topic = target.pubsubTopic ?? o.pubsub?.defaultTopic;
       if (topic && pubsub) out.messageId = await publish(topic, a);
       if (target.webhookUrl) {
-        if (!o.webhook) throw new Error(`job ${a.jobId} has a webhook but no webhook secret is configured`);
-        out.webhookStatus = await post(target.webhookUrl, a);
+        if (!o.webhook) out.webhookError = `job ${a.jobId} has a webhook but no webhook secret is configured`;
+        else
+          out.webhookStatus = await post(target.webhookUrl, a).catch(
+            (err: Error) => ((out.webhookError = err.message), undefined),
+          );
       }
       return out;
     },

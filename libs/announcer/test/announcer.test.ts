@@ -91,8 +91,14 @@ describe('announcer (Pub/Sub emulator, a local webhook receiver)', () => {
 
   it('says so when a job has a webhook but no secret is configured', async () => {
     const announcer = createAnnouncer({});
-    await expect(announcer.announce(announcement('job_a4'), { webhookUrl: 'http://127.0.0.1:9/x' })).rejects.toThrow(
-      /no webhook secret is configured/,
-    );
+    const r = await announcer.announce(announcement('job_a4'), { webhookUrl: 'http://127.0.0.1:9/x' });
+    expect(r.webhookError).toMatch(/no webhook secret is configured/);
+  });
+
+  it('reports a webhook that keeps failing instead of throwing', async () => {
+    const announcer = createAnnouncer({ webhook: { secret: 's', timeoutMs: 500, attempts: 2 } });
+    const r = await announcer.announce(announcement('job_a5'), { webhookUrl: 'http://127.0.0.1:9/unreachable' });
+    expect(r.webhookStatus).toBeUndefined();
+    expect(r.webhookError).toMatch(/webhook for job job_a5 failed/);
   });
 });

@@ -274,7 +274,7 @@ export class Sink {
     }
     const manifestUri = this.o.store.uri(manifestName);
     const notifications = JSON.parse(job.notifications || '{}') as { pubsubTopic?: string; webhookUrl?: string };
-    await this.o.announcer.announce(
+    const announced = await this.o.announcer.announce(
       {
         jobId: job.jobId,
         tenant: job.tenant,
@@ -290,6 +290,12 @@ export class Sink {
       },
       notifications,
     );
+    if (announced.webhookError) {
+      this.o.log.warn(
+        { jobId: job.jobId, err: announced.webhookError },
+        'webhook not delivered; the job is announced on Pub/Sub',
+      );
+    }
     const now = Date.now();
     const final: Job = {
       ...job,
