@@ -78,3 +78,5 @@ export class SluiceError extends Error {
 export function isSluiceError(err: unknown): err is SluiceError {
   return err instanceof SluiceError;
 }
+
+export { CrashPoint, crashPointNames, type CrashPointName } from './crash.js';

@@ -1,3 +1,4 @@
+import type { CrashPoint } from '@sluice/errors';
 import type { Consumer, Logger, Message, Producer, SluiceKafka } from '@sluice/kafka';
 import { delayTiers, headerText, headers } from '../../dispatcher/src/headers.js';
 import { tierTopics } from '../../dispatcher/src/dispatcher.js';
@@ -7,6 +8,8 @@ export interface DelayProcessorOptions {
   log: Logger;
   /** @default sluice-delay */
   groupId?: string;
+  /** The fault suite's crash point (SLUICE_CRASH_POINT); absent in normal runs. */
+  crash?: CrashPoint;
 }
 
 /**
@@ -75,6 +78,7 @@ export class DelayProcessor {
             acks: -1,
             topicMessages: [...byLane].map(([topic, messages]) => ({ topic, messages })),
           });
+          this.o.crash?.reached('delay.after-produce');
           const last = due[due.length - 1]!.offset;
           for (const d of due) resolveOffset(d.offset);
           await consumer.commitOffsets([

@@ -1,8 +1,9 @@
 import { pino } from 'pino';
+import { CrashPoint } from '@sluice/errors';
 import { createKafka } from '@sluice/kafka';
 import { DelayProcessor } from './delay-processor.js';
 
-/** Runs the delay processor until SIGTERM. Reads SLUICE_KAFKA_BROKERS only. */
+/** Runs the delay processor until SIGTERM. Reads SLUICE_KAFKA_BROKERS (and SLUICE_CRASH_POINT). */
 export async function main(): Promise<void> {
   const brokers = process.env['SLUICE_KAFKA_BROKERS'];
   if (!brokers) throw new Error('SLUICE_KAFKA_BROKERS is not set: run `npm run stack:up` and source .sluice/stack.env');
@@ -10,6 +11,7 @@ export async function main(): Promise<void> {
   const delay = new DelayProcessor({
     kafka: createKafka({ brokers: brokers.split(','), clientId: 'sluice-delay', logger: log }),
     log,
+    crash: CrashPoint.parse(process.env['SLUICE_CRASH_POINT']),
   });
   await delay.start();
   log.info({}, 'delay processor running');

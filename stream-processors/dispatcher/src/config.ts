@@ -1,3 +1,4 @@
+import { CrashPoint } from '@sluice/errors';
 import type { BucketLimits } from '@sluice/rate-limit';
 
 export interface DispatcherConfig {
@@ -22,6 +23,10 @@ export interface DispatcherConfig {
   maxAttempts: number;
   /** @default 12 (SLUICE_LANE_PARTITIONS, as the ingest API) */
   lanePartitions: number;
+  /** The lane topic's provider name (SLUICE_LANE), when it differs from the API it calls. @default provider */
+  lane: string;
+  /** The fault suite's crash point (SLUICE_CRASH_POINT). */
+  crash: CrashPoint | undefined;
 }
 
 export class DispatcherConfigError extends Error {}
@@ -41,6 +46,14 @@ function required(env: NodeJS.ProcessEnv, name: string, hint: string): string {
   const v = env[name];
   if (!v) throw new DispatcherConfigError(`${name} is not set: ${hint}`);
   return v;
+}
+
+function crashPoint(env: NodeJS.ProcessEnv): CrashPoint | undefined {
+  try {
+    return CrashPoint.parse(env['SLUICE_CRASH_POINT']);
+  } catch (e) {
+    throw new DispatcherConfigError((e as Error).message);
+  }
 }
 
 /** The only reader of process.env for the dispatcher process. */
@@ -78,5 +91,7 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
     callTimeoutMs: int(env, 'SLUICE_CALL_TIMEOUT_MS', 60_000),
     maxAttempts: int(env, 'SLUICE_MAX_ATTEMPTS', 6),
     lanePartitions: int(env, 'SLUICE_LANE_PARTITIONS', 12),
+    lane: env['SLUICE_LANE'] || provider,
+    crash: crashPoint(env),
   });
 }

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Consumer, Logger, Producer, SluiceKafka } from '@sluice/kafka';
 import { ProviderError, type ChatResult, type ProviderAdapter, type RateHeaders } from '@sluice/providers';
 import type { BucketLimits, RateLimiter } from '@sluice/rate-limit';
+import type { CrashPoint } from '@sluice/errors';
 import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import { backoffMs, delayTiers, headers, readAttempts, tierFor } from './headers.js';
 import { OutageBreaker, type OutageBreakerOptions } from './breaker.js';
@@ -32,10 +33,15 @@ export interface DispatcherOptions {
   groupId?: string;
   /** Partitions of the lane topic if this process is the first to create it. @default 12 */
   lanePartitions?: number;
-  /** The consumer's session timeout; calls may run longer (heartbeats go on). @default 30000 */
+  /**
+   * The consumer's session timeout; calls may run longer (heartbeats go on). Short, so that a
+   * replica that dies is replaced quickly. @default 10000
+   */
   sessionTimeoutMs?: number;
   /** When the lane pauses for a provider outage (see OutageBreaker for the defaults). */
   breaker?: OutageBreakerOptions;
+  /** The fault suite's crash point (SLUICE_CRASH_POINT); absent in normal runs. */
+  crash?: CrashPoint;
   log: Logger;
 }
 
@@ -57,7 +63,10 @@ const now = () => Date.now();
  * goes to a delay topic for another attempt.
  */
 export class Dispatcher {
-  private readonly o: Required<Omit<DispatcherOptions, 'groupId' | 'breaker'>> & { groupId: string };
+  private readonly o: Required<Omit<DispatcherOptions, 'groupId' | 'breaker' | 'crash'>> & {
+    groupId: string;
+    crash?: CrashPoint;
+  };
   private readonly lane: string;
   private consumer: Consumer | undefined;
   private readonly producer: Producer;
@@ -84,7 +93,7 @@ export class Dispatcher {
       maxAttempts: 6,
       defaultMaxTokens: 1_024,
       groupId: `sluice-dispatcher-${options.provider}`,
-      sessionTimeoutMs: 30_000,
+      sessionTimeoutMs: 10_000,
       lanePartitions: 12,
       ...options,
     };
@@ -209,6 +218,7 @@ export class Dispatcher {
     const { partition, offset, tracker } = task;
     try {
       await this.run(task);
+      this.o.crash?.reached('dispatcher.after-produce');
     } catch (err) {
       // Producing the outcome failed (Kafka unavailable past the client's retries): the offset is
       // not committed, so the prompt is read again after a restart or rebalance.
@@ -260,6 +270,7 @@ export class Dispatcher {
         timeoutMs: this.o.callTimeoutMs,
       });
     } catch (err) {
+      this.o.crash?.reached('dispatcher.after-call');
       const e =
         err instanceof ProviderError
           ? err
@@ -283,6 +294,7 @@ export class Dispatcher {
         lineNumber: null,
       });
     }
+    this.o.crash?.reached('dispatcher.after-call');
     this.recordOutcome('ok', probe);
     this.learn(request.model, result.rate);
     const history = [

@@ -31,7 +31,7 @@ export function adapterFor(c: DispatcherConfig): ProviderAdapter {
 /** Runs the dispatcher of one lane until SIGTERM, then lets calls in flight finish. */
 export async function main(): Promise<void> {
   const config = loadDispatcherConfig();
-  const log = pino({ name: 'dispatcher', base: { lane: config.provider, keyId: config.keyId } });
+  const log = pino({ name: 'dispatcher', base: { lane: config.lane, keyId: config.keyId } });
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
   const kafka = createKafka({
     brokers: config.kafkaBrokers,
@@ -43,7 +43,7 @@ export async function main(): Promise<void> {
     codecs: await createSchemaCodecs({ registryUrl: config.schemaRegistryUrl }),
     redis,
     limiter: new RateLimiter({ redis }),
-    provider: config.provider,
+    provider: config.lane,
     adapter: adapterFor(config),
     keyId: config.keyId,
     limits: (model) => config.modelLimits[model] ?? {},
@@ -51,6 +51,7 @@ export async function main(): Promise<void> {
     callTimeoutMs: config.callTimeoutMs,
     maxAttempts: config.maxAttempts,
     lanePartitions: config.lanePartitions,
+    crash: config.crash,
     log,
   });
   await dispatcher.start();

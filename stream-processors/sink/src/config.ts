@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { CrashPoint } from '@sluice/errors';
 import { defaultPrices, type PriceTable } from './manifest.js';
 
 export interface SinkConfig {
@@ -35,6 +36,8 @@ export interface SinkConfig {
   maxActiveJobs: number;
   /** Only these tenants' jobs (SLUICE_SINK_TENANTS, comma-separated). @default all tenants */
   tenants: string[] | null;
+  /** The fault suite's crash point (SLUICE_CRASH_POINT). */
+  crash: CrashPoint | undefined;
   /** USD per million tokens by model (SLUICE_PRICES, JSON), merged over the defaults. */
   prices: PriceTable;
 }
@@ -87,5 +90,12 @@ export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig
     maxActiveJobs: int(env, 'SLUICE_SINK_MAX_JOBS', 256),
     tenants: env['SLUICE_SINK_TENANTS'] ? env['SLUICE_SINK_TENANTS'].split(',').map((t) => t.trim()) : null,
     prices,
+    crash: (() => {
+      try {
+        return CrashPoint.parse(env['SLUICE_CRASH_POINT']);
+      } catch (e) {
+        throw new SinkConfigError((e as Error).message);
+      }
+    })(),
   });
 }

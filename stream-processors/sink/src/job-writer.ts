@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { CrashPoint } from '@sluice/errors';
 import type { Consumer, Logger, SluiceKafka } from '@sluice/kafka';
 import {
   indexPrefix,
@@ -30,6 +31,8 @@ export interface JobWriterOptions {
   flushMs: number;
   /** After each committed part, and when every prompt is accounted for. */
   onProgress: (writer: JobWriter) => void;
+  /** The fault suite's crash point; absent in normal runs. */
+  crash?: CrashPoint;
   /** The writer cannot go on (a part committed by another writer differs from its own). */
   onFailed: (writer: JobWriter, err: unknown) => void;
 }
@@ -249,6 +252,7 @@ export class JobWriter {
       firstCompletedAt: part.first,
       lastCompletedAt: part.last,
     };
+    this.o.crash?.reached('sink.after-write');
     const indexName = `${indexPrefix(this.o.prefix, this.job.jobId)}${tag}.json`;
     try {
       await this.retry(() =>

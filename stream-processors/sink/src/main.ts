@@ -43,6 +43,7 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
     maxActiveJobs: config.maxActiveJobs,
     prices: config.prices,
     tenants: config.tenants,
+    crash: config.crash,
   });
   return {
     sink,

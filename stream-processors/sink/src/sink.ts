@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Announcer } from '@sluice/announcer';
 import { JobView } from '@sluice/job-store';
+import type { CrashPoint } from '@sluice/errors';
 import type { Consumer, Logger, Producer, SluiceKafka } from '@sluice/kafka';
 import { jobObjectPrefix, manifestName as manifestOf, ObjectExistsError, type ObjectStore } from '@sluice/object-store';
 import type { Job, JobEvent, PromptOutcome, SchemaCodecs } from '@sluice/schemas';
@@ -38,6 +39,8 @@ export interface SinkOptions {
   sweepMs?: number;
   /** Only jobs of these tenants, for a sink dedicated to some tenants. @default all tenants */
   tenants?: string[] | null;
+  /** The fault suite's crash point (SLUICE_CRASH_POINT); absent in normal runs. */
+  crash?: CrashPoint;
 }
 
 interface Known {
@@ -53,7 +56,7 @@ interface Known {
  * deadline; results topics are deleted a retention period after their job is finalized.
  */
 export class Sink {
-  private readonly o: Required<SinkOptions>;
+  private readonly o: Required<Omit<SinkOptions, 'crash'>> & { crash?: CrashPoint };
   private consumer: Consumer | undefined;
   private readonly producer: Producer;
   private readonly view: JobView;
@@ -205,6 +208,7 @@ export class Sink {
       partRecords: this.o.partRecords,
       partBytes: this.o.partBytes,
       flushMs: this.o.flushMs,
+      crash: this.o.crash,
       onProgress: (w) => void this.progress(w),
       onFailed: (w, err) => {
         this.o.log.error({ err, jobId: w.job.jobId }, 'job writer failed; starting it afresh');

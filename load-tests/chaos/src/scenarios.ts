@@ -1,0 +1,284 @@
+import { request } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import type { SluiceKafka } from '@sluice/kafka';
+import type { KeyConfig, ProviderSimServer } from '@sluice/provider-sim';
+import { waitFor } from '@sluice/testing';
+import type { Cluster, Role } from './cluster.js';
+
+/** What a scenario works with: the cluster, the simulator, the API, and the ledger of submissions. */
+export interface ScenarioContext {
+  cluster: Cluster;
+  sim: ProviderSimServer;
+  simKey: string;
+  kafka: SluiceKafka;
+  lane: string;
+  api: string;
+  apiKey: string;
+  quick: boolean;
+  /** jobId → rows submitted (every row gets an outcome: result or error). */
+  ledger: Map<string, number>;
+  log(line: string): void;
+  /** Outcomes written so far across the scenario's jobs (the sink's counters). */
+  written(): Promise<number>;
+  /** Prompts submitted so far. */
+  submittedRows(): number;
+  /** Marks the moment a fault ended; the runner measures recovery from the last mark. */
+  faultEnded(): void;
+}
+
+export interface Scenario {
+  name: string;
+  /** In the --quick subset. */
+  quick: boolean;
+  what: string;
+  /** The simulator key's configuration for this scenario (merged over the default). */
+  key?: Partial<KeyConfig>;
+  /** Settings for the roles' first start only (e.g. a crash point). */
+  firstStart?: Partial<Record<Role, Record<string, string>>>;
+  run(ctx: ScenarioContext): Promise<void>;
+}
+
+const headers = (key: string) => ({ authorization: `Bearer ${key}`, 'content-type': 'application/json' });
+
+/** The input of a job: `n` rows, one in a hundred of them bad JSON. */
+export function jobInput(n: number): string {
+  let out = '';
+  for (let i = 0; i < n; i++) {
+    out +=
+      i % 100 === 42
+        ? '{"custom_id": "broken", "prompt": \n'
+        : `${JSON.stringify({ custom_id: `r${i}`, prompt: `Is headline ${i} good news?`, max_tokens: 8 })}\n`;
+  }
+  return out;
+}
+
+export async function createJob(ctx: ScenarioContext, idempotencyKey?: string): Promise<string> {
+  const res = await fetch(`${ctx.api}/v1/jobs`, {
+    method: 'POST',
+    headers: { ...headers(ctx.apiKey), ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}) },
+    body: JSON.stringify({ provider: ctx.lane, model: 'gpt-4o-mini' }),
+  });
+  if (res.status !== 201 && res.status !== 200) throw new Error(`create job: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
+export async function upload(ctx: ScenarioContext, jobId: string, body: string): Promise<Response> {
+  return fetch(`${ctx.api}/v1/jobs/${jobId}/input`, {
+    method: 'PUT',
+    headers: { ...headers(ctx.apiKey), 'content-type': 'application/jsonl' },
+    body,
+  });
+}
+
+/** Creates a job, uploads `n` rows and records them in the ledger. */
+export async function submit(ctx: ScenarioContext, n: number): Promise<string> {
+  const jobId = await createJob(ctx);
+  const res = await upload(ctx, jobId, jobInput(n));
+  if (res.status !== 200) throw new Error(`upload: ${res.status} ${await res.text()}`);
+  ctx.ledger.set(jobId, n);
+  return jobId;
+}
+
+/** Waits until `fraction` of the submitted prompts have been written. */
+export async function progress(ctx: ScenarioContext, fraction: number): Promise<void> {
+  const target = Math.floor(ctx.submittedRows() * fraction);
+  await waitFor(
+    `${Math.round(fraction * 100)} % of the prompts written`,
+    async () => ((await ctx.written()) >= target ? true : undefined),
+    { timeoutMs: 120_000, intervalMs: 100 },
+  );
+}
+
+const between = (a: number, b: number) => a + Math.random() * (b - a);
+
+function killAt(role: Role, name: string, quick = true): Scenario {
+  return {
+    name,
+    quick,
+    what: `SIGKILL of the ${role} at a random moment (20-60 % of the prompts written), then a restart`,
+    async run(ctx) {
+      const rows = ctx.quick ? 3_000 : 10_000;
+      const jobs = [submit(ctx, rows), submit(ctx, Math.floor(rows / 3))];
+      await Promise.all(jobs);
+      await progress(ctx, between(0.2, 0.6));
+      ctx.log(`  kill -9 ${role}`);
+      await ctx.cluster.kill(role);
+      await new Promise((r) => setTimeout(r, 1_000));
+      await ctx.cluster.start(role);
+      ctx.faultEnded();
+    },
+  };
+}
+
+function crashPoint(role: Role, point: string, after: number): Scenario {
+  return {
+    name: `crash-${point.replace('.', '-')}`,
+    quick: true,
+    what: `the ${role} kills itself at ${point} (the ${after}th time), and is restarted`,
+    firstStart: { [role]: { SLUICE_CRASH_POINT: `${point}:${after}` } },
+    // Delays are needed for the delay processor's point: a provider that refuses often.
+    key: role === 'delay' ? { limits: { rpm: 3_000, burstWindowMs: 1_000 } } : undefined,
+    async run(ctx) {
+      await submit(ctx, ctx.quick ? 2_000 : 6_000);
+      await waitFor(`the ${role} to reach ${point}`, () => (ctx.cluster.alive(role) ? undefined : true), {
+        timeoutMs: 90_000,
+        intervalMs: 100,
+      });
+      ctx.log(`  ${role} died at ${point}; restarting`);
+      await ctx.cluster.start(role);
+      ctx.faultEnded();
+    },
+  };
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'baseline',
+    quick: true,
+    what: 'no fault: two jobs, 1 % bad rows',
+    async run(ctx) {
+      await Promise.all([submit(ctx, ctx.quick ? 2_000 : 10_000), submit(ctx, 500)]);
+    },
+  },
+  killAt('dispatcher', 'kill-dispatcher'),
+  killAt('sink', 'kill-sink'),
+  killAt('ingest', 'kill-ingest-idle', false),
+  {
+    name: 'kill-delay',
+    quick: true,
+    what: 'SIGKILL of the delay processor while 429s fill the delay topics, then a restart',
+    key: { limits: { rpm: 3_000, burstWindowMs: 1_000 } },
+    async run(ctx) {
+      await submit(ctx, ctx.quick ? 1_500 : 5_000);
+      await progress(ctx, 0.3);
+      ctx.log('  kill -9 delay');
+      await ctx.cluster.kill('delay');
+      await new Promise((r) => setTimeout(r, 3_000));
+      await ctx.cluster.start('delay');
+      ctx.faultEnded();
+    },
+  },
+  {
+    name: 'kill-ingest-mid-upload',
+    quick: true,
+    what: 'SIGKILL of the ingest API in the middle of an upload; the same input is sent again',
+    async run(ctx) {
+      const rows = ctx.quick ? 8_000 : 100_000;
+      const jobId = await createJob(ctx);
+      ctx.ledger.set(jobId, rows);
+      const input = jobInput(rows);
+      const req = request(`${ctx.api}/v1/jobs/${jobId}/input`, {
+        method: 'PUT',
+        headers: { ...headers(ctx.apiKey), 'content-type': 'application/jsonl' },
+      });
+      req.on('error', () => undefined);
+      // Slowly: 64 KiB every 20 ms.
+      let sent = 0;
+      const pump = setInterval(() => {
+        if (sent < input.length) req.write(input.slice(sent, (sent += 65_536)));
+      }, 20);
+      await waitFor(
+        'a few committed chunks',
+        async () => {
+          const r = await fetch(`${ctx.api}/v1/jobs/${jobId}`, { headers: headers(ctx.apiKey) });
+          const j = (await r.json()) as { counts: { queued: number; succeeded: number } };
+          return j.counts.queued + j.counts.succeeded >= 2_000 ? true : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 50 },
+      );
+      ctx.log('  kill -9 ingest mid-upload');
+      await ctx.cluster.kill('ingest');
+      clearInterval(pump);
+      req.destroy();
+      await ctx.cluster.start('ingest');
+      ctx.faultEnded();
+      await waitFor(
+        'the re-sent upload to be taken',
+        async () => {
+          const r = await upload(ctx, jobId, input);
+          if (r.status === 409) return undefined; // the dead upload's lock has not expired yet
+          if (r.status !== 200) throw new Error(`re-upload: ${r.status} ${await r.text()}`);
+          return true;
+        },
+        { timeoutMs: 30_000, intervalMs: 500 },
+      );
+    },
+  },
+  crashPoint('dispatcher', 'dispatcher.after-call', 300),
+  crashPoint('dispatcher', 'dispatcher.after-produce', 300),
+  crashPoint('delay', 'delay.after-produce', 3),
+  crashPoint('sink', 'sink.after-write', 3),
+  {
+    name: 'poison-records',
+    quick: true,
+    what: 'garbage and wrong-job records on the lane and the results topic beside a real job',
+    async run(ctx) {
+      const jobId = await submit(ctx, ctx.quick ? 1_000 : 5_000);
+      const producer = ctx.kafka.producer();
+      await producer.connect();
+      const junk = [
+        { value: randomBytes(64) },
+        { value: Buffer.from('{"not": "avro"}') },
+        { value: Buffer.from([0, 0, 0, 0x7f, 0xff, 1, 2, 3]) }, // Confluent framing, unknown schema id
+        { value: null },
+      ];
+      await producer.send({ topic: `sluice.requests.${ctx.lane}`, messages: junk.map((m) => ({ key: jobId, ...m })) });
+      await producer.send({ topic: `sluice.results.${jobId}`, messages: junk.map((m) => ({ key: jobId, ...m })) });
+      await producer.disconnect();
+    },
+  },
+  {
+    name: 'duplicate-submission',
+    quick: true,
+    what: 'the same create sent twice with one Idempotency-Key, and the same input uploaded twice',
+    async run(ctx) {
+      const key = `idem-${randomBytes(6).toString('hex')}`;
+      const [a, b] = await Promise.all([createJob(ctx, key), createJob(ctx, key)]);
+      if (a !== b) throw new Error(`one Idempotency-Key gave two jobs: ${a}, ${b}`);
+      const input = jobInput(ctx.quick ? 1_000 : 5_000);
+      ctx.ledger.set(a, ctx.quick ? 1_000 : 5_000);
+      const first = await upload(ctx, a, input);
+      const second = await upload(ctx, a, input);
+      if (first.status !== 200) throw new Error(`upload: ${first.status}`);
+      if (second.status !== 409) throw new Error(`a second upload to a sealed job answered ${second.status}, not 409`);
+    },
+  },
+  {
+    name: 'provider-outage',
+    quick: true,
+    what: 'every call answered 503 for 20 s (60 s in the full suite) from 2 s on',
+    async run(ctx) {
+      const ms = ctx.quick ? 20_000 : 60_000;
+      const cfg = ctx.sim.sim.currentConfig.keys[ctx.simKey]!;
+      ctx.sim.sim.setKey(ctx.simKey, {
+        ...cfg,
+        faults: { ...cfg.faults, outages: [{ startMs: ctx.sim.sim.elapsed() + 2_000, durationMs: ms }] },
+      });
+      await submit(ctx, ctx.quick ? 2_000 : 10_000);
+      await new Promise((r) => setTimeout(r, ms + 2_000));
+      ctx.faultEnded();
+    },
+  },
+  {
+    name: '429-storm',
+    quick: true,
+    what: 'the key limit falls to a tenth (20 requests/s) for 15 s, then comes back',
+    async run(ctx) {
+      await submit(ctx, ctx.quick ? 2_000 : 10_000);
+      await progress(ctx, 0.1);
+      ctx.sim.sim.setLimits(ctx.simKey, { rpm: 1_200 });
+      await new Promise((r) => setTimeout(r, 15_000));
+      ctx.sim.sim.setLimits(ctx.simKey, { rpm: 12_000 });
+      ctx.faultEnded();
+    },
+  },
+  {
+    name: 'slow-provider',
+    quick: false,
+    what: 'a provider whose p99 latency is 30 s',
+    key: { latency: { baseMs: 300, perTokenMs: 0, sigma: 0.3, tailProbability: 0.02, tailMultiplier: 100 } },
+    async run(ctx) {
+      await submit(ctx, 3_000);
+    },
+  },
+];
