@@ -30,6 +30,8 @@ function rssMb(pid: number): number {
  */
 export class Cluster {
   private readonly procs = new Map<Role, ChildProcess>();
+  /** Extra replicas (a rebalance storm's), stopped with the cluster. */
+  private readonly extras = new Set<ChildProcess>();
   readonly peakRssMb: Record<Role, number> = { ingest: 0, dispatcher: 0, delay: 0, sink: 0 };
   readonly restarts: Record<Role, number> = { ingest: 0, dispatcher: 0, delay: 0, sink: 0 };
   private readonly sampler: NodeJS.Timeout;
@@ -46,8 +48,28 @@ export class Cluster {
     }, 250);
   }
 
+  /** Starts another replica of a role; stop it with SIGTERM (a replica leaving) or SIGKILL. */
+  startReplica(role: Role): ChildProcess {
+    const child = this.spawn(role, {});
+    this.extras.add(child);
+    child.once('exit', () => this.extras.delete(child));
+    return child;
+  }
+
   /** Starts a role; `extra` env applies to this start only (a crash point, for instance). */
   async start(role: Role, extra: Record<string, string> = {}): Promise<void> {
+    const child = this.spawn(role, extra);
+    this.procs.set(role, child);
+    if (role === 'ingest') {
+      await waitFor(
+        'the ingest API',
+        async () => ((await fetch(`${this.ingestUrl}/healthz`).catch(() => undefined))?.ok ? true : undefined),
+        { timeoutMs: 60_000, intervalMs: 200 },
+      );
+    }
+  }
+
+  private spawn(role: Role, extra: Record<string, string>): ChildProcess {
     const child = spawn(process.execPath, ['--import', 'tsx', join(root, entry[role])], {
       cwd: root,
       env: { ...process.env, ...this.env, ...extra },
@@ -58,18 +80,11 @@ export class Cluster {
       stderr = (stderr + c.toString()).slice(-2_000);
     });
     child.once('exit', (code, signal) => {
-      if (!this.stopped && this.procs.get(role) === child && signal !== 'SIGKILL' && signal !== 'SIGTERM') {
+      if (!this.stopped && signal !== 'SIGKILL' && signal !== 'SIGTERM' && code !== 0) {
         this.log(`  ${role} exited (${code ?? signal}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
       }
     });
-    this.procs.set(role, child);
-    if (role === 'ingest') {
-      await waitFor(
-        'the ingest API',
-        async () => ((await fetch(`${this.ingestUrl}/healthz`).catch(() => undefined))?.ok ? true : undefined),
-        { timeoutMs: 60_000, intervalMs: 200 },
-      );
-    }
+    return child;
   }
 
   /** SIGKILL: no shutdown hooks run, as in a crash or an OOM kill. */
@@ -97,7 +112,7 @@ export class Cluster {
     this.stopped = true;
     clearInterval(this.sampler);
     await Promise.all(
-      [...this.procs.values()].map(async (p) => {
+      [...this.procs.values(), ...this.extras].map(async (p) => {
         if (p.exitCode !== null || p.signalCode !== null) return;
         const exited = new Promise((r) => p.once('exit', r));
         p.kill('SIGTERM');

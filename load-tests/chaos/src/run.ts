@@ -134,17 +134,19 @@ async function runScenario(sc: Scenario): Promise<Row> {
     log,
     written,
     submittedRows: () => [...ledger.values()].reduce((a, b) => a + b, 0),
+    // Recovered: 5 % of the prompts (at least 50, or all that remain) newly written after the fault ended.
     faultEnded: () => {
       const at = Date.now();
-      const before = lastWritten;
-      recovery = waitFor(
-        'progress after the fault',
-        async () => ((await written()) > before ? Date.now() : undefined),
-        {
-          timeoutMs: 180_000,
-          intervalMs: 100,
-        },
-      ).then((t) => (t - at) / 1_000);
+      const total = ctx.submittedRows();
+      recovery = (async () => {
+        const target = Math.min(total, (await written()) + Math.max(50, Math.ceil(total * 0.05)));
+        const t = await waitFor(
+          'progress after the fault',
+          async () => ((await written()) >= target ? Date.now() : undefined),
+          { timeoutMs: 180_000, intervalMs: 100 },
+        );
+        return Math.round((t - at) / 100) / 10;
+      })();
     },
   };
   let error: string | null = null;

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { SluiceKafka } from '@sluice/kafka';
 import type { KeyConfig, ProviderSimServer } from '@sluice/provider-sim';
 import { waitFor } from '@sluice/testing';
+import { runningPid, stackUp } from '@sluice/dev/stack';
 import type { Cluster, Role } from './cluster.js';
 
 /** What a scenario works with: the cluster, the simulator, the API, and the ledger of submissions. */
@@ -90,6 +91,13 @@ export async function progress(ctx: ScenarioContext, fraction: number): Promise<
 }
 
 const between = (a: number, b: number) => a + Math.random() * (b - a);
+
+/** The broker the local stack started (only a process of ours is ever stopped). */
+function brokerPid(): number {
+  const pid = runningPid('kafka');
+  if (pid === undefined) throw new Error('no Kafka broker started by npm run stack:up is running');
+  return pid;
+}
 
 function killAt(role: Role, name: string, quick = true): Scenario {
   return {
@@ -269,6 +277,57 @@ export const scenarios: Scenario[] = [
       ctx.sim.sim.setLimits(ctx.simKey, { rpm: 1_200 });
       await new Promise((r) => setTimeout(r, 15_000));
       ctx.sim.sim.setLimits(ctx.simKey, { rpm: 12_000 });
+      ctx.faultEnded();
+    },
+  },
+  {
+    name: 'broker-pause',
+    quick: false,
+    what: 'SIGSTOP of the Kafka broker for 15 s (longer than the session timeouts), then SIGCONT',
+    async run(ctx) {
+      await submit(ctx, 4_000);
+      await progress(ctx, 0.3);
+      const pid = brokerPid();
+      ctx.log(`  SIGSTOP broker (pid ${pid})`);
+      process.kill(pid, 'SIGSTOP');
+      await new Promise((r) => setTimeout(r, 15_000));
+      process.kill(pid, 'SIGCONT');
+      ctx.faultEnded();
+    },
+  },
+  {
+    name: 'broker-kill',
+    quick: false,
+    what: 'kill -9 of the Kafka broker, started again 2 s later (same data directory)',
+    async run(ctx) {
+      await submit(ctx, 4_000);
+      await progress(ctx, 0.3);
+      const pid = brokerPid();
+      ctx.log(`  kill -9 broker (pid ${pid})`);
+      process.kill(pid, 'SIGKILL');
+      await waitFor('the broker to exit', () => (runningPid('kafka') === undefined ? true : undefined), {
+        timeoutMs: 10_000,
+      });
+      await new Promise((r) => setTimeout(r, 2_000));
+      await stackUp(() => undefined);
+      ctx.faultEnded();
+    },
+  },
+  {
+    name: 'rebalance-storm',
+    quick: false,
+    what: 'a dispatcher replica joins and leaves every 5 s for 40 s beside the steady one',
+    async run(ctx) {
+      await submit(ctx, 8_000);
+      await progress(ctx, 0.05);
+      for (let i = 0; i < 4; i++) {
+        const replica = ctx.cluster.startReplica('dispatcher');
+        await new Promise((r) => setTimeout(r, 5_000));
+        const gone = new Promise((r) => replica.once('exit', r));
+        replica.kill(i % 2 === 0 ? 'SIGTERM' : 'SIGKILL');
+        await gone;
+        await new Promise((r) => setTimeout(r, 5_000));
+      }
       ctx.faultEnded();
     },
   },

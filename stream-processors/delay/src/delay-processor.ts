@@ -32,7 +32,9 @@ export class DelayProcessor {
     // Short fetch waits: a partition resumed when its head is due is fetched again at once.
     const consumer = this.o.kafka.consumer({
       groupId: this.o.groupId ?? 'sluice-delay',
-      sessionTimeout: 30_000,
+      // Short, so that a replica that dies is replaced quickly; the handler never blocks long.
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1_000,
       maxWaitTimeInMs: 200,
     });
     this.consumer = consumer;
