@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { buildApp, hashApiKey, JobService, loadConfig } from '@sluice/ingest-api';
+import { buildApp, hashApiKey, JobService, loadConfig, openResultsAccess } from '@sluice/ingest-api';
 import { createKafka } from '@sluice/kafka';
-import { openObjectStore } from '@sluice/object-store';
+
 import { RateLimiter, type BucketLimits } from '@sluice/rate-limit';
 import { createSchemaCodecs } from '@sluice/schemas';
 import {
@@ -107,24 +107,17 @@ export async function startDev(o: DevOptions): Promise<DevRunning> {
     const jobs = new JobService({ kafka, redis, codecs, config: ingestConfig, log: log.child({ role: 'ingest' }) });
     await jobs.start();
     closers.push(() => jobs.close());
-    const r = ingestConfig.results;
-    const store = await openObjectStore({
-      bucket: r.bucket,
-      gcsEndpoint: r.gcsEndpoint,
-      projectId: r.projectId,
-      localDir: r.localDir,
-      credentialsFile: r.credentialsFile,
-    });
+    const results = await openResultsAccess(ingestConfig.results);
     const app = await buildApp({
       config: ingestConfig,
       jobs,
-      results: { store, prefix: r.prefix, signedUrlTtlMs: r.signedUrlTtlMs },
+      results,
       logger: false,
     });
     await app.listen({ port: ingestConfig.port, host: ingestConfig.host });
     closers.push(() => app.close());
     const port = (app.server.address() as AddressInfo).port;
-    return { url: `http://${ingestConfig.host}:${port}`, apiKey, resultsUri: store.uri(r.prefix), close };
+    return { url: `http://${ingestConfig.host}:${port}`, apiKey, resultsUri: results.store.uri(results.prefix), close };
   } catch (err) {
     await close();
     throw err;

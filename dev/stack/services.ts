@@ -64,7 +64,7 @@ export function kafkaService(ports: StackPorts): Service {
   ];
   return {
     name: 'kafka',
-    ports: [ports.kafka, ports.kafkaController],
+    ports: [ports.kafka, ports.kafkaController, ports.kafkaFaults],
     startTimeoutMs: 90_000,
     describe: () => `Apache Kafka ${version} (KRaft) on ${host}:${ports.kafka}`,
     install() {
@@ -101,11 +101,12 @@ function kafkaProperties(ports: StackPorts, logDirs: string): string {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@${host}:${ports.kafkaController}
-listeners=PLAINTEXT://${host}:${ports.kafka},CONTROLLER://${host}:${ports.kafkaController}
-advertised.listeners=PLAINTEXT://${host}:${ports.kafka}
+listeners=PLAINTEXT://${host}:${ports.kafka},CONTROLLER://${host}:${ports.kafkaController},FAULTS://${host}:${ports.kafkaFaults}
+# FAULTS is advertised at the fault suite's proxy, so its clients stay behind the proxy.
+advertised.listeners=PLAINTEXT://${host}:${ports.kafka},FAULTS://${host}:${ports.kafkaProxy}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,FAULTS:PLAINTEXT
 log.dirs=${logDirs}
 # Sluice creates its own topics.
 auto.create.topics.enable=false

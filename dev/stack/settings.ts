@@ -7,6 +7,14 @@ export interface StackPorts {
   kafka: number;
   /** @default 29093 (SLUICE_KAFKA_CONTROLLER_PORT) */
   kafkaController: number;
+  /**
+   * A second broker listener, advertised at `kafkaProxy`: clients that bootstrap through a TCP
+   * proxy on that port keep going through it (the fault suite's network faults).
+   * @default 29094 (SLUICE_KAFKA_FAULTS_PORT)
+   */
+  kafkaFaults: number;
+  /** Where the fault suite's proxy listens; nothing listens there otherwise. @default 29095 (SLUICE_KAFKA_PROXY_PORT) */
+  kafkaProxy: number;
   /** @default 26379 (SLUICE_REDIS_PORT) */
   redis: number;
   /** @default 24443 (SLUICE_GCS_PORT) */
@@ -36,6 +44,8 @@ export function stackPorts(): StackPorts {
   return Object.freeze({
     kafka: port('SLUICE_KAFKA_PORT', 29092),
     kafkaController: port('SLUICE_KAFKA_CONTROLLER_PORT', 29093),
+    kafkaFaults: port('SLUICE_KAFKA_FAULTS_PORT', 29094),
+    kafkaProxy: port('SLUICE_KAFKA_PROXY_PORT', 29095),
     redis: port('SLUICE_REDIS_PORT', 26379),
     gcs: port('SLUICE_GCS_PORT', 24443),
     pubsub: port('SLUICE_PUBSUB_PORT', 28085),
@@ -47,6 +57,9 @@ export function stackPorts(): StackPorts {
 export function connectionSettings(ports: StackPorts): Record<string, string> {
   return {
     SLUICE_KAFKA_BROKERS: `${host}:${ports.kafka}`,
+    // The fault suite's proxy forwards from the second address to the first.
+    SLUICE_KAFKA_FAULTS_LISTENER: `${host}:${ports.kafkaFaults}`,
+    SLUICE_KAFKA_PROXY: `${host}:${ports.kafkaProxy}`,
     SLUICE_REDIS_URL: `redis://${host}:${ports.redis}`,
     SLUICE_GCS_ENDPOINT: `http://${host}:${ports.gcs}`,
     // Read by @google-cloud/pubsub itself.

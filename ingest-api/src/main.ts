@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { createKafka } from '@sluice/kafka';
-import { openObjectStore } from '@sluice/object-store';
+import { openResultsAccess } from './routes/v1/results.js';
 import { createSchemaCodecs } from '@sluice/schemas';
 import { buildApp } from './app.js';
 import { loadConfig } from './config.js';
@@ -23,18 +23,11 @@ export async function main(): Promise<void> {
     uploadLockMs: config.uploadLockMs,
   });
   await jobs.start();
-  const r = config.results;
-  const store = await openObjectStore({
-    bucket: r.bucket,
-    gcsEndpoint: r.gcsEndpoint,
-    projectId: r.projectId,
-    localDir: r.localDir,
-    credentialsFile: r.credentialsFile,
-  });
+  const results = await openResultsAccess(config.results);
   const app = await buildApp({
     config,
     jobs,
-    results: { store, prefix: r.prefix, signedUrlTtlMs: r.signedUrlTtlMs },
+    results,
   });
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'shutting down');

@@ -5,6 +5,7 @@ import type { KeyConfig, ProviderSimServer } from '@sluice/provider-sim';
 import { waitFor } from '@sluice/testing';
 import { runningPid, stackUp } from '@sluice/dev/stack';
 import type { Cluster, Role } from './cluster.js';
+import type { FaultProxy } from './proxy.js';
 
 /** What a scenario works with: the cluster, the simulator, the API, and the ledger of submissions. */
 export interface ScenarioContext {
@@ -25,10 +26,14 @@ export interface ScenarioContext {
   submittedRows(): number;
   /** Marks the moment a fault ended; the runner measures recovery from the last mark. */
   faultEnded(): void;
+  /** The TCP proxy in front of Kafka, for scenarios with `viaProxy`. */
+  proxy: FaultProxy | undefined;
 }
 
 export interface Scenario {
   name: string;
+  /** The roles reach Kafka through the fault proxy (ctx.proxy). */
+  viaProxy?: boolean;
   /** In the --quick subset. */
   quick: boolean;
   what: string;
@@ -171,7 +176,7 @@ export const scenarios: Scenario[] = [
     quick: true,
     what: 'SIGKILL of the ingest API in the middle of an upload; the same input is sent again',
     async run(ctx) {
-      const rows = ctx.quick ? 8_000 : 100_000;
+      const rows = ctx.quick ? 8_000 : 30_000;
       const jobId = await createJob(ctx);
       ctx.ledger.set(jobId, rows);
       const input = jobInput(rows);
@@ -328,6 +333,32 @@ export const scenarios: Scenario[] = [
         await gone;
         await new Promise((r) => setTimeout(r, 5_000));
       }
+      ctx.faultEnded();
+    },
+  },
+  {
+    name: 'kafka-network',
+    quick: false,
+    viaProxy: true,
+    what: 'every role reaches Kafka through a TCP proxy that black-holes it for 15 s, resets all connections twice, then slows every chunk by 200 ms for 10 s',
+    async run(ctx) {
+      const proxy = ctx.proxy!;
+      await submit(ctx, 4_000);
+      await progress(ctx, 0.2);
+      ctx.log('  black-hole 15 s');
+      proxy.mode = 'blackhole';
+      await new Promise((r) => setTimeout(r, 15_000));
+      proxy.mode = 'pass';
+      await progress(ctx, 0.5);
+      ctx.log('  reset every connection, twice');
+      proxy.resetAll();
+      await new Promise((r) => setTimeout(r, 2_000));
+      proxy.resetAll();
+      await progress(ctx, 0.7);
+      ctx.log('  slow: 200 ms per chunk for 10 s');
+      proxy.mode = 'slow';
+      await new Promise((r) => setTimeout(r, 10_000));
+      proxy.mode = 'pass';
       ctx.faultEnded();
     },
   },

@@ -1,13 +1,32 @@
 import { PassThrough } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { manifestName, readCommittedParts, type ObjectStore, type PartFile } from '@sluice/object-store';
+import {
+  manifestName,
+  openObjectStore,
+  readCommittedParts,
+  type ObjectStore,
+  type PartFile,
+} from '@sluice/object-store';
+import type { IngestConfig } from '../../config.js';
 import type { JobService } from '../../services/jobs.js';
 
 export interface ResultsAccess {
   store: ObjectStore;
   prefix: string;
   signedUrlTtlMs: number;
+}
+
+/** The results store the API's settings name (the same settings as the sink's). */
+export async function openResultsAccess(r: IngestConfig['results']): Promise<ResultsAccess> {
+  const store = await openObjectStore({
+    bucket: r.bucket,
+    gcsEndpoint: r.gcsEndpoint,
+    projectId: r.projectId,
+    localDir: r.localDir,
+    credentialsFile: r.credentialsFile,
+  });
+  return { store, prefix: r.prefix, signedUrlTtlMs: r.signedUrlTtlMs };
 }
 
 const IdParams = Type.Object({ id: Type.String({ pattern: '^job_[a-z0-9]+$' }) });

@@ -1,0 +1,92 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
+
+export type ProxyMode = 'pass' | 'blackhole' | 'slow';
+
+/**
+ * A TCP proxy between Sluice's processes and the broker's FAULTS listener (advertised at the
+ * proxy, so clients stay behind it). It passes bytes, black-holes them (connections stay open and
+ * nothing flows either way, new ones too, until the mode changes: what TCP does when a link
+ * drops), slows them (each chunk held `slowMs`, in order), or resets every connection.
+ */
+export class FaultProxy {
+  private server: Server | undefined;
+  private readonly pairs = new Set<{ client: Socket; upstream: Socket }>();
+  private modeNow: ProxyMode = 'pass';
+  slowMs = 200;
+  /** Connections accepted so far. */
+  connections = 0;
+
+  constructor(
+    private readonly listen: { host: string; port: number },
+    private readonly target: { host: string; port: number },
+  ) {}
+
+  async start(): Promise<void> {
+    this.server = createServer((client) => this.accept(client));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(this.listen.port, this.listen.host, resolve);
+    });
+  }
+
+  get mode(): ProxyMode {
+    return this.modeNow;
+  }
+
+  set mode(mode: ProxyMode) {
+    this.modeNow = mode;
+    for (const { client, upstream } of this.pairs) {
+      if (mode === 'blackhole') {
+        client.pause();
+        upstream.pause();
+      } else {
+        client.resume();
+        upstream.resume();
+      }
+    }
+  }
+
+  /** Every connection is reset (RST), as a middlebox or a restarting load balancer does. */
+  resetAll(): void {
+    for (const { client, upstream } of this.pairs) {
+      client.resetAndDestroy();
+      upstream.resetAndDestroy();
+    }
+    this.pairs.clear();
+  }
+
+  async stop(): Promise<void> {
+    this.resetAll();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  private accept(client: Socket): void {
+    this.connections++;
+    const upstream = connect(this.target.port, this.target.host);
+    const pair = { client, upstream };
+    this.pairs.add(pair);
+    const forward = (from: Socket, to: Socket) => {
+      let chain = Promise.resolve();
+      from.on('data', (chunk: Buffer) => {
+        if (this.modeNow !== 'slow') {
+          to.write(chunk);
+          return;
+        }
+        chain = chain.then(() => new Promise((r) => setTimeout(r, this.slowMs))).then(() => void to.write(chunk));
+      });
+    };
+    forward(client, upstream);
+    forward(upstream, client);
+    const close = () => {
+      this.pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+    if (this.modeNow === 'blackhole') {
+      client.pause();
+      upstream.pause();
+    }
+  }
+}
