@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '@sluice/testing';
@@ -73,8 +73,12 @@ export class Cluster {
     const child = spawn(process.execPath, ['--import', 'tsx', join(root, entry[role])], {
       cwd: root,
       env: { ...process.env, ...this.env, ...extra },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
+    // Each role's JSON log, for reading after a failed scenario.
+    mkdirSync(join(root, '.sluice', 'logs'), { recursive: true });
+    const out = createWriteStream(join(root, '.sluice', 'logs', `chaos-${role}.log`), { flags: 'a' });
+    child.stdout?.pipe(out);
     let stderr = '';
     child.stderr?.on('data', (c: Buffer) => {
       stderr = (stderr + c.toString()).slice(-2_000);

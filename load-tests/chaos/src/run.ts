@@ -165,6 +165,13 @@ async function runScenario(sc: Scenario): Promise<Row> {
   try {
     for (const role of ['sink', 'delay', 'dispatcher', 'ingest'] as const)
       await cluster.start(role, sc.firstStart?.[role]);
+    const ticker = process.env['CHAOS_DEBUG']
+      ? setInterval(() => {
+          void written();
+          const calls = sim.sim.ledger.stats().find((k) => k.key === simKey)?.byReason ?? {};
+          log(`  [debug] written ${lastWritten}/${ctx.submittedRows()} calls ${JSON.stringify(calls)}`);
+        }, 5_000)
+      : undefined;
     await sc.run(ctx);
     await waitFor(
       'every job announced',
@@ -172,6 +179,7 @@ async function runScenario(sc: Scenario): Promise<Row> {
       { timeoutMs: quick ? 180_000 : 600_000, intervalMs: 250 },
     ).catch((err: Error) => (error = err.message));
     await new Promise((r) => setTimeout(r, 2_000)); // late duplicates and second announcements arrive now
+    clearInterval(ticker);
   } catch (err) {
     error = (err as Error).message;
   }
