@@ -176,15 +176,20 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
   it('ends 10,000 prompts under 429s, 5xx bursts and timeouts in exactly one outcome each', async () => {
     const n = Number(process.env['DISPATCH_N'] ?? 10_000);
     const { provider, jobId } = await seedJob(n);
-    // A 2 s burst of 503s a second from now, besides the key's scattered 500s and hangs.
-    const volume = sim.sim.currentConfig.keys['sk-volume']!;
-    sim.sim.setKey('sk-volume', {
-      ...volume,
-      faults: { ...volume.faults, outages: [{ startMs: sim.sim.elapsed() + 1_000, durationMs: 2_000 }] },
-    });
     const d = dispatcher(provider, 'sk-volume', 24_000, { concurrency: 64 });
     await d.start();
     try {
+      // A 2 s burst of 503s once calls flow (placed then, so a slow start cannot miss it).
+      await waitFor(
+        'calls to flow',
+        () => ((sim.sim.ledger.stats().find((k) => k.key === 'sk-volume')?.requests ?? 0) >= 300 ? true : undefined),
+        { timeoutMs: 60_000, intervalMs: 50 },
+      );
+      const volume = sim.sim.currentConfig.keys['sk-volume']!;
+      sim.sim.setKey('sk-volume', {
+        ...volume,
+        faults: { ...volume.faults, outages: [{ startMs: sim.sim.elapsed() + 200, durationMs: 2_000 }] },
+      });
       const { all, unique } = await outcomes(jobId, n, 240_000);
       expect(unique.size).toBe(n);
       const first = new Map<string, PromptOutcome>();
