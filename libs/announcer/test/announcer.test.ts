@@ -31,8 +31,9 @@ describe('announcer (Pub/Sub emulator, a local webhook receiver)', () => {
     const announcer = createAnnouncer({ pubsub: { projectId: s.pubsubProject, apiEndpoint: s.pubsubEmulatorHost } });
     try {
       const r = await announcer.announce(announcement('job_a1'), { pubsubTopic: topicName });
-      expect(r.messageId).toBeTruthy();
       await waitFor('the announcement', () => (got.length > 0 ? true : undefined), { timeoutMs: 20_000 });
+      // The id the announcer reports is the id the subscriber receives (for tracing a delivery).
+      expect(got[0]!.id).toBe(r.messageId);
       expect(got[0]!.attributes).toEqual({ jobId: 'job_a1', tenant: 'alice', status: 'COMPLETED_WITH_ERRORS' });
       expect(JSON.parse(got[0]!.data.toString())).toMatchObject({ jobId: 'job_a1', counts: { failed: 1 } });
     } finally {
