@@ -64,6 +64,24 @@ function logCreator(logger: Logger | undefined) {
     };
 }
 
+/**
+ * Until every partition of `topics` answers on its leader, or 30 s. Metadata naming a leader is
+ * not enough: the broker may not host the partition yet ("not the leader for that
+ * topic-partition"), so this asks each partition's leader for its offsets.
+ */
+async function waitForLeaders(admin: Admin, topics: string[]): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      for (const topic of topics) await admin.fetchTopicOffsets(topic);
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export function createKafka(options: KafkaClientOptions): SluiceKafka {
   const kafka = new Kafka({
     clientId: options.clientId,
@@ -80,19 +98,19 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
     try {
       const existing = new Set(await admin.listTopics());
       const missing = specs.filter((s) => !existing.has(s.topic));
-      if (missing.length === 0) return;
+      // A listed topic may have been created a moment ago by another replica: wait for it too.
+      if (missing.length === 0) return await waitForLeaders(admin, specs.map((s) => s.topic));
       const topics: ITopicConfig[] = missing.map((s) => ({
         topic: s.topic,
         numPartitions: s.partitions,
         replicationFactor: s.replicationFactor ?? 1,
         configEntries: Object.entries(s.config ?? {}).map(([name, value]) => ({ name, value })),
       }));
-      try {
-        await admin.createTopics({ topics, waitForLeaders: true });
-      } catch (err) {
-        // Another replica created it between our list and create: that is the outcome we wanted.
-        if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw err;
-      }
+      // When another replica created a topic between our list and create, kafkajs returns at once
+      // without waiting for its leaders, and a produce or subscribe right after fails with "This
+      // server does not host this topic-partition" (several roles starting on a fresh cluster).
+      await admin.createTopics({ topics, waitForLeaders: true });
+      await waitForLeaders(admin, specs.map((s) => s.topic));
     } finally {
       await admin.disconnect();
     }
