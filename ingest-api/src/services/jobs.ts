@@ -84,7 +84,7 @@ export class JobService {
   constructor(private readonly deps: JobServiceDeps) {
     this.view = new JobView(deps.redis);
     this.placement = new Placement(deps.redis, deps.config.lanePartitions);
-    this.producer = deps.kafka.producer({ idempotent: true });
+    this.producer = deps.kafka.producer({ ordered: true });
     this.log = deps.log;
     this.lockMs = deps.uploadLockMs ?? 30_000;
   }

@@ -11,10 +11,12 @@ import {
   type LogEntry,
   type Message,
   type Producer,
+  type ProducerRecord,
   type Transaction,
 } from 'kafkajs';
 
-export type { Admin, Consumer, Message, Producer, Transaction };
+export type { Admin, Consumer, Message, Producer, ProducerRecord, Transaction };
+export { watchConsumer, type ConsumerWatchOptions } from './watchdog.js';
 
 /** The logging Sluice hands its libraries: pino's shape (an object first, then a message). */
 export interface Logger {
@@ -45,7 +47,13 @@ export interface TopicSpec {
 
 export interface SluiceKafka {
   admin(): Admin;
-  producer(options?: { transactionalId?: string; idempotent?: boolean }): Producer;
+  /**
+   * A transactional producer (`transactionalId`), or an at-least-once one: acks from all in-sync
+   * replicas, retried, never kafkajs's idempotence (ADR 0005: after a failed request it can
+   * acknowledge a concurrent send it never wrote). `ordered` keeps one request in flight, so
+   * retries cannot reorder records (job events); otherwise many are in flight.
+   */
+  producer(options?: { transactionalId?: string; ordered?: boolean }): Producer;
   consumer(config: ConsumerConfig): Consumer;
   /** Creates the topics that do not exist yet; existing topics are left as they are. */
   ensureTopics(specs: TopicSpec[]): Promise<void>;
@@ -82,6 +90,29 @@ async function waitForLeaders(admin: Admin, topics: string[]): Promise<void> {
   }
 }
 
+/**
+ * Sends `record` until it is written, with backoff (0.25 s doubling to 5 s), for as long as
+ * `running()` says so. kafkajs gives up on a send after its own few retries (a reset connection:
+ * "Closed connection", "write after end"); a result already paid for must not be dropped then.
+ * Throws the last error once `running()` is false.
+ */
+export async function sendUntilWritten(
+  producer: Producer,
+  record: ProducerRecord,
+  o: { running: () => boolean; log?: Logger; what: string },
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await producer.send(record);
+      return;
+    } catch (err) {
+      if (!o.running()) throw err;
+      o.log?.warn({ err, topic: record.topic, attempt }, `${o.what} not written yet; retrying`);
+      await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** (attempt - 1))));
+    }
+  }
+}
+
 export function createKafka(options: KafkaClientOptions): SluiceKafka {
   const kafka = new Kafka({
     clientId: options.clientId,
@@ -99,7 +130,11 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
       const existing = new Set(await admin.listTopics());
       const missing = specs.filter((s) => !existing.has(s.topic));
       // A listed topic may have been created a moment ago by another replica: wait for it too.
-      if (missing.length === 0) return await waitForLeaders(admin, specs.map((s) => s.topic));
+      if (missing.length === 0)
+        return await waitForLeaders(
+          admin,
+          specs.map((s) => s.topic),
+        );
       const topics: ITopicConfig[] = missing.map((s) => ({
         topic: s.topic,
         numPartitions: s.partitions,
@@ -110,7 +145,10 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
       // without waiting for its leaders, and a produce or subscribe right after fails with "This
       // server does not host this topic-partition" (several roles starting on a fresh cluster).
       await admin.createTopics({ topics, waitForLeaders: true });
-      await waitForLeaders(admin, specs.map((s) => s.topic));
+      await waitForLeaders(
+        admin,
+        specs.map((s) => s.topic),
+      );
     } finally {
       await admin.disconnect();
     }
@@ -119,8 +157,10 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
     admin: () => kafka.admin(),
     producer: (o = {}) =>
       kafka.producer({
-        idempotent: o.idempotent ?? true,
-        maxInFlightRequests: o.transactionalId || (o.idempotent ?? true) ? 1 : undefined,
+        // Transactions need idempotence; inside one, Sluice's sends are sequential and a failure
+        // aborts the transaction, so a reused sequence number cannot hide a record there.
+        idempotent: !!o.transactionalId,
+        maxInFlightRequests: o.transactionalId || o.ordered ? 1 : undefined,
         transactionalId: o.transactionalId,
         // Transactions hold a chunk of an upload; a crashed API's open transaction is aborted
         // when the next producer with the same id starts, or after this timeout.

@@ -8,7 +8,9 @@ describe('ensureTopics against the real broker', () => {
     const topics = Array.from({ length: 3 }, () => uniqueName('ensure'));
     // Four roles starting together on a fresh cluster: each lists, finds the topics missing, and
     // creates them; all but one are told they exist already. Each then produces at once.
-    const replicas = Array.from({ length: 4 }, (_, i) => createKafka({ brokers: kafkaBrokers, clientId: `ensure-${i}` }));
+    const replicas = Array.from({ length: 4 }, (_, i) =>
+      createKafka({ brokers: kafkaBrokers, clientId: `ensure-${i}` }),
+    );
     const sent = await Promise.all(
       replicas.map(async (kafka, i) => {
         await kafka.ensureTopics(topics.map((topic) => ({ topic, partitions: 6 })));

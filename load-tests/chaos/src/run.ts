@@ -11,7 +11,7 @@ import { startProviderSim, type KeyConfig } from '@sluice/provider-sim';
 import { freePort, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
 import { check, type CheckResult, type OutputLine } from './checker.js';
 import { Cluster, type Role } from './cluster.js';
-import { FaultProxy } from './proxy.js';
+import { FaultProxy } from '@sluice/testing';
 import { scenarios, type Scenario, type ScenarioContext } from './scenarios.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');

@@ -5,7 +5,7 @@ import type { KeyConfig, ProviderSimServer } from '@sluice/provider-sim';
 import { waitFor } from '@sluice/testing';
 import { runningPid, stackUp } from '@sluice/dev/stack';
 import type { Cluster, Role } from './cluster.js';
-import type { FaultProxy } from './proxy.js';
+import type { FaultProxy } from '@sluice/testing';
 
 /** What a scenario works with: the cluster, the simulator, the API, and the ledger of submissions. */
 export interface ScenarioContext {

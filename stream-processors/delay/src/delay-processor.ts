@@ -23,7 +23,7 @@ export class DelayProcessor {
   private readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly o: DelayProcessorOptions) {
-    this.producer = o.kafka.producer({ idempotent: true });
+    this.producer = o.kafka.producer();
   }
 
   async start(): Promise<void> {

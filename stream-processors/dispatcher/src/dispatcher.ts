@@ -1,5 +1,12 @@
 import type { Redis } from 'ioredis';
-import type { Consumer, Logger, Producer, SluiceKafka } from '@sluice/kafka';
+import {
+  sendUntilWritten,
+  type Consumer,
+  type Logger,
+  type Producer,
+  type ProducerRecord,
+  type SluiceKafka,
+} from '@sluice/kafka';
 import { ProviderError, type ChatResult, type ProviderAdapter, type RateHeaders } from '@sluice/providers';
 import type { BucketLimits, RateLimiter } from '@sluice/rate-limit';
 import type { CrashPoint } from '@sluice/errors';
@@ -98,7 +105,7 @@ export class Dispatcher {
       ...options,
     };
     this.lane = `sluice.requests.${options.provider}`;
-    this.producer = options.kafka.producer({ idempotent: true });
+    this.producer = options.kafka.producer();
     this.fair = new FairShare(this.o.concurrency);
     this.breaker = new OutageBreaker(options.breaker);
   }
@@ -402,7 +409,7 @@ export class Dispatcher {
       attemptHistory: task.history,
       completedAt: now(),
     };
-    await this.producer.send({
+    await this.send('outcome', {
       topic: `sluice.results.${r.jobId}`,
       acks: -1,
       messages: [{ key: r.jobId, value: this.o.codecs.promptOutcome.encodeSync(outcome) }],
@@ -411,7 +418,7 @@ export class Dispatcher {
 
   private async delay(task: Task, attempt: number, waitMs: number): Promise<void> {
     const next: PromptRequest = { ...task.request, attempt };
-    await this.producer.send({
+    await this.send('delayed prompt', {
       topic: tierFor(waitMs),
       acks: -1,
       messages: [
@@ -427,6 +434,15 @@ export class Dispatcher {
         },
       ],
     });
+  }
+
+  /**
+   * Writes an outcome or a delayed prompt, retrying until it is written: a prompt whose write was
+   * given up would hold its partition's commit back and never be read again until a rebalance.
+   * Once stopping, the error goes up and the uncommitted prompt is the next owner's.
+   */
+  private send(what: string, record: ProducerRecord): Promise<void> {
+    return sendUntilWritten(this.producer, record, { running: () => !this.stopping, log: this.o.log, what });
   }
 
   /** The job's status from the API's Redis view, cached for a second. */

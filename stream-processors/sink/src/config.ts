@@ -28,6 +28,8 @@ export interface SinkConfig {
   partBytes: number;
   /** @default 2000 (SLUICE_SINK_FLUSH_MS) */
   flushMs: number;
+  /** A Kafka consumer with no fetch for this long is replaced. @default 45000 (SLUICE_CONSUMER_STALL_MS) */
+  consumerStallMs: number;
   /** @default 21600000, 6 h (SLUICE_PIPELINE_TIMEOUT_MS) */
   pipelineTimeoutMs: number;
   /** @default 604800000, 7 days (SLUICE_RESULTS_RETENTION_MS) */
@@ -85,6 +87,7 @@ export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig
     partRecords: int(env, 'SLUICE_SINK_PART_RECORDS', 10_000),
     partBytes: int(env, 'SLUICE_SINK_PART_BYTES', 64 * 1024 * 1024),
     flushMs: int(env, 'SLUICE_SINK_FLUSH_MS', 2_000),
+    consumerStallMs: int(env, 'SLUICE_CONSUMER_STALL_MS', 45_000),
     pipelineTimeoutMs: int(env, 'SLUICE_PIPELINE_TIMEOUT_MS', 6 * 3_600_000),
     retentionMs: int(env, 'SLUICE_RESULTS_RETENTION_MS', 7 * 86_400_000),
     maxActiveJobs: int(env, 'SLUICE_SINK_MAX_JOBS', 256),

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { CrashPoint } from '@sluice/errors';
-import type { Consumer, Logger, SluiceKafka } from '@sluice/kafka';
+import { watchConsumer, type Consumer, type Logger, type SluiceKafka } from '@sluice/kafka';
 import {
   indexPrefix,
   jobObjectPrefix,
@@ -31,6 +31,8 @@ export interface JobWriterOptions {
   flushMs: number;
   /** After each committed part, and when every prompt is accounted for. */
   onProgress: (writer: JobWriter) => void;
+  /** A results consumer with no fetch for this long is replaced (kafkajs can hang after resets). */
+  consumerStallMs: number;
   /** The fault suite's crash point; absent in normal runs. */
   crash?: CrashPoint;
   /** The writer cannot go on (a part committed by another writer differs from its own). */
@@ -73,6 +75,8 @@ export class JobWriter {
   /** When the last outcome arrived (or the writer started): the reconciler's clock. */
   lastProgressAt = Date.now();
   private consumer: Consumer | undefined;
+  private generation = 0;
+  private unwatch: (() => void) | undefined;
   /** Per results partition: the next offset not yet taken into a part. */
   private readonly position = new Map<number, number>();
   private readonly open = new Map<number, OpenPart>();
@@ -105,6 +109,24 @@ export class JobWriter {
       'job writer starting',
     );
     if (this.complete) return; // everything was written before a restart
+    await this.startConsumer();
+    this.timer = setInterval(
+      () => {
+        const now = Date.now();
+        for (const [p, part] of this.open)
+          if (now - part.openedAt >= this.o.flushMs) void this.flush(p).catch(() => {});
+      },
+      Math.min(250, this.o.flushMs),
+    );
+  }
+
+  /**
+   * Reads the results topic with a consumer of a group of its own, from where the writer stands.
+   * A consumer found hung is replaced by a new one (new connections, new group); the old one's
+   * batches, should it wake, are dropped by the generation check.
+   */
+  private async startConsumer(): Promise<void> {
+    const generation = ++this.generation;
     const consumer = this.o.kafka.consumer({
       // A group of this writer's own: its offsets are never used (the indexes say where to go on).
       groupId: `sluice-sink.${this.job.jobId}.${randomBytes(4).toString('hex')}`,
@@ -119,7 +141,7 @@ export class JobWriter {
       eachBatch: async ({ batch, heartbeat, isRunning }) => {
         const p = batch.partition;
         for (const m of batch.messages) {
-          if (!isRunning() || this.stopped) return;
+          if (!isRunning() || this.stopped || generation !== this.generation) return;
           const offset = Number(m.offset);
           if (offset < (this.position.get(p) ?? 0)) continue; // in a committed or open part already
           this.position.set(p, offset + 1);
@@ -140,14 +162,38 @@ export class JobWriter {
         if (this.expected !== null && this.seen.size >= this.expected) await this.flushAll();
       },
     });
-    this.timer = setInterval(
-      () => {
-        const now = Date.now();
-        for (const [p, part] of this.open)
-          if (now - part.openedAt >= this.o.flushMs) void this.flush(p).catch(() => {});
+    // Where the writer stands, not from the beginning (what is before is skipped anyway).
+    for (const [partition, offset] of this.position)
+      consumer.seek({ topic: this.job.resultsTopic, partition, offset: String(offset) });
+    this.unwatch?.();
+    this.unwatch = watchConsumer(consumer, {
+      stallMs: this.o.consumerStallMs,
+      onStall: ({ idleMs, lastEvent }) => {
+        if (this.stopped || generation !== this.generation) return;
+        this.o.log.warn(
+          { jobId: this.job.jobId, idleMs, lastEvent, replacements: this.replacements + 1 },
+          'results consumer hung (no fetch); replacing it',
+        );
+        void this.replaceConsumer(consumer);
       },
-      Math.min(250, this.o.flushMs),
-    );
+    });
+  }
+
+  /** Consumers replaced after a hang, over the writer's life. */
+  replacements = 0;
+
+  private async replaceConsumer(hung: Consumer): Promise<void> {
+    this.replacements++;
+    // Its disconnect may hang as its fetches do: give it a few seconds, then leave it.
+    void Promise.race([hung.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
+    for (let attempt = 1; !this.stopped; attempt++) {
+      try {
+        return await this.startConsumer();
+      } catch (err) {
+        this.o.log.warn({ err, jobId: this.job.jobId, attempt }, 'results consumer could not start; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
+      }
+    }
   }
 
   /** A newer event of the job (sealed, cancelled): completion may be reached now. */
@@ -166,6 +212,7 @@ export class JobWriter {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.unwatch?.();
     await this.consumer?.disconnect().catch(() => undefined);
     await Promise.all([...this.chains.values()]).catch(() => undefined);
   }

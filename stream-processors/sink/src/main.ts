@@ -38,6 +38,7 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
     partRecords: config.partRecords,
     partBytes: config.partBytes,
     flushMs: config.flushMs,
+    consumerStallMs: config.consumerStallMs,
     pipelineTimeoutMs: config.pipelineTimeoutMs,
     retentionMs: config.retentionMs,
     maxActiveJobs: config.maxActiveJobs,

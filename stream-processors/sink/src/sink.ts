@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Announcer } from '@sluice/announcer';
 import { JobView } from '@sluice/job-store';
 import type { CrashPoint } from '@sluice/errors';
-import type { Consumer, Logger, Producer, SluiceKafka } from '@sluice/kafka';
+import { watchConsumer, type Consumer, type Logger, type Producer, type SluiceKafka } from '@sluice/kafka';
 import { jobObjectPrefix, manifestName as manifestOf, ObjectExistsError, type ObjectStore } from '@sluice/object-store';
 import type { Job, JobEvent, PromptOutcome, SchemaCodecs } from '@sluice/schemas';
 import { JobWriter } from './job-writer.js';
@@ -25,6 +25,8 @@ export interface SinkOptions {
   partBytes?: number;
   /** @default 2000 */
   flushMs?: number;
+  /** A consumer with no fetch for this long is replaced (kafkajs can hang after connection resets). @default 45000 */
+  consumerStallMs?: number;
   /** A sealed job with prompts missing and no outcome for this long has them closed as PIPELINE_TIMEOUT. @default 6 h */
   pipelineTimeoutMs?: number;
   /** How long a finalized job's results topic is kept. @default 7 days */
@@ -58,6 +60,8 @@ interface Known {
 export class Sink {
   private readonly o: Required<Omit<SinkOptions, 'crash'>> & { crash?: CrashPoint };
   private consumer: Consumer | undefined;
+  private generation = 0;
+  private unwatch: (() => void) | undefined;
   private readonly producer: Producer;
   private readonly view: JobView;
   private readonly known = new Map<string, Known>();
@@ -79,6 +83,7 @@ export class Sink {
       partRecords: 10_000,
       partBytes: 64 * 1024 * 1024,
       flushMs: 2_000,
+      consumerStallMs: 45_000,
       pipelineTimeoutMs: 6 * 3_600_000,
       retentionMs: 7 * 86_400_000,
       maxActiveJobs: 256,
@@ -88,7 +93,7 @@ export class Sink {
       tenants: null,
       ...options,
     };
-    this.producer = options.kafka.producer({ idempotent: true });
+    this.producer = options.kafka.producer({ ordered: true });
     this.view = new JobView(options.redis);
   }
 
@@ -97,6 +102,23 @@ export class Sink {
       { topic: jobsTopic, partitions: 6, config: { 'cleanup.policy': 'compact', 'min.compaction.lag.ms': '60000' } },
     ]);
     await this.producer.connect();
+    await this.startJobsConsumer();
+    // Events are acted on in a tick, on the latest state of each job, so that a replay of a job's
+    // history does not start a writer for a job that a later event says is finalized.
+    this.tick = setInterval(() => this.act(), 100);
+    this.sweeper = setInterval(
+      () => void this.sweep().catch((err: unknown) => this.o.log.warn({ err }, 'sweep failed')),
+      this.o.sweepMs,
+    );
+  }
+
+  /**
+   * Follows sluice.jobs in the sink's group. A consumer found hung (kafkajs after connection
+   * resets) is replaced by a new member of the group; the old one's events, should it wake, are
+   * dropped by the generation check.
+   */
+  private async startJobsConsumer(): Promise<void> {
+    const generation = ++this.generation;
     const consumer = this.o.kafka.consumer({
       groupId: this.o.groupId,
       // A replica killed without leaving holds its jobs until this runs out.
@@ -106,6 +128,7 @@ export class Sink {
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      if (generation !== this.generation) return;
       this.joins++;
       const mine = new Set(payload.memberAssignment[jobsTopic] ?? []);
       this.assigned = mine;
@@ -130,6 +153,7 @@ export class Sink {
       autoCommit: false,
       eachBatch: async ({ batch }) => {
         for (const m of batch.messages) {
+          if (generation !== this.generation) return;
           if (!m.value) continue;
           let event: JobEvent;
           try {
@@ -144,17 +168,32 @@ export class Sink {
         }
       },
     });
-    // Events are acted on in a tick, on the latest state of each job, so that a replay of a job's
-    // history does not start a writer for a job that a later event says is finalized.
-    this.tick = setInterval(() => this.act(), 100);
-    this.sweeper = setInterval(
-      () => void this.sweep().catch((err: unknown) => this.o.log.warn({ err }, 'sweep failed')),
-      this.o.sweepMs,
-    );
+    this.unwatch?.();
+    this.unwatch = watchConsumer(consumer, {
+      stallMs: this.o.consumerStallMs,
+      onStall: ({ idleMs, lastEvent }) => {
+        if (this.stopping || generation !== this.generation) return;
+        this.o.log.warn({ idleMs, lastEvent }, 'sluice.jobs consumer hung (no fetch); replacing it');
+        void Promise.race([consumer.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
+        void this.restartJobsConsumer();
+      },
+    });
+  }
+
+  private async restartJobsConsumer(): Promise<void> {
+    for (let attempt = 1; !this.stopping; attempt++) {
+      try {
+        return await this.startJobsConsumer();
+      } catch (err) {
+        this.o.log.warn({ err, attempt }, 'sluice.jobs consumer could not start; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
+      }
+    }
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.unwatch?.();
     if (this.tick) clearInterval(this.tick);
     if (this.sweeper) clearInterval(this.sweeper);
     await this.consumer?.disconnect();
@@ -208,6 +247,7 @@ export class Sink {
       partRecords: this.o.partRecords,
       partBytes: this.o.partBytes,
       flushMs: this.o.flushMs,
+      consumerStallMs: this.o.consumerStallMs,
       crash: this.o.crash,
       onProgress: (w) => void this.progress(w),
       onFailed: (w, err) => {

@@ -1,0 +1,56 @@
+import type { Consumer } from 'kafkajs';
+
+export interface ConsumerWatchOptions {
+  /** No fetch began or ended, and no batch is being handled, for this long: the consumer is hung. */
+  stallMs: number;
+  /** Called once per stall with what was seen last; the caller replaces the consumer. */
+  onStall: (stall: { idleMs: number; lastEvent: string }) => void;
+  /** How often to look. @default min(5 s, stallMs / 4) */
+  checkMs?: number;
+}
+
+/**
+ * Watches a running kafkajs consumer for the hang kafkajs 2.2.4 can fall into after its broker
+ * connections are reset (tulios/kafkajs#1163, #659): no error, no crash, no restart, no fetch. A
+ * healthy consumer begins a fetch at least every `maxWaitTimeInMs` (paused partitions included),
+ * or is inside a batch handler; this watches kafkajs's own instrumentation events for either.
+ * Returns a function that stops watching.
+ */
+export function watchConsumer(consumer: Consumer, o: ConsumerWatchOptions): () => void {
+  let last = Date.now();
+  let lastEvent = 'started';
+  let inBatch = 0;
+  const seen = (name: string) => () => {
+    last = Date.now();
+    lastEvent = name;
+  };
+  // Heartbeats are not a sign of life: a consumer hung on its fetches may go on sending them.
+  const { FETCH_START, FETCH, START_BATCH_PROCESS, END_BATCH_PROCESS, GROUP_JOIN } = consumer.events;
+  const removers = [
+    consumer.on(FETCH_START, seen('fetch started')),
+    consumer.on(FETCH, seen('fetch ended')),
+    consumer.on(GROUP_JOIN, seen('group joined')),
+    consumer.on(START_BATCH_PROCESS, () => {
+      inBatch++;
+      seen('batch started')();
+    }),
+    consumer.on(END_BATCH_PROCESS, () => {
+      inBatch = Math.max(0, inBatch - 1);
+      seen('batch ended')();
+    }),
+  ];
+  const timer = setInterval(
+    () => {
+      const idleMs = Date.now() - last;
+      if (inBatch > 0 || idleMs < o.stallMs) return;
+      last = Date.now(); // one call per stall period
+      o.onStall({ idleMs, lastEvent });
+    },
+    o.checkMs ?? Math.min(5_000, o.stallMs / 4),
+  );
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    for (const remove of removers) remove();
+  };
+}
