@@ -1,5 +1,12 @@
 import type { CrashPoint } from '@sluice/errors';
-import type { Consumer, Logger, Message, Producer, SluiceKafka } from '@sluice/kafka';
+import {
+  watchConsumer,
+  type Consumer,
+  type Logger,
+  type Message,
+  type Producer,
+  type SluiceKafka,
+} from '@sluice/kafka';
 import { delayTiers, headerText, headers } from '../../dispatcher/src/headers.js';
 import { tierTopics } from '../../dispatcher/src/dispatcher.js';
 
@@ -8,6 +15,8 @@ export interface DelayProcessorOptions {
   log: Logger;
   /** @default sluice-delay */
   groupId?: string;
+  /** A consumer with no fetch for this long is replaced (kafkajs can hang after resets). @default 45000 */
+  consumerStallMs?: number;
   /** The fault suite's crash point (SLUICE_CRASH_POINT); absent in normal runs. */
   crash?: CrashPoint;
 }
@@ -21,6 +30,9 @@ export class DelayProcessor {
   private consumer: Consumer | undefined;
   private readonly producer: Producer;
   private readonly timers = new Set<NodeJS.Timeout>();
+  private generation = 0;
+  private unwatch: (() => void) | undefined;
+  private stopping = false;
 
   constructor(private readonly o: DelayProcessorOptions) {
     this.producer = o.kafka.producer();
@@ -29,6 +41,15 @@ export class DelayProcessor {
   async start(): Promise<void> {
     await this.o.kafka.ensureTopics(tierTopics());
     await this.producer.connect();
+    await this.startConsumer();
+  }
+
+  /**
+   * Joins the delay group. A consumer found hung (kafkajs after connection resets) is replaced by
+   * a new member, which reads on from the committed offsets.
+   */
+  private async startConsumer(): Promise<void> {
+    const generation = ++this.generation;
     // Short fetch waits: a partition resumed when its head is due is fetched again at once.
     const consumer = this.o.kafka.consumer({
       groupId: this.o.groupId ?? 'sluice-delay',
@@ -44,6 +65,7 @@ export class DelayProcessor {
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, pause, isRunning, isStale }) => {
+        if (generation !== this.generation) return;
         const due: Array<{ lane: string; message: Message; offset: string }> = [];
         let wait: number | undefined;
         for (const m of batch.messages) {
@@ -97,9 +119,32 @@ export class DelayProcessor {
         }
       },
     });
+    this.unwatch?.();
+    this.unwatch = watchConsumer(consumer, {
+      stallMs: this.o.consumerStallMs ?? 45_000,
+      onStall: ({ idleMs, lastEvent }) => {
+        if (this.stopping || generation !== this.generation) return;
+        this.o.log.warn({ idleMs, lastEvent }, 'delay consumer hung (no fetch); replacing it');
+        void Promise.race([consumer.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
+        void this.restartConsumer();
+      },
+    });
+  }
+
+  private async restartConsumer(): Promise<void> {
+    for (let attempt = 1; !this.stopping; attempt++) {
+      try {
+        return await this.startConsumer();
+      } catch (err) {
+        this.o.log.warn({ err, attempt }, 'delay consumer could not start; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
+      }
+    }
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    this.unwatch?.();
     for (const t of this.timers) clearTimeout(t);
     await this.consumer?.disconnect();
     await this.producer.disconnect();

@@ -3,7 +3,7 @@ import { CrashPoint } from '@sluice/errors';
 import { createKafka } from '@sluice/kafka';
 import { DelayProcessor } from './delay-processor.js';
 
-/** Runs the delay processor until SIGTERM. Reads SLUICE_KAFKA_BROKERS (and SLUICE_CRASH_POINT). */
+/** Runs the delay processor until SIGTERM. Reads SLUICE_KAFKA_BROKERS (and SLUICE_CRASH_POINT, SLUICE_CONSUMER_STALL_MS). */
 export async function main(): Promise<void> {
   const brokers = process.env['SLUICE_KAFKA_BROKERS'];
   if (!brokers) throw new Error('SLUICE_KAFKA_BROKERS is not set: run `npm run stack:up` and source .sluice/stack.env');
@@ -12,6 +12,9 @@ export async function main(): Promise<void> {
     kafka: createKafka({ brokers: brokers.split(','), clientId: 'sluice-delay', logger: log }),
     log,
     crash: CrashPoint.parse(process.env['SLUICE_CRASH_POINT']),
+    consumerStallMs: process.env['SLUICE_CONSUMER_STALL_MS']
+      ? Number(process.env['SLUICE_CONSUMER_STALL_MS'])
+      : undefined,
   });
   await delay.start();
   log.info({}, 'delay processor running');

@@ -21,6 +21,8 @@ export interface DispatcherConfig {
   callTimeoutMs: number;
   /** @default 6 (SLUICE_MAX_ATTEMPTS) */
   maxAttempts: number;
+  /** A lane consumer with no fetch for this long is replaced. @default 45000 (SLUICE_CONSUMER_STALL_MS) */
+  consumerStallMs: number;
   /** @default 12 (SLUICE_LANE_PARTITIONS, as the ingest API) */
   lanePartitions: number;
   /** The lane topic's provider name (SLUICE_LANE), when it differs from the API it calls. @default provider */
@@ -91,6 +93,7 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
     callTimeoutMs: int(env, 'SLUICE_CALL_TIMEOUT_MS', 60_000),
     maxAttempts: int(env, 'SLUICE_MAX_ATTEMPTS', 6),
     lanePartitions: int(env, 'SLUICE_LANE_PARTITIONS', 12),
+    consumerStallMs: int(env, 'SLUICE_CONSUMER_STALL_MS', 45_000),
     lane: env['SLUICE_LANE'] || provider,
     crash: crashPoint(env),
   });

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import {
   sendUntilWritten,
+  watchConsumer,
   type Consumer,
   type Logger,
   type Producer,
@@ -45,6 +46,8 @@ export interface DispatcherOptions {
    * replica that dies is replaced quickly. @default 10000
    */
   sessionTimeoutMs?: number;
+  /** A lane consumer with no fetch for this long is replaced (kafkajs can hang after resets). @default 45000 */
+  consumerStallMs?: number;
   /** When the lane pauses for a provider outage (see OutageBreaker for the defaults). */
   breaker?: OutageBreakerOptions;
   /** The fault suite's crash point (SLUICE_CRASH_POINT); absent in normal runs. */
@@ -76,6 +79,10 @@ export class Dispatcher {
   };
   private readonly lane: string;
   private consumer: Consumer | undefined;
+  private generation = 0;
+  private unwatch: (() => void) | undefined;
+  /** Lane consumers replaced after a hang. */
+  consumerReplacements = 0;
   private readonly producer: Producer;
   private trackers = new Map<number, OffsetTracker>();
   /** Group joins so far (1 after start; more means rebalances). */
@@ -101,6 +108,7 @@ export class Dispatcher {
       defaultMaxTokens: 1_024,
       groupId: `sluice-dispatcher-${options.provider}`,
       sessionTimeoutMs: 10_000,
+      consumerStallMs: 45_000,
       lanePartitions: 12,
       ...options,
     };
@@ -113,6 +121,18 @@ export class Dispatcher {
   async start(): Promise<void> {
     await this.o.kafka.ensureTopics([...tierTopics(), { topic: this.lane, partitions: this.o.lanePartitions }]);
     await this.producer.connect();
+    await this.startConsumer();
+    this.flushTimer = setInterval(() => void this.commitDirty(), 200);
+  }
+
+  /**
+   * Joins the lane's group. A consumer found hung (kafkajs after connection resets: no fetch, no
+   * error) is replaced by a new member; calls it started finish and write their outcomes, and its
+   * batches, should it wake, are dropped by the generation check. The new member reads from the
+   * committed offsets, as after any rebalance.
+   */
+  private async startConsumer(): Promise<void> {
+    const generation = ++this.generation;
     const consumer = this.o.kafka.consumer({
       groupId: this.o.groupId,
       sessionTimeout: this.o.sessionTimeoutMs,
@@ -124,6 +144,7 @@ export class Dispatcher {
     // A new assignment starts from the committed offsets: fresh trackers. Calls still running for
     // the old assignment finish and produce their outcomes (the sink keeps the first per prompt).
     consumer.on(consumer.events.GROUP_JOIN, () => {
+      if (generation !== this.generation) return;
       this.joins++;
       this.trackers = new Map();
       this.dirty.clear();
@@ -138,7 +159,7 @@ export class Dispatcher {
       eachBatch: async ({ batch, resolveOffset, isRunning, isStale }) => {
         const partition = batch.partition;
         for (const message of batch.messages) {
-          if (!isRunning() || isStale()) return;
+          if (!isRunning() || isStale() || generation !== this.generation) return;
           const offset = Number(message.offset);
           const request = await this.decode(message.value, partition, offset);
           if (request && !this.fair.admit(partition, 1 + Math.max(0, request.priority))) {
@@ -158,12 +179,36 @@ export class Dispatcher {
         }
       },
     });
-    this.flushTimer = setInterval(() => void this.commitDirty(), 200);
+    if (this.laneHeld) consumer.pause([{ topic: this.lane }]);
+    this.unwatch?.();
+    this.unwatch = watchConsumer(consumer, {
+      stallMs: this.o.consumerStallMs,
+      onStall: ({ idleMs, lastEvent }) => {
+        if (this.stopping || generation !== this.generation) return;
+        this.o.log.warn({ lane: this.lane, idleMs, lastEvent }, 'lane consumer hung (no fetch); replacing it');
+        this.consumerReplacements++;
+        // Its disconnect may hang as its fetches do: give it a few seconds, then leave it.
+        void Promise.race([consumer.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
+        void this.restartConsumer();
+      },
+    });
+  }
+
+  private async restartConsumer(): Promise<void> {
+    for (let attempt = 1; !this.stopping; attempt++) {
+      try {
+        return await this.startConsumer();
+      } catch (err) {
+        this.o.log.warn({ err, lane: this.lane, attempt }, 'lane consumer could not start; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
+      }
+    }
   }
 
   /** Stops taking prompts, lets calls in flight finish (up to `graceMs`), commits, disconnects. */
   async stop(graceMs = 30_000): Promise<void> {
     this.stopping = true;
+    this.unwatch?.();
     this.consumer?.pause([{ topic: this.lane }]);
     if (this.fair.inFlight > 0) {
       await Promise.race([new Promise<void>((r) => this.idle.push(r)), new Promise((r) => setTimeout(r, graceMs))]);

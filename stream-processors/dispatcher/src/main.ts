@@ -51,6 +51,7 @@ export async function main(): Promise<void> {
     callTimeoutMs: config.callTimeoutMs,
     maxAttempts: config.maxAttempts,
     lanePartitions: config.lanePartitions,
+    consumerStallMs: config.consumerStallMs,
     crash: config.crash,
     log,
   });
