@@ -21,12 +21,26 @@ export class FaultProxy {
     private readonly target: { host: string; port: number },
   ) {}
 
-  async start(): Promise<void> {
-    this.server = createServer((client) => this.accept(client));
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(this.listen.port, this.listen.host, resolve);
-    });
+  /**
+   * Listens on the advertised address. There is one such address, so a second proxy (another test
+   * file) waits for the first to stop, up to `waitMs`.
+   */
+  async start(waitMs = 180_000): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const server = createServer((client) => this.accept(client));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(this.listen.port, this.listen.host, resolve);
+        });
+        this.server = server;
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   }
 
   get mode(): ProxyMode {

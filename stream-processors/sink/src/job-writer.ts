@@ -33,6 +33,8 @@ export interface JobWriterOptions {
   onProgress: (writer: JobWriter) => void;
   /** A results consumer with no fetch for this long is replaced (kafkajs can hang after resets). */
   consumerStallMs: number;
+  /** Told each time a hung consumer is replaced. */
+  onConsumerReplaced?: () => void;
   /** The fault suite's crash point; absent in normal runs. */
   crash?: CrashPoint;
   /** The writer cannot go on (a part committed by another writer differs from its own). */
@@ -184,6 +186,7 @@ export class JobWriter {
 
   private async replaceConsumer(hung: Consumer): Promise<void> {
     this.replacements++;
+    this.o.onConsumerReplaced?.();
     // Its disconnect may hang as its fetches do: give it a few seconds, then leave it.
     void Promise.race([hung.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
     for (let attempt = 1; !this.stopped; attempt++) {

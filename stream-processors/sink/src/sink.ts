@@ -74,6 +74,8 @@ export class Sink {
   private stopping = false;
   /** Jobs finalized by this process (for tests and logs). */
   readonly finalized: string[] = [];
+  /** Consumers replaced after a hang: sluice.jobs's and every job writer's. */
+  consumerReplacements = 0;
   /** Group joins of the sink's consumer (1 after start; more means rebalances). */
   joins = 0;
 
@@ -174,6 +176,7 @@ export class Sink {
       onStall: ({ idleMs, lastEvent }) => {
         if (this.stopping || generation !== this.generation) return;
         this.o.log.warn({ idleMs, lastEvent }, 'sluice.jobs consumer hung (no fetch); replacing it');
+        this.consumerReplacements++;
         void Promise.race([consumer.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
         void this.restartJobsConsumer();
       },
@@ -248,6 +251,7 @@ export class Sink {
       partBytes: this.o.partBytes,
       flushMs: this.o.flushMs,
       consumerStallMs: this.o.consumerStallMs,
+      onConsumerReplaced: () => this.consumerReplacements++,
       crash: this.o.crash,
       onProgress: (w) => void this.progress(w),
       onFailed: (w, err) => {

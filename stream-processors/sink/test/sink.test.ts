@@ -4,7 +4,7 @@ import { createAnnouncer, type Announcer } from '@sluice/announcer';
 import { createKafka } from '@sluice/kafka';
 import { createGcsObjectStore, type ObjectStore } from '@sluice/object-store';
 import { createSchemaCodecs, type JobEvent, type SchemaCodecs } from '@sluice/schemas';
-import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
+import { FaultProxy, stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sink, type SinkOptions } from '../src/sink.js';
 import { makeJob, outcome, produceOutcomes, publishJob, readOutputs, subscribe } from './helpers.js';
@@ -246,4 +246,47 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
       await sk.stop();
     }
   }, 60_000);
+});
+
+describe('sink behind a TCP proxy (real Kafka through the fault proxy)', () => {
+  it('replaces consumers whose fetches stopped and still writes every prompt exactly once', async () => {
+    const [lh, lp] = (process.env['SLUICE_KAFKA_PROXY'] ?? '').split(':');
+    const [th, tp] = (process.env['SLUICE_KAFKA_FAULTS_LISTENER'] ?? '').split(':');
+    if (!lh || !lp || !th || !tp) throw new Error('the stack has no FAULTS listener: npm run stack:down && stack:up');
+    const proxy = new FaultProxy({ host: lh, port: Number(lp) }, { host: th, port: Number(tp) });
+    await proxy.start();
+    const viaProxy = createKafka({ brokers: [`${lh}:${lp}`], clientId: uniqueName('sink-proxy'), logger: log });
+    const tenant = uniqueName('t');
+    const job = makeJob({ tenant, total: 600, accepted: 600, invalid: 0 });
+    await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 2 }]);
+    const all = Array.from({ length: 600 }, (_, i) => outcome(job, i));
+    const sk = sink(tenant, { kafka: viaProxy, consumerStallMs: 2_000 });
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, job, 'sealed');
+      await produceOutcomes(kafka, codecs, job, all.slice(0, 300), 2);
+      await waitFor(
+        '300 written',
+        async () => ((await redis.hget(`sluice:job:${job.jobId}:counts`, 'written')) === '300' ? true : undefined),
+        { timeoutMs: 30_000 },
+      );
+      // The link goes silent: fetches get no answer (kafkajs would wait out its 30 s request timeout).
+      proxy.mode = 'blackhole';
+      await produceOutcomes(kafka, codecs, job, all.slice(300), 2);
+      await waitFor('a consumer replaced', () => (sk.consumerReplacements > 0 ? true : undefined), {
+        timeoutMs: 20_000,
+      });
+      proxy.mode = 'pass';
+      const event = await finalEvent(job.jobId);
+      expect(event.job.status).toBe('completed');
+      const out = (await readOutputs(store, job.jobId))!;
+      const rows = out.results.map((l) => l['row_index'] as number);
+      expect(rows).toHaveLength(600);
+      expect(new Set(rows).size).toBe(600);
+    } finally {
+      proxy.mode = 'pass';
+      await sk.stop();
+      await proxy.stop();
+    }
+  }, 120_000);
 });

@@ -1,14 +1,10 @@
-import { FaultProxy, stackSettings, uniqueName } from '@sluice/testing';
+import { FaultProxy, stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { describe, expect, it } from 'vitest';
-import { createKafka, type SluiceKafka } from '../src/index.js';
+import { createKafka, watchConsumer, type Consumer, type SluiceKafka } from '../src/index.js';
+import { proxyAddresses } from './proxy-addresses.js';
 
-/** The broker's FAULTS listener is advertised at the proxy's address: clients stay behind it. */
-function proxyAddresses() {
-  const [lh, lp] = (process.env['SLUICE_KAFKA_PROXY'] ?? '').split(':');
-  const [th, tp] = (process.env['SLUICE_KAFKA_FAULTS_LISTENER'] ?? '').split(':');
-  if (!lh || !lp || !th || !tp) throw new Error('the stack has no FAULTS listener: npm run stack:down && npm run stack:up');
-  return { listen: { host: lh, port: Number(lp) }, target: { host: th, port: Number(tp) } };
-}
+// One file for every test that runs the fault proxy: it listens on the one advertised address, and
+// vitest runs the tests of a file one after another.
 
 async function readAll(kafka: SluiceKafka, topic: string, expected: number): Promise<Set<string>> {
   const seen = new Set<string>();
@@ -78,4 +74,42 @@ describe('producing through connection resets (real broker behind a TCP proxy)',
     expect(lost).toEqual([]);
     await direct.deleteTopics([topic]);
   }, 120_000);
+});
+
+describe('watchConsumer (real broker, a TCP proxy in between)', () => {
+  it('reports a consumer whose fetches stopped, and not a healthy one with every partition paused', async () => {
+    const { listen, target } = proxyAddresses();
+    const proxy = new FaultProxy(listen, target);
+    await proxy.start();
+    const direct = createKafka({ brokers: stackSettings().kafkaBrokers, clientId: 'watch-direct' });
+    const viaProxy = createKafka({ brokers: [`${listen.host}:${listen.port}`], clientId: 'watch-proxy' });
+    const topic = uniqueName('watch');
+    await direct.ensureTopics([{ topic, partitions: 2 }]);
+    const consumers: Consumer[] = [];
+    const stalls: Record<string, Array<{ idleMs: number; lastEvent: string }>> = { cut: [], paused: [] };
+    const start = async (name: 'cut' | 'paused', kafka: typeof direct) => {
+      const c = kafka.consumer({ groupId: uniqueName(name), maxWaitTimeInMs: 200 });
+      consumers.push(c);
+      await c.connect();
+      await c.subscribe({ topic, fromBeginning: true });
+      await c.run({ eachMessage: async () => undefined });
+      if (name === 'paused') c.pause([{ topic }]);
+      return watchConsumer(c, { stallMs: 3_000, checkMs: 250, onStall: (s) => stalls[name]!.push(s) });
+    };
+    const unwatch = [await start('cut', viaProxy), await start('paused', direct)];
+    try {
+      await new Promise((r) => setTimeout(r, 4_000));
+      expect(stalls).toEqual({ cut: [], paused: [] }); // both fetch (or wait) every 200 ms
+      proxy.mode = 'blackhole'; // the cut consumer's fetch gets no answer: no event for 30 s
+      await waitFor('a stall reported', () => (stalls['cut']!.length > 0 ? true : undefined), { timeoutMs: 10_000 });
+      expect(stalls['cut']![0]!.idleMs).toBeGreaterThanOrEqual(3_000);
+      expect(stalls['paused']).toEqual([]);
+    } finally {
+      for (const u of unwatch) u();
+      proxy.mode = 'pass';
+      await proxy.stop();
+      await Promise.all(consumers.map((c) => Promise.race([c.disconnect(), new Promise((r) => setTimeout(r, 5_000))])));
+      await direct.deleteTopics([topic]);
+    }
+  }, 60_000);
 });
