@@ -338,7 +338,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'kafka-network',
-    quick: false,
+    quick: true,
     viaProxy: true,
     what: 'every role reaches Kafka through a TCP proxy that black-holes it for 15 s, resets all connections twice, then slows every chunk by 200 ms for 10 s',
     async run(ctx) {
