@@ -1,5 +1,12 @@
 import { ApiError, GoogleGenAI, type GenerateContentConfig } from '@google/genai';
-import { ProviderError, type ChatRequest, type ChatResult, type FailureKind, type ProviderAdapter } from './types.js';
+import {
+  ProviderError,
+  type ChatRequest,
+  type ChatResult,
+  type FailureKind,
+  type ProviderAdapter,
+  type RateHeaders,
+} from './types.js';
 
 interface GeminiErrorBody {
   error?: {
@@ -49,6 +56,23 @@ function retryDelayMs(b: GeminiErrorBody): number | undefined {
   return m ? Number(m[1]) * 1_000 : undefined;
 }
 
+/**
+ * Per-minute limits a Gemini 429 states: QuotaFailure violations whose quotaId names a per-minute
+ * quota of requests or of (input) tokens, e.g. GenerateRequestsPerMinutePerProjectPerModel = 15.
+ */
+function quotaLimits(b: GeminiErrorBody): RateHeaders {
+  const out: RateHeaders = {};
+  for (const d of b.error?.details ?? [])
+    for (const v of d.violations ?? []) {
+      const value = Number(v.quotaValue);
+      const id = v.quotaId ?? '';
+      if (!Number.isFinite(value) || value <= 0 || !/PerMinute/i.test(id)) continue;
+      if (/Requests/i.test(id)) out.limitRequests = value;
+      else if (/Tokens/i.test(id)) out.limitTokens = value;
+    }
+  return out;
+}
+
 export function classifyGeminiError(err: unknown): ProviderError {
   if (err instanceof ApiError) {
     const b = parseBody(err.message);
@@ -57,6 +81,7 @@ export function classifyGeminiError(err: unknown): ProviderError {
       provider: 'gemini',
       status: err.status,
       retryAfterMs: kind === 'rate_limited' ? retryDelayMs(b) : undefined,
+      rate: kind === 'rate_limited' ? quotaLimits(b) : undefined,
       cause: err,
     });
   }

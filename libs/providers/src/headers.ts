@@ -70,3 +70,14 @@ export function retryAfterMs(h: HeaderSource | undefined, message?: string): num
   if (m) return Number(m[1]) * (m[2] === 'ms' ? 1 : 1_000);
   return undefined;
 }
+
+/**
+ * The limit an OpenAI-style 429 states in its message: "... on tokens per min (TPM): Limit
+ * 200000, Used ...". Azure's and others' bodies state none.
+ */
+export function limitFromMessage(message: string | undefined): RateHeaders {
+  const m = message ? /on (requests|tokens) per min \((?:RPM|TPM)\): Limit (\d+)/i.exec(message) : null;
+  if (!m) return {};
+  const v = Number(m[2]);
+  return m[1]!.toLowerCase() === 'requests' ? { limitRequests: v } : { limitTokens: v };
+}

@@ -1,5 +1,5 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, AzureOpenAI } from 'openai';
-import { readRateHeaders, retryAfterMs } from './headers.js';
+import { limitFromMessage, readRateHeaders, retryAfterMs } from './headers.js';
 import { ProviderError, type ChatRequest, type ChatResult, type FailureKind, type ProviderAdapter } from './types.js';
 
 /**
@@ -38,7 +38,7 @@ export function classifyOpenAIError(err: unknown, provider: string): ProviderErr
       provider,
       status: err.status,
       retryAfterMs: kind === 'rate_limited' ? retryAfterMs(err.headers, err.message) : undefined,
-      rate: readRateHeaders(err.headers),
+      rate: { ...(err.status === 429 ? limitFromMessage(err.message) : {}), ...readRateHeaders(err.headers) },
       cause: err,
     });
   }

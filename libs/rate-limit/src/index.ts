@@ -105,3 +105,4 @@ export class RateLimiter {
     await this.redis.eval(pauseScript, 1, `${this.prefix}:${bucket}`, Math.max(0, Math.ceil(ms)));
   }
 }
+export { LimitLearner, type LimitLearnerOptions, type LearnerMode, type StatedLimits } from './learner.js';

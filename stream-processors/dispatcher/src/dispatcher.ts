@@ -9,7 +9,7 @@ import {
   type SluiceKafka,
 } from '@sluice/kafka';
 import { ProviderError, type ChatResult, type ProviderAdapter, type RateHeaders } from '@sluice/providers';
-import type { BucketLimits, RateLimiter } from '@sluice/rate-limit';
+import { LimitLearner, type BucketLimits, type RateLimiter } from '@sluice/rate-limit';
 import type { CrashPoint } from '@sluice/errors';
 import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import { backoffMs, delayTiers, headers, readAttempts, tierFor } from './headers.js';
@@ -64,6 +64,10 @@ interface Task {
 }
 
 const now = () => Date.now();
+/** A 429 whose wait is at most this is waited out in place, the prompt keeping its call slot. */
+const inPlaceRetryMaxMs = 30_000;
+/** 429s one prompt may wait out in place before it goes to the delay topics. */
+const maxRateLimitedWaits = 20;
 
 /**
  * The dispatcher of one provider lane. Many calls run at once per partition; offsets are committed
@@ -97,8 +101,8 @@ export class Dispatcher {
   readonly breaker: OutageBreaker;
   private laneHeld = false;
   private releaseTimer: NodeJS.Timeout | undefined;
-  /** Limits the provider stated in x-ratelimit-limit-* headers, per model. */
-  private readonly stated = new Map<string, { rpm?: number; tpm?: number }>();
+  /** Per model: the limits stated, configured or probed, and what to pace at. */
+  private readonly learners = new Map<string, LimitLearner>();
 
   constructor(options: DispatcherOptions) {
     this.o = {
@@ -296,63 +300,69 @@ export class Dispatcher {
     const bucket = `${this.o.provider}:${request.model}:${this.o.keyId}`;
     const chars = request.messages.reduce((n, m) => n + m.content.length, 0);
     const tokens = Math.ceil(chars / 4) + (request.parameters.maxTokens ?? this.o.defaultMaxTokens);
-    const limits = this.limitsFor(request.model);
+    const learner = this.learner(request.model);
     const probe = await this.throughBreaker();
-    for (;;) {
-      const grant = await this.o.limiter.acquire({ bucket, limits, tokens });
-      if (grant.granted) break;
-      // Waiting here holds one call slot, not the consumer: the batch loop goes on.
-      await new Promise((r) => setTimeout(r, Math.min(grant.retryAfterMs + 5, 30_000)));
-    }
-    const attempt = request.attempt + 1;
-    const at = now();
+    let history = task.history;
     let result: ChatResult;
-    try {
-      result = await this.o.adapter.chat({
-        model: request.model,
-        messages: request.messages,
-        maxTokens: request.parameters.maxTokens,
-        temperature: request.parameters.temperature,
-        topP: request.parameters.topP,
-        stop: request.parameters.stop,
-        seed: request.parameters.seed,
-        responseFormat: request.parameters.responseFormat
-          ? (JSON.parse(request.parameters.responseFormat) as Record<string, unknown>)
-          : null,
-        timeoutMs: this.o.callTimeoutMs,
-      });
-    } catch (err) {
-      this.o.crash?.reached('dispatcher.after-call');
-      const e =
-        err instanceof ProviderError
-          ? err
-          : new ProviderError('transient', (err as Error).message, { provider: this.o.provider, cause: err });
-      const history = [
-        ...task.history,
-        { attempt, at, outcome: e.kind, code: e.code, message: e.message.slice(0, 500), latencyMs: now() - at },
-      ];
-      this.learn(request.model, e.rate);
-      if (e.kind === 'transient') this.recordOutcome('transient', probe);
-      else this.recordOutcome('ok', probe); // the provider answered: it is up
-      if (e.kind === 'rate_limited' && e.retryAfterMs !== undefined) await this.o.limiter.pause(bucket, e.retryAfterMs);
-      if (e.retryable && attempt < this.o.maxAttempts) {
-        const wait = Math.max(e.retryAfterMs ?? 0, e.kind === 'transient' ? backoffMs(attempt) : 1_000);
-        return this.delay({ ...task, history }, attempt, wait);
+    let waits = 0;
+    for (let attempt = request.attempt + 1; ; attempt++) {
+      for (;;) {
+        const grant = await this.o.limiter.acquire({ bucket, limits: learner.limits(), tokens });
+        if (grant.granted) break;
+        // Waiting here holds one call slot, not the consumer: the batch loop goes on.
+        await new Promise((r) => setTimeout(r, Math.min(grant.retryAfterMs + 5, 30_000)));
       }
-      const code = e.retryable ? 'ATTEMPTS_EXHAUSTED' : e.code;
-      return this.terminal({ ...task, history }, 'failed', null, {
-        code,
-        message: e.message.slice(0, 2_000),
-        lineNumber: null,
-      });
+      const at = now();
+      try {
+        result = await this.o.adapter.chat({
+          model: request.model,
+          messages: request.messages,
+          maxTokens: request.parameters.maxTokens,
+          temperature: request.parameters.temperature,
+          topP: request.parameters.topP,
+          stop: request.parameters.stop,
+          seed: request.parameters.seed,
+          responseFormat: request.parameters.responseFormat
+            ? (JSON.parse(request.parameters.responseFormat) as Record<string, unknown>)
+            : null,
+          timeoutMs: this.o.callTimeoutMs,
+        });
+        history = [...history, { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs }];
+        learner.admitted(tokens);
+        break;
+      } catch (err) {
+        this.o.crash?.reached('dispatcher.after-call');
+        const e =
+          err instanceof ProviderError
+            ? err
+            : new ProviderError('transient', (err as Error).message, { provider: this.o.provider, cause: err });
+        history = [
+          ...history,
+          { attempt, at, outcome: e.kind, code: e.code, message: e.message.slice(0, 500), latencyMs: now() - at },
+        ];
+        this.learn(request.model, e.rate);
+        if (e.kind === 'transient') this.recordOutcome('transient', probe);
+        else this.recordOutcome('ok', probe); // the provider answered: it is up
+        if (e.kind === 'rate_limited') {
+          learner.rateLimited();
+          if (e.retryAfterMs !== undefined) await this.o.limiter.pause(bucket, e.retryAfterMs);
+          // A short wait is waited out here, the prompt keeping its call slot (no trip through
+          // the delay topics); a long one (a daily quota, minutes) goes through them instead.
+          // 429s are the limit's doing, not the prompt's: they do not use up its attempts.
+          if (++waits <= maxRateLimitedWaits && (e.retryAfterMs ?? 1_000) <= inPlaceRetryMaxMs) continue;
+        }
+        const t = { ...task, history };
+        if (e.retryable && attempt - Math.min(waits, maxRateLimitedWaits) < this.o.maxAttempts) {
+          const wait = Math.max(e.retryAfterMs ?? 0, e.kind === 'transient' ? backoffMs(attempt) : 1_000);
+          return this.delay(t, attempt, wait);
+        }
+        const code = e.retryable ? 'ATTEMPTS_EXHAUSTED' : e.code;
+        return this.terminal(t, 'failed', null, { code, message: e.message.slice(0, 2_000), lineNumber: null });
+      }
     }
     this.o.crash?.reached('dispatcher.after-call');
     this.recordOutcome('ok', probe);
     this.learn(request.model, result.rate);
-    const history = [
-      ...task.history,
-      { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs },
-    ];
     return this.terminal({ ...task, history }, 'succeeded', {
       model: result.model,
       text: result.text,
@@ -409,29 +419,19 @@ export class Dispatcher {
     this.consumer?.pause([{ topic: this.lane }]);
   }
 
-  /**
-   * The configured limits, lowered to what the provider states in its x-ratelimit-limit-* headers
-   * (paced at 0.97 of it): the configuration is a cap, the provider's word is the truth.
-   */
-  private limitsFor(model: string): BucketLimits {
-    const configured = this.o.limits(model);
-    const stated = this.stated.get(model);
-    if (!stated) return configured;
-    const lower = (c: number | undefined, s: number | undefined) =>
-      s === undefined ? c : c === undefined ? Math.floor(s * 0.97) : Math.min(c, Math.floor(s * 0.97));
-    return {
-      ...configured,
-      requestsPerMinute: lower(configured.requestsPerMinute, stated.rpm),
-      tokensPerMinute: lower(configured.tokensPerMinute, stated.tpm),
-    };
+  /** What this process knows of a model's limits: stated, configured, or being probed. */
+  private learner(model: string): LimitLearner {
+    let l = this.learners.get(model);
+    if (!l) {
+      l = new LimitLearner({ configured: this.o.limits(model) });
+      this.learners.set(model, l);
+    }
+    return l;
   }
 
-  /** Reads the limits the provider states in its rate headers. */
+  /** Limits the provider states: x-ratelimit-limit-* headers, or a 429's body. */
   private learn(model: string, rate: RateHeaders): void {
-    if (rate.limitRequests !== undefined || rate.limitTokens !== undefined) {
-      const prev = this.stated.get(model) ?? {};
-      this.stated.set(model, { rpm: rate.limitRequests ?? prev.rpm, tpm: rate.limitTokens ?? prev.tpm });
-    }
+    this.learner(model).learn({ requestsPerMinute: rate.limitRequests, tokensPerMinute: rate.limitTokens });
   }
 
   private async terminal(

@@ -1,0 +1,173 @@
+import type { BucketLimits } from './index.js';
+
+/** Limits a provider stated: in x-ratelimit-limit-* headers, or in a 429's body. Per minute. */
+export interface StatedLimits {
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+}
+
+export interface LimitLearnerOptions {
+  /** What the operator configured: a cap, never exceeded. */
+  configured: BucketLimits;
+  /** Fraction of a stated limit to pace at. @default 0.995 */
+  pace?: number;
+  /** Request rate to start probing at when nothing is known. @default 60 per minute */
+  startRpm?: number;
+  /** Growth per clean period while probing after the first 429. @default 1.1 */
+  growth?: number;
+  /** A clean period: no 429 and the rate in use. @default 10000 */
+  cleanMs?: number;
+  /** 429s this soon after a decrease belong to the same episode (calls sent before it). @default 2000 */
+  episodeMs?: number;
+  now?: () => number;
+}
+
+const statedBurstMs = 250;
+
+export type LearnerMode = 'stated' | 'configured' | 'slow-start' | 'probing';
+
+/**
+ * What one process believes a (provider, model, key) allows, and so what it paces at.
+ *
+ * - The provider's word first: limits stated in headers or 429 bodies, paced at `pace` of them.
+ *   A 429 even so (another client shares the key, estimates run high) lowers a share of them to
+ *   0.95 of what was admitted just before, once per episode, and clean periods raise it again.
+ * - Else the configured limits.
+ * - Else probing: slow start from `startRpm`, doubling each clean second while the rate is in
+ *   use, until the first 429; then 0.95 of the rate admitted just before it, and `growth` per
+ *   clean period. 5xx and timeouts are not the limit's doing and change nothing.
+ */
+export class LimitLearner {
+  private readonly pace: number;
+  private readonly growth: number;
+  private readonly cleanMs: number;
+  private readonly episodeMs: number;
+  private readonly now: () => number;
+  private stated: StatedLimits = {};
+  /** Probing: requests per minute. */
+  private probeRpm: number;
+  private slowStart = true;
+  /** Of the stated limits, when a 429 said they are not all ours. */
+  private share: number;
+  private lastDecreaseAt = -Infinity;
+  private statedSince = -Infinity;
+  private periodStart: number;
+  private periodAdmitted = 0;
+  /** Admissions in the last seconds (requests, tokens) per second: "the rate admitted just before". */
+  private readonly recent = new Map<number, { requests: number; tokens: number }>();
+  decreases = 0;
+
+  constructor(private readonly o: LimitLearnerOptions) {
+    this.pace = o.pace ?? 0.995;
+    this.growth = o.growth ?? 1.1;
+    this.cleanMs = o.cleanMs ?? 10_000;
+    this.episodeMs = o.episodeMs ?? 2_000;
+    this.now = o.now ?? Date.now;
+    this.probeRpm = o.startRpm ?? 60;
+    this.share = this.pace;
+    this.periodStart = this.now();
+  }
+
+  get mode(): LearnerMode {
+    if (this.stated.requestsPerMinute !== undefined || this.stated.tokensPerMinute !== undefined) return 'stated';
+    const c = this.o.configured;
+    if (c.requestsPerMinute !== undefined || c.tokensPerMinute !== undefined) return 'configured';
+    return this.slowStart ? 'slow-start' : 'probing';
+  }
+
+  /** What to pace at now. */
+  limits(): BucketLimits {
+    const c = this.o.configured;
+    const cap = (v: number | undefined, limit: number | undefined) =>
+      v === undefined ? limit : limit === undefined ? Math.floor(v) : Math.min(limit, Math.floor(v));
+    switch (this.mode) {
+      case 'stated': {
+        const s = this.stated;
+        return {
+          ...c,
+          requestsPerMinute: cap(s.requestsPerMinute && s.requestsPerMinute * this.share, c.requestsPerMinute),
+          tokensPerMinute: cap(s.tokensPerMinute && s.tokensPerMinute * this.share, c.tokensPerMinute),
+          // Close to the provider's limit, a burst of a second's rate meets its bucket when that is
+          // low too (calls arrive bunched): a quarter of a second's worth at most.
+          burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs),
+        };
+      }
+      case 'configured':
+        return c;
+      default:
+        return { ...c, requestsPerMinute: Math.max(1, Math.floor(this.probeRpm)) };
+    }
+  }
+
+  /** The provider stated limits (headers on any answer, or a 429's body). */
+  learn(stated: StatedLimits): void {
+    if (this.mode !== 'stated' && (stated.requestsPerMinute !== undefined || stated.tokensPerMinute !== undefined))
+      this.statedSince = this.now();
+    if (stated.requestsPerMinute !== undefined) this.stated.requestsPerMinute = stated.requestsPerMinute;
+    if (stated.tokensPerMinute !== undefined) this.stated.tokensPerMinute = stated.tokensPerMinute;
+  }
+
+  /** A call went through (any answer but a 429), having reserved `tokens`. */
+  admitted(tokens: number): void {
+    const t = this.now();
+    const second = Math.floor(t / 1_000);
+    const r = this.recent.get(second) ?? { requests: 0, tokens: 0 };
+    r.requests++;
+    r.tokens += tokens;
+    this.recent.set(second, r);
+    for (const s of this.recent.keys()) if (s < second - 5) this.recent.delete(s);
+    this.periodAdmitted++;
+    this.grow(t);
+  }
+
+  /** A 429. */
+  rateLimited(): void {
+    const t = this.now();
+    if (t - this.lastDecreaseAt < this.episodeMs) return; // the same episode
+    this.lastDecreaseAt = t;
+    this.decreases++;
+    const before = this.admittedPerMinute(t);
+    if (this.mode === 'stated') {
+      // 429s of calls sent before the limits were known, or before two seconds of use tell
+      // what rate was in use, say nothing of the share.
+      if (t - this.statedSince < 2_000) return;
+      // The share of the stated limits in use just before, on the dimension nearest its limit;
+      // at most halved by one episode.
+      const s = this.stated;
+      const used = Math.max(
+        s.requestsPerMinute ? before.requests / s.requestsPerMinute : 0,
+        s.tokensPerMinute ? before.tokens / s.tokensPerMinute : 0,
+      );
+      this.share = Math.max(this.share / 2, Math.min(this.share, 0.95 * used));
+    } else if (this.mode !== 'configured') {
+      this.slowStart = false;
+      const r = before.requests;
+      this.probeRpm = Math.max(1, Math.min(this.probeRpm, r > 0 ? 0.95 * r : this.probeRpm / 2));
+    }
+    this.periodStart = t;
+    this.periodAdmitted = 0;
+  }
+
+  /** Requests and tokens admitted per minute over the last two full seconds. */
+  private admittedPerMinute(t: number): { requests: number; tokens: number } {
+    const second = Math.floor(t / 1_000);
+    const a = this.recent.get(second - 1) ?? { requests: 0, tokens: 0 };
+    const b = this.recent.get(second - 2) ?? { requests: 0, tokens: 0 };
+    return { requests: (a.requests + b.requests) * 30, tokens: (a.tokens + b.tokens) * 30 };
+  }
+
+  private grow(t: number): void {
+    const period = this.slowStart && this.mode === 'slow-start' ? 1_000 : this.cleanMs;
+    if (t - this.periodStart < period) return;
+    const elapsedMin = (t - this.periodStart) / 60_000;
+    const mode = this.mode;
+    const inUse = (rpm: number) => this.periodAdmitted >= 0.8 * rpm * elapsedMin;
+    if (mode === 'slow-start' || mode === 'probing') {
+      if (inUse(this.probeRpm)) this.probeRpm *= mode === 'slow-start' ? 2 : this.growth;
+    } else if (mode === 'stated' && this.share < this.pace) {
+      this.share = Math.min(this.pace, this.share * this.growth);
+    }
+    this.periodStart = t;
+    this.periodAdmitted = 0;
+  }
+}

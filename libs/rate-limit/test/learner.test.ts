@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { LimitLearner } from '../src/learner.js';
+
+/** A learner on a clock the test moves. */
+function at(o: Partial<ConstructorParameters<typeof LimitLearner>[0]> = {}) {
+  let t = 1_000_000;
+  const l = new LimitLearner({ configured: {}, now: () => t, ...o });
+  return { l, advance: (ms: number) => (t += ms) };
+}
+
+describe('LimitLearner', () => {
+  it('paces at 0.995 of the limits the provider states, under the configured cap', () => {
+    const { l } = at({ configured: { requestsPerMinute: 500 } });
+    expect(l.mode).toBe('configured');
+    l.learn({ requestsPerMinute: 10_000, tokensPerMinute: 600_000 });
+    expect(l.mode).toBe('stated');
+    expect(l.limits()).toEqual({ requestsPerMinute: 500, tokensPerMinute: 597_000, burstWindowMs: 250 });
+  });
+
+  it('with nothing known, starts slow and doubles each second the rate is used', () => {
+    const { l, advance } = at();
+    expect(l.mode).toBe('slow-start');
+    expect(l.limits().requestsPerMinute).toBe(60);
+    // One call a second uses the whole 60 per minute: the rate doubles each second.
+    for (let s = 0; s < 4; s++) {
+      const perSecond = (l.limits().requestsPerMinute ?? 0) / 60;
+      for (let i = 0; i < perSecond; i++) {
+        advance(1_000 / perSecond);
+        l.admitted(100);
+      }
+    }
+    expect(l.limits().requestsPerMinute).toBe(960);
+  });
+
+  it('does not grow a rate nobody uses', () => {
+    const { l, advance } = at();
+    for (let s = 0; s < 5; s++) {
+      advance(1_000);
+      l.admitted(100); // 60 per minute allowed, 60 used: doubles once to 120, then 1 a second is not 80 %
+    }
+    expect(l.limits().requestsPerMinute).toBe(120);
+  });
+
+  it('after a 429 while probing: 0.95 of the rate admitted just before, one decrease per episode, ×1.1 per clean 10 s', () => {
+    const { l, advance } = at({ startRpm: 600 });
+    // 10 calls a second (600 per minute) for 3 s, then 429s.
+    const second = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        advance(1_000 / n);
+        l.admitted(100);
+      }
+    };
+    second(10);
+    second(10);
+    second(10);
+    const before = l.limits().requestsPerMinute!;
+    expect(before).toBeGreaterThan(600); // slow start doubled it
+    l.rateLimited();
+    l.rateLimited(); // the same episode
+    expect(l.mode).toBe('probing');
+    expect(l.decreases).toBe(1);
+    expect(l.limits().requestsPerMinute).toBe(570); // 0.95 × 600 admitted per minute
+    // 10 s at the new rate, clean: ×1.1.
+    for (let s = 0; s < 11; s++) second(9.5);
+    expect(l.limits().requestsPerMinute).toBe(627);
+  });
+
+  it('a 429 under stated limits lowers its share to 0.95 of what was in use, and clean periods raise it back', () => {
+    const { l, advance } = at();
+    l.learn({ requestsPerMinute: 60_000, tokensPerMinute: 600_000 });
+    // 40 calls a second of 200 tokens = 480,000 tokens per minute: 0.8 of the stated TPM.
+    const second = () => {
+      for (let i = 0; i < 40; i++) {
+        advance(25);
+        l.admitted(200);
+      }
+    };
+    second();
+    second();
+    second();
+    l.rateLimited();
+    expect(l.limits().tokensPerMinute).toBe(456_000); // 0.95 × 0.8 × 600,000
+    for (let s = 0; s < 11; s++) second();
+    expect(l.limits().tokensPerMinute).toBe(501_600); // × 1.1
+    for (let s = 0; s < 60; s++) second();
+    expect(l.limits().tokensPerMinute).toBe(597_000); // back to 0.995, never above
+  });
+});

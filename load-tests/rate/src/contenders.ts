@@ -1,0 +1,188 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { SluiceKafka } from '@sluice/kafka';
+import type { PromptRequest, SchemaCodecs } from '@sluice/schemas';
+
+export interface BenchPrompt {
+  model: string;
+  messages: Array<{ role: 'user'; content: string }>;
+  max_tokens: number;
+}
+
+export interface Launch {
+  /** The contender's processes; CPU is read from /proc for each. */
+  procs: ChildProcess[];
+  stop(): Promise<void>;
+}
+
+export interface LaunchContext {
+  root: string;
+  simUrl: string;
+  apiKey: string;
+  dialect: 'openai' | 'azure' | 'gemini' | 'compatible';
+  prompts: BenchPrompt[];
+  /** The true limits, for the contenders that are told them. */
+  told: { rpm: number; tpm: number };
+  replicas: number;
+  workdir: string;
+  logFile: string;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc; undefined once it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
+  } catch {
+    return undefined;
+  }
+}
+
+function stopAll(procs: ChildProcess[]): Promise<void> {
+  return Promise.all(
+    procs.map(
+      (p) =>
+        new Promise<void>((resolve) => {
+          if (p.exitCode !== null || p.signalCode !== null) return resolve();
+          p.once('exit', () => resolve());
+          p.kill('SIGKILL');
+        }),
+    ),
+  ).then(() => undefined);
+}
+
+function chatUrl(c: LaunchContext): string {
+  return `${c.simUrl}/v1/chat/completions`;
+}
+
+/** The naive client: paces at the RPM it is told, retries every failure at once. */
+export function launchNaive(c: LaunchContext): Launch {
+  const file = join(c.workdir, 'naive-prompts.jsonl');
+  writeFileSync(file, c.prompts.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  const p = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(c.root, 'load-tests/rate/src/naive.ts'), chatUrl(c), c.apiKey, String(c.told.rpm), file],
+    { cwd: c.root, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  return { procs: [p], stop: () => stopAll([p]) };
+}
+
+/**
+ * openai-cookbook's api_request_parallel_processor.py, run unmodified from a copy the user gives
+ * (`--cookbook FILE`: its code is not part of Sluice), told the true limits. Its tokenizer's
+ * encoding file cannot be downloaded here, so `peer/tiktoken.py` (ceil(chars / 4) tokens, the
+ * simulator's own count) stands in for tiktoken; aiohttp comes from PyPI into a cached venv.
+ */
+export function launchCookbook(c: LaunchContext, script: string): Launch {
+  const venv = join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'sluice', 'bench-venv');
+  const python = join(venv, 'bin', 'python');
+  if (!existsSync(python)) {
+    mkdirSync(venv, { recursive: true });
+    execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
+  }
+  try {
+    execFileSync(python, ['-c', 'import aiohttp'], { stdio: 'ignore' });
+  } catch {
+    execFileSync(python, ['-m', 'pip', 'install', '-q', 'aiohttp==3.10.10'], { stdio: 'inherit' });
+  }
+  const file = join(c.workdir, 'cookbook-requests.jsonl');
+  writeFileSync(file, c.prompts.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  const p = spawn(
+    python,
+    [
+      script,
+      '--requests_filepath',
+      file,
+      '--save_filepath',
+      join(c.workdir, 'cookbook-results.jsonl'),
+      '--request_url',
+      chatUrl(c),
+      '--api_key',
+      c.apiKey,
+      '--max_requests_per_minute',
+      String(c.told.rpm),
+      '--max_tokens_per_minute',
+      String(c.told.tpm),
+      '--token_encoding_name',
+      'cl100k_base',
+      '--max_attempts',
+      '5',
+      '--logging_level',
+      '40',
+    ],
+    {
+      cwd: c.workdir,
+      env: { ...process.env, PYTHONPATH: join(c.root, 'load-tests/rate/peer') },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  return { procs: [p], stop: () => stopAll([p]) };
+}
+
+/**
+ * Sluice's dispatcher (its own main.ts, as deployed), `replicas` of them in one group on the key,
+ * told no limits: it learns them from the provider. The prompts are put on a lane of its own first.
+ */
+export async function launchSluice(
+  c: LaunchContext,
+  deps: { kafka: SluiceKafka; codecs: SchemaCodecs; stackEnv: Record<string, string>; id: string },
+): Promise<Launch> {
+  const lane = `bench${deps.id}`;
+  const jobId = `job_bench${deps.id}`;
+  await deps.kafka.ensureTopics([
+    { topic: `sluice.requests.${lane}`, partitions: 12 },
+    { topic: `sluice.results.${jobId}`, partitions: 1 },
+  ]);
+  const producer = deps.kafka.producer();
+  await producer.connect();
+  const messages = c.prompts.map((p, i) => {
+    const request: PromptRequest = {
+      jobId,
+      promptId: `${jobId}:${i}`,
+      rowIndex: i,
+      tenant: 'bench',
+      provider: c.dialect,
+      model: p.model,
+      messages: p.messages,
+      parameters: {
+        temperature: 0,
+        topP: null,
+        maxTokens: p.max_tokens,
+        responseFormat: null,
+        stop: null,
+        seed: null,
+        extra: null,
+      },
+      attempt: 0,
+      customId: null,
+      priority: 0,
+      submittedAt: Date.now(),
+      source: 'kafka',
+    };
+    return { key: `${i}`, partition: i % 12, value: deps.codecs.promptRequest.encodeSync(request) };
+  });
+  for (let i = 0; i < messages.length; i += 1_000)
+    await producer.send({ topic: `sluice.requests.${lane}`, messages: messages.slice(i, i + 1_000) });
+  await producer.disconnect();
+  const baseUrl = c.dialect === 'openai' || c.dialect === 'compatible' ? `${c.simUrl}/v1` : c.simUrl;
+  const procs = Array.from({ length: c.replicas }, () =>
+    spawn(process.execPath, ['--import', 'tsx', join(c.root, 'stream-processors/dispatcher/src/main.ts')], {
+      cwd: c.root,
+      env: {
+        ...process.env,
+        ...deps.stackEnv,
+        SLUICE_PROVIDER: c.dialect,
+        SLUICE_LANE: lane,
+        SLUICE_PROVIDER_API_KEY: c.apiKey,
+        SLUICE_PROVIDER_KEY_ID: c.apiKey,
+        SLUICE_PROVIDER_BASE_URL: baseUrl,
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+  );
+  return { procs, stop: () => stopAll(procs) };
+}

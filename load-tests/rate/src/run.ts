@@ -1,0 +1,255 @@
+/**
+ * npm run bench:rate -- [--quick] [--only a,b] [--json FILE] [--cookbook FILE]
+ *
+ * Rate control side by side: for each workload, each contender in turn on a fresh simulator key
+ * with the same limits, schedule, seed and prompt stream. Every figure comes from the simulator's
+ * ledger. Writes JSON, prints a markdown table, and draws a PNG per workload.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createKafka } from '@sluice/kafka';
+import { startProviderSim, type KeyConfig } from '@sluice/provider-sim';
+import { createSchemaCodecs } from '@sluice/schemas';
+import { parseEnvFile, stackSettings } from '@sluice/testing';
+import { chart } from './chart.js';
+import {
+  cpuSeconds,
+  launchCookbook,
+  launchNaive,
+  launchSluice,
+  type BenchPrompt,
+  type Launch,
+  type LaunchContext,
+} from './contenders.js';
+import { figures, round, type Figures, type Phase } from './figures.js';
+import { workloads, type Workload } from './workloads.js';
+
+const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    json: { type: 'string', default: join(root, 'load-tests/results/rate.json') },
+    charts: { type: 'string', default: join(root, 'load-tests/results/rate') },
+    cookbook: { type: 'string', default: process.env['SLUICE_COOKBOOK_SCRIPT'] },
+  },
+});
+
+const envFile = join(root, '.sluice', 'stack.env');
+if (!process.env['SLUICE_KAFKA_BROKERS'] && existsSync(envFile))
+  Object.assign(process.env, parseEnvFile(readFileSync(envFile, 'utf8')));
+const s = stackSettings();
+const stackEnv = {
+  SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
+  SLUICE_REDIS_URL: s.redisUrl,
+  SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
+};
+
+type ContenderName = 'sluice' | 'cookbook' | 'naive';
+interface Result {
+  workload: string;
+  contender: ContenderName;
+  figures: Omit<Figures, 'series'>;
+  cpuSecondsPer1000: number | null;
+  series: number[];
+}
+
+/** The same prompt stream for every contender: seeded lengths and words. */
+function promptStream(w: Workload, n: number, model: string): BenchPrompt[] {
+  let x = 0x9e3779b9;
+  const rand = () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+  const words = ['river', 'signal', 'market', 'quiet', 'engine', 'harbor', 'ledger', 'window', 'summit', 'orbit'];
+  return Array.from({ length: n }, (_, i) => {
+    const target = w.prompt.chars[0] + Math.floor(rand() * (w.prompt.chars[1] - w.prompt.chars[0]));
+    let text = `Summarize item ${i}:`;
+    while (text.length < target) text += ` ${words[Math.floor(rand() * words.length)]}`;
+    return { model, messages: [{ role: 'user', content: text.slice(0, target) }], max_tokens: w.prompt.maxTokens };
+  });
+}
+
+const sim = await startProviderSim({
+  config: { seed: 7, latency: { baseMs: 80, perTokenMs: 0.5, sigma: 0.25 }, keys: {} },
+});
+const kafka = createKafka({ brokers: s.kafkaBrokers, clientId: 'bench-rate' });
+const codecs = await createSchemaCodecs({ registryUrl: s.schemaRegistryUrl });
+const contenders: ContenderName[] = ['sluice', ...(args.cookbook ? (['cookbook'] as const) : []), 'naive'];
+const only = args.only?.split(',');
+const chosen = workloads(args.quick).filter((w) => !only || only.includes(w.name));
+const results: Result[] = [];
+const startedAt = Date.now();
+console.log(
+  `bench:rate: ${chosen.length} workloads × ${contenders.join(', ')}; simulator at ${sim.url}` +
+    (args.cookbook ? '' : ' (cookbook peer not run: give its script with --cookbook FILE)'),
+);
+
+async function runOne(w: Workload, contender: ContenderName): Promise<Result> {
+  const id = randomBytes(4).toString('hex');
+  const apiKey = `sk-bench-${w.name}-${contender}-${id}`;
+  const model = w.dialect === 'gemini' ? 'gemini-2.0-flash' : 'gpt-4o-mini';
+  const first = w.phases[0]!;
+  const external = w.externalShare ?? 0;
+  const outage = w.name === 'faults' ? { startMs: sim.sim.elapsed() + 15_000, durationMs: 10_000 } : undefined;
+  const key: KeyConfig = {
+    dialect: w.dialect,
+    limits: { rpm: first.rpm, tpm: first.tpm, burstWindowMs: 1_000 },
+    externalShare: external || undefined,
+    faults: { ...w.faults, outages: outage ? [outage] : [] },
+    maxInFlight: w.dialect === 'compatible' ? 1_000 : undefined,
+  };
+  sim.sim.setKey(apiKey, key);
+  // Enough prompts that no contender runs dry: the binding limit's rate for the whole run, × 2.
+  const perSecond = Math.max(...w.phases.map((p) => (w.dim === 'rpm' ? p.rpm / 60 : p.tpm / 60 / 250)));
+  const prompts = promptStream(w, Math.ceil(perSecond * (w.durationMs / 1_000) * 2), model);
+  const workdir = join(root, '.sluice', 'bench-rate', `${w.name}-${contender}-${id}`);
+  mkdirSync(workdir, { recursive: true });
+  const ctx: LaunchContext = {
+    root,
+    simUrl: sim.url,
+    apiKey,
+    dialect: w.dialect,
+    prompts,
+    told: { rpm: first.rpm, tpm: first.tpm },
+    replicas: contender === 'sluice' ? (w.replicas ?? 1) : 1,
+    workdir,
+    logFile: join(workdir, 'log'),
+  };
+  const launch: Launch =
+    contender === 'sluice'
+      ? await launchSluice(ctx, { kafka, codecs, stackEnv, id })
+      : contender === 'cookbook'
+        ? launchCookbook(ctx, resolve(args.cookbook!))
+        : launchNaive(ctx);
+  const stderr: string[] = [];
+  for (const p of launch.procs) p.stderr?.on('data', (c: Buffer) => stderr.push(c.toString()));
+  // The clock starts at the contender's first request.
+  const rowsOf = () => sim.sim.ledger.since(0).filter((r) => r.key === apiKey);
+  let t0: number | undefined;
+  const deadline = Date.now() + 60_000;
+  while (t0 === undefined) {
+    const row = rowsOf()[0];
+    if (row) t0 = row.t;
+    else if (Date.now() > deadline || launch.procs.every((p) => p.exitCode !== null))
+      throw new Error(`${contender} sent no request in 60 s: ${stderr.join('').slice(-500)}`);
+    else await new Promise((r) => setTimeout(r, 20));
+  }
+  const cpuAtStart = launch.procs.map((p) => cpuSeconds(p.pid!) ?? 0);
+  const cpuLast = [...cpuAtStart];
+  const sampler = setInterval(() => {
+    launch.procs.forEach((p, i) => {
+      const c = cpuSeconds(p.pid!);
+      if (c !== undefined) cpuLast[i] = c;
+    });
+  }, 200);
+  for (const change of w.phases.slice(1)) {
+    const at = t0 + change.atMs - sim.sim.elapsed();
+    await new Promise((r) => setTimeout(r, Math.max(0, at)));
+    sim.sim.setLimits(apiKey, { rpm: change.rpm, tpm: change.tpm });
+  }
+  await new Promise((r) => setTimeout(r, Math.max(0, t0 + w.durationMs - sim.sim.elapsed())));
+  clearInterval(sampler);
+  await launch.stop();
+  const rows = rowsOf();
+  // Phases: each limit schedule step; for the faults workload, before and after the outage.
+  const limitOf = (p: Workload['phases'][number]) => (w.dim === 'rpm' ? p.rpm : p.tpm) * (1 - external);
+  let phases: Phase[] = w.phases.map((p, i) => ({
+    fromMs: p.atMs,
+    toMs: w.phases[i + 1]?.atMs ?? w.durationMs,
+    limit: limitOf(p),
+  }));
+  if (outage) {
+    const from = outage.startMs - t0;
+    const to = from + outage.durationMs;
+    phases = [
+      { fromMs: 0, toMs: from, limit: limitOf(first) },
+      { fromMs: to, toMs: w.durationMs, limit: limitOf(first) },
+    ];
+  }
+  const f = figures(rows, { dim: w.dim, t0, phases, settleMs: 2_000 });
+  const cpu = cpuLast.reduce((a, b, i) => a + b - cpuAtStart[i]!, 0);
+  const answered = f.admitted || 1;
+  const { series, ...rest } = f;
+  return {
+    workload: w.name,
+    contender,
+    figures: rest,
+    cpuSecondsPer1000: round((cpu / answered) * 1_000, 2),
+    series,
+  };
+}
+
+try {
+  for (const w of chosen) {
+    console.log(`\n${w.name}: ${w.what}`);
+    const mine: Result[] = [];
+    for (const c of contenders) {
+      const r = await runOne(w, c);
+      mine.push(r);
+      results.push(r);
+      const ph = r.figures.phases
+        .map((p) => `${p.utilization.toFixed(3)}${p.convergeS === null ? '' : ` (${p.convergeS} s)`}`)
+        .join(' / ');
+      console.log(
+        `  ${c.padEnd(8)} utilization ${ph}; 429s per 10k ${r.figures.rateLimitedPer10k}; ` +
+          `${r.figures.requests} requests; CPU ${r.cpuSecondsPer1000} s per 1,000`,
+      );
+    }
+    mkdirSync(args.charts, { recursive: true });
+    const limitSeries = (() => {
+      const out: number[] = [];
+      const ext = 1 - (w.externalShare ?? 0);
+      for (let sec = 0; sec < w.durationMs / 1_000; sec++) {
+        const p = [...w.phases].reverse().find((x) => x.atMs <= sec * 1_000)!;
+        out.push(((w.dim === 'rpm' ? p.rpm : p.tpm) / 60) * ext);
+      }
+      return out;
+    })();
+    writeFileSync(
+      join(args.charts, `${w.name}.png`),
+      chart({
+        title: `${w.name}: admitted ${w.dim === 'rpm' ? 'requests' : 'tokens'} per second`,
+        limit: limitSeries,
+        lines: mine.map((r) => ({ name: r.contender, points: r.series })),
+      }),
+    );
+  }
+} finally {
+  await sim.close();
+}
+
+const table = [
+  '| workload | contender | utilization per phase (converged after, s) | 429s per 10k | requests | CPU s per 1,000 |',
+  '| --- | --- | --- | ---: | ---: | ---: |',
+  ...results.map(
+    (r) =>
+      `| ${r.workload} | ${r.contender} | ${r.figures.phases
+        .map((p) => `${p.utilization.toFixed(3)} (${p.convergeS ?? '–'})`)
+        .join(' / ')} | ${r.figures.rateLimitedPer10k} | ${r.figures.requests} | ${r.cpuSecondsPer1000} |`,
+  ),
+].join('\n');
+console.log(`\n${table}\n\nbench:rate: ${round((Date.now() - startedAt) / 1_000, 1)} s; charts in ${args.charts}`);
+mkdirSync(dirname(args.json), { recursive: true });
+writeFileSync(
+  args.json,
+  JSON.stringify(
+    {
+      at: new Date().toISOString(),
+      quick: args.quick,
+      cookbook: args.cookbook
+        ? 'api_request_parallel_processor.py as given, tiktoken replaced by peer/tiktoken.py (ceil(chars / 4))'
+        : 'not run: no script given (--cookbook FILE)',
+      seconds: round((Date.now() - startedAt) / 1_000, 1),
+      results: results.map(({ series, ...r }) => ({ ...r, seriesPerSecond: series })),
+    },
+    null,
+    2,
+  ) + '\n',
+);
+process.exit(0);

@@ -1,0 +1,122 @@
+import type { Faults, KeyConfig } from '@sluice/provider-sim';
+import type { Dimension } from './figures.js';
+
+export interface Workload {
+  name: string;
+  quick: boolean;
+  what: string;
+  dialect: KeyConfig['dialect'];
+  /** The binding dimension, whose utilization is reported. */
+  dim: Dimension;
+  /** Limits per phase; the first from the start, each next at `atMs` after the first request. */
+  phases: Array<{ atMs: number; rpm: number; tpm: number }>;
+  durationMs: number;
+  /** Characters of prompt text per request (uniform in the range) and max_tokens. */
+  prompt: { chars: [number, number]; maxTokens: number };
+  faults?: Partial<Faults>;
+  /** Sluice replicas on the one key (peers run once). @default 1 */
+  replicas?: number;
+  /** A client outside every contender using this share of each limit. */
+  externalShare?: number;
+}
+
+// Time is compressed: limits are high and phases short, so a workload runs in tens of seconds.
+// Prompts of 200-600 characters and max_tokens 100 cost about 200 tokens each.
+const prompt = { chars: [200, 600] as [number, number], maxTokens: 100 };
+
+export function workloads(quick: boolean): Workload[] {
+  const d = (ms: number) => (quick ? Math.round(ms * 0.6) : ms);
+  const all: Workload[] = [
+    {
+      name: 'steady-tpm',
+      quick: true,
+      what: 'OpenAI headers; tokens per minute bind (600,000 TPM ≈ 50 requests/s; RPM 60,000)',
+      dialect: 'openai',
+      dim: 'tpm',
+      phases: [{ atMs: 0, rpm: 60_000, tpm: 600_000 }],
+      durationMs: d(30_000),
+      prompt,
+    },
+    {
+      name: 'steady-rpm',
+      quick: true,
+      what: 'OpenAI headers; requests per minute bind (2,400 RPM = 40/s; TPM 6,000,000)',
+      dialect: 'openai',
+      dim: 'rpm',
+      phases: [{ atMs: 0, rpm: 2_400, tpm: 6_000_000 }],
+      durationMs: d(30_000),
+      prompt,
+    },
+    {
+      name: 'halve-double',
+      quick: false,
+      what: 'OpenAI headers; TPM 600,000, halved at 20 s, doubled back at 40 s',
+      dialect: 'openai',
+      dim: 'tpm',
+      phases: [
+        { atMs: 0, rpm: 60_000, tpm: 600_000 },
+        { atMs: 20_000, rpm: 60_000, tpm: 300_000 },
+        { atMs: 40_000, rpm: 60_000, tpm: 600_000 },
+      ],
+      durationMs: 60_000,
+      prompt,
+    },
+    {
+      name: 'azure',
+      quick: false,
+      what: "Azure's remaining-only headers over a 10 s window; TPM 600,000",
+      dialect: 'azure',
+      dim: 'tpm',
+      phases: [{ atMs: 0, rpm: 60_000, tpm: 600_000 }],
+      durationMs: 30_000,
+      prompt,
+    },
+    {
+      name: 'gemini',
+      quick: false,
+      what: 'Gemini: no rate headers, QuotaFailure in 429 bodies; 2,400 RPM',
+      dialect: 'gemini',
+      dim: 'rpm',
+      phases: [{ atMs: 0, rpm: 2_400, tpm: 60_000_000 }],
+      durationMs: 30_000,
+      prompt,
+    },
+    {
+      name: 'no-headers',
+      quick: false,
+      what: 'an OpenAI-compatible server with no rate headers; 2,400 RPM, doubled at 30 s',
+      dialect: 'compatible',
+      dim: 'rpm',
+      phases: [
+        { atMs: 0, rpm: 2_400, tpm: 60_000_000 },
+        { atMs: 30_000, rpm: 4_800, tpm: 60_000_000 },
+      ],
+      durationMs: 60_000,
+      prompt,
+    },
+    {
+      name: 'faults',
+      quick: false,
+      what: 'OpenAI headers, TPM-bound; 1 % 503s, 0.5 % timeouts and a 10 s outage at 10 s',
+      dialect: 'openai',
+      dim: 'tpm',
+      phases: [{ atMs: 0, rpm: 60_000, tpm: 600_000 }],
+      durationMs: 40_000,
+      prompt,
+      faults: { errorRate: 0.01, timeoutRate: 0.005 },
+    },
+    {
+      name: 'replicas-external',
+      quick: false,
+      what: 'three Sluice replicas on one key, TPM 600,000, another client taking 20 % of it',
+      dialect: 'openai',
+      dim: 'tpm',
+      phases: [{ atMs: 0, rpm: 60_000, tpm: 600_000 }],
+      durationMs: 30_000,
+      prompt,
+      replicas: 3,
+      externalShare: 0.2,
+    },
+  ];
+  return all.filter((w) => !quick || w.quick);
+}
