@@ -25,7 +25,7 @@ export function watchConsumer(consumer: Consumer, o: ConsumerWatchOptions): () =
     lastEvent = name;
   };
   // Heartbeats are not a sign of life: a consumer hung on its fetches may go on sending them.
-  const { FETCH_START, FETCH, START_BATCH_PROCESS, END_BATCH_PROCESS, GROUP_JOIN } = consumer.events;
+  const { FETCH_START, FETCH, START_BATCH_PROCESS, END_BATCH_PROCESS, GROUP_JOIN, CRASH } = consumer.events;
   const removers = [
     consumer.on(FETCH_START, seen('fetch started')),
     consumer.on(FETCH, seen('fetch ended')),
@@ -38,11 +38,19 @@ export function watchConsumer(consumer: Consumer, o: ConsumerWatchOptions): () =
       inBatch = Math.max(0, inBatch - 1);
       seen('batch ended')();
     }),
+    // A crash abandons the batches in hand (no END_BATCH_PROCESS follows); kafkajs then restarts
+    // the consumer, or does not, which is the hang this watches for.
+    consumer.on(CRASH, () => {
+      inBatch = 0;
+      seen('crashed')();
+    }),
   ];
   const timer = setInterval(
     () => {
       const idleMs = Date.now() - last;
-      if (inBatch > 0 || idleMs < o.stallMs) return;
+      // A batch in hand may legitimately take long (the sink waits out an object store); ten
+      // stall periods without any event is a hang all the same.
+      if (idleMs < o.stallMs || (inBatch > 0 && idleMs < o.stallMs * 10)) return;
       last = Date.now(); // one call per stall period
       o.onStall({ idleMs, lastEvent });
     },

@@ -1,5 +1,5 @@
 export * from './types.js';
-export { parseGoDuration, readRateHeaders, retryAfterMs } from './headers.js';
+export { limitFromMessage, parseGoDuration, readRateHeaders, retryAfterMs } from './headers.js';
 export {
   classifyOpenAIError,
   createAzureAdapter,

@@ -84,6 +84,10 @@ for (const dialect of ['openai', 'azure', 'gemini', 'compatible'] as const) {
       expect(err.kind).toBe('rate_limited');
       expect(err.retryable).toBe(true);
       expect(err.retryAfterMs).toBeGreaterThan(0);
+      // The limit the 429 states (OpenAI's headers and message, Gemini's QuotaFailure); Azure's
+      // body and a compatible server's headers state none.
+      if (dialect === 'openai' || dialect === 'gemini') expect(err.rate.limitRequests).toBe(1);
+      if (dialect === 'azure') expect(err.rate.limitRequests).toBeUndefined();
     });
 
     it('classifies an exhausted quota as quota_exhausted, never retried', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseGoDuration, readRateHeaders, retryAfterMs } from '../src/index.js';
+import { limitFromMessage, parseGoDuration, readRateHeaders, retryAfterMs } from '../src/index.js';
 
 const headers = (h: Record<string, string>) => new Headers(h);
 
@@ -39,5 +39,19 @@ describe('rate headers', () => {
     expect(retryAfterMs(headers({}), 'Rate limit reached ... Please try again in 1.5s. Visit')).toBe(1_500);
     expect(retryAfterMs(headers({}), 'Please try again in 120ms.')).toBe(120);
     expect(retryAfterMs(headers({}), 'no hint')).toBeUndefined();
+  });
+
+  it('reads the limit an OpenAI 429 states in its message', () => {
+    expect(
+      limitFromMessage(
+        'Rate limit reached for gpt-4o-mini in organization org-x on tokens per min (TPM): Limit 200000, Used 199000, Requested 1500. Please try again in 450ms.',
+      ),
+    ).toEqual({ limitTokens: 200_000 });
+    expect(limitFromMessage('... on requests per min (RPM): Limit 500, Used 500, Requested 1.')).toEqual({
+      limitRequests: 500,
+    });
+    expect(
+      limitFromMessage('Requests to the ChatCompletions_Create Operation ... Please retry after 3 seconds.'),
+    ).toEqual({});
   });
 });

@@ -141,11 +141,17 @@ export class LimitLearner {
       this.share = Math.max(this.share / 2, Math.min(this.share, 0.95 * used));
     } else if (this.mode !== 'configured') {
       this.slowStart = false;
-      const r = before.requests;
+      // What the provider admitted in the last full second is the best word on its limit.
+      const r = this.lastSecondPerMinute(t);
       this.probeRpm = Math.max(1, Math.min(this.probeRpm, r > 0 ? 0.95 * r : this.probeRpm / 2));
     }
     this.periodStart = t;
     this.periodAdmitted = 0;
+  }
+
+  /** Requests admitted in the last full second, per minute. */
+  private lastSecondPerMinute(t: number): number {
+    return (this.recent.get(Math.floor(t / 1_000) - 1)?.requests ?? 0) * 60;
   }
 
   /** Requests and tokens admitted per minute over the last two full seconds. */

@@ -54,8 +54,11 @@ function stopAll(procs: ChildProcess[]): Promise<void> {
   ).then(() => undefined);
 }
 
-function chatUrl(c: LaunchContext): string {
-  return `${c.simUrl}/v1/chat/completions`;
+/** The cookbook script speaks OpenAI's API, and Azure's when the URL names a deployment. */
+function chatUrl(c: LaunchContext, model: string): string {
+  return c.dialect === 'azure'
+    ? `${c.simUrl}/openai/deployments/${model}/chat/completions?api-version=2024-10-21`
+    : `${c.simUrl}/v1/chat/completions`;
 }
 
 /** The naive client: paces at the RPM it is told, retries every failure at once. */
@@ -64,7 +67,16 @@ export function launchNaive(c: LaunchContext): Launch {
   writeFileSync(file, c.prompts.map((p) => JSON.stringify(p)).join('\n') + '\n');
   const p = spawn(
     process.execPath,
-    ['--import', 'tsx', join(c.root, 'load-tests/rate/src/naive.ts'), chatUrl(c), c.apiKey, String(c.told.rpm), file],
+    [
+      '--import',
+      'tsx',
+      join(c.root, 'load-tests/rate/src/naive.ts'),
+      c.simUrl,
+      c.apiKey,
+      String(c.told.rpm),
+      file,
+      c.dialect,
+    ],
     { cwd: c.root, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   return { procs: [p], stop: () => stopAll([p]) };
@@ -99,7 +111,7 @@ export function launchCookbook(c: LaunchContext, script: string): Launch {
       '--save_filepath',
       join(c.workdir, 'cookbook-results.jsonl'),
       '--request_url',
-      chatUrl(c),
+      chatUrl(c, c.prompts[0]!.model),
       '--api_key',
       c.apiKey,
       '--max_requests_per_minute',

@@ -1,15 +1,37 @@
 /**
  * The naive contender: paces requests at the RPM it is told, and retries a 429 (or any failure)
  * at once. What a hand-written batch script often does. Run as its own process by the benchmark:
- *   tsx naive.ts <url> <apiKey> <rpm> <prompts.jsonl>
+ *   tsx naive.ts <base url> <apiKey> <rpm> <prompts.jsonl> [openai|azure|gemini|compatible]
  * Stops when every prompt has an answer, or when killed.
  */
 import { readFileSync } from 'node:fs';
 
-const [url, apiKey, rpmText, file] = process.argv.slice(2);
-if (!url || !apiKey || !rpmText || !file) {
-  console.error('usage: naive.ts <chat completions url> <api key> <rpm> <prompts.jsonl>');
+const [base, apiKey, rpmText, file, dialect = 'openai'] = process.argv.slice(2);
+if (!base || !apiKey || !rpmText || !file) {
+  console.error('usage: naive.ts <base url> <api key> <rpm> <prompts.jsonl> [dialect]');
   process.exit(2);
+}
+
+/** Each dialect's address, auth header and body for one prompt. */
+function request(p: Record<string, unknown>): { url: string; headers: Record<string, string>; body: unknown } {
+  const model = p['model'] as string;
+  const messages = p['messages'] as Array<{ content: string }>;
+  if (dialect === 'azure')
+    return {
+      url: `${base}/openai/deployments/${model}/chat/completions?api-version=2024-10-21`,
+      headers: { 'api-key': apiKey! },
+      body: { messages, max_tokens: p['max_tokens'] },
+    };
+  if (dialect === 'gemini')
+    return {
+      url: `${base}/v1beta/models/${model}:generateContent`,
+      headers: { 'x-goog-api-key': apiKey! },
+      body: {
+        contents: messages.map((m) => ({ role: 'user', parts: [{ text: m.content }] })),
+        generationConfig: { maxOutputTokens: p['max_tokens'] },
+      },
+    };
+  return { url: `${base}/v1/chat/completions`, headers: { authorization: `Bearer ${apiKey}` }, body: p };
 }
 const rpm = Number(rpmText);
 const prompts = readFileSync(file, 'utf8')
@@ -17,12 +39,13 @@ const prompts = readFileSync(file, 'utf8')
   .filter(Boolean)
   .map((l) => JSON.parse(l) as Record<string, unknown>);
 
-async function call(body: Record<string, unknown>): Promise<void> {
+async function call(prompt: Record<string, unknown>): Promise<void> {
+  const { url, headers, body } = request(prompt);
   for (;;) {
     try {
-      const res = await fetch(url!, {
+      const res = await fetch(url, {
         method: 'POST',
-        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        headers: { ...headers, 'content-type': 'application/json' },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(60_000),
       });
