@@ -1,7 +1,7 @@
 import type { Consumer } from 'kafkajs';
 
 export interface ConsumerWatchOptions {
-  /** No fetch began or ended, and no batch is being handled, for this long: the consumer is hung. */
+  /** No fetch ended, and no batch is being handled, for this long: the consumer is hung. */
   stallMs: number;
   /** Called once per stall with what was seen last; the caller replaces the consumer. */
   onStall: (stall: { idleMs: number; lastEvent: string }) => void;
@@ -11,10 +11,12 @@ export interface ConsumerWatchOptions {
 
 /**
  * Watches a running kafkajs consumer for the hang kafkajs 2.2.4 can fall into after its broker
- * connections are reset (tulios/kafkajs#1163, #659): no error, no crash, no restart, no fetch. A
- * healthy consumer begins a fetch at least every `maxWaitTimeInMs` (paused partitions included),
- * or is inside a batch handler; this watches kafkajs's own instrumentation events for either.
- * Returns a function that stops watching.
+ * connections are reset (tulios/kafkajs#1163, #659): its fetches time out one after another, it
+ * crashes, restarts, and goes on timing out, never reading again. A healthy consumer ends a fetch
+ * at least every `maxWaitTimeInMs` (paused partitions included: it waits that long and returns
+ * nothing), or is inside a batch handler. A fetch begun is no sign of life (kafkajs begins the same
+ * fetch again after each timeout), nor a heartbeat, nor a crash. Returns a function that stops
+ * watching.
  */
 export function watchConsumer(consumer: Consumer, o: ConsumerWatchOptions): () => void {
   let last = Date.now();
@@ -24,10 +26,9 @@ export function watchConsumer(consumer: Consumer, o: ConsumerWatchOptions): () =
     last = Date.now();
     lastEvent = name;
   };
-  // Heartbeats are not a sign of life: a consumer hung on its fetches may go on sending them.
   const { FETCH_START, FETCH, START_BATCH_PROCESS, END_BATCH_PROCESS, GROUP_JOIN, CRASH } = consumer.events;
   const removers = [
-    consumer.on(FETCH_START, seen('fetch started')),
+    consumer.on(FETCH_START, () => void (lastEvent = 'fetch started')),
     consumer.on(FETCH, seen('fetch ended')),
     consumer.on(GROUP_JOIN, seen('group joined')),
     consumer.on(START_BATCH_PROCESS, () => {
@@ -42,7 +43,7 @@ export function watchConsumer(consumer: Consumer, o: ConsumerWatchOptions): () =
     // the consumer, or does not, which is the hang this watches for.
     consumer.on(CRASH, () => {
       inBatch = 0;
-      seen('crashed')();
+      lastEvent = 'crashed';
     }),
   ];
   const timer = setInterval(
