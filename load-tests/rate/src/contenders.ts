@@ -1,4 +1,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -83,12 +86,67 @@ export function launchNaive(c: LaunchContext): Launch {
 }
 
 /**
+ * An HTTPS front for the simulator, with a self-signed certificate made by openssl (cached): the
+ * cookbook script accepts only https:// request URLs. Python trusts it through SSL_CERT_FILE.
+ */
+export async function startTlsFront(
+  target: string,
+): Promise<{ url: string; certFile: string; close(): Promise<void> }> {
+  const dir = join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'sluice', 'bench-tls');
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  if (!existsSync(certFile)) {
+    mkdirSync(dir, { recursive: true });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '365',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+  }
+  const to = new URL(target);
+  const server = createHttpsServer({ cert: readFileSync(certFile), key: readFileSync(keyFile) }, (req, res) => {
+    const up = httpRequest(
+      { host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `https://127.0.0.1:${port}`,
+    certFile,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+/**
  * openai-cookbook's api_request_parallel_processor.py, run unmodified from a copy the user gives
  * (`--cookbook FILE`: its code is not part of Sluice), told the true limits. Its tokenizer's
  * encoding file cannot be downloaded here, so `peer/tiktoken.py` (ceil(chars / 4) tokens, the
  * simulator's own count) stands in for tiktoken; aiohttp comes from PyPI into a cached venv.
  */
-export function launchCookbook(c: LaunchContext, script: string): Launch {
+export function launchCookbook(c: LaunchContext, script: string, tls: { url: string; certFile: string }): Launch {
   const venv = join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'sluice', 'bench-venv');
   const python = join(venv, 'bin', 'python');
   if (!existsSync(python)) {
@@ -111,7 +169,7 @@ export function launchCookbook(c: LaunchContext, script: string): Launch {
       '--save_filepath',
       join(c.workdir, 'cookbook-results.jsonl'),
       '--request_url',
-      chatUrl(c, c.prompts[0]!.model),
+      chatUrl({ ...c, simUrl: tls.url }, c.prompts[0]!.model),
       '--api_key',
       c.apiKey,
       '--max_requests_per_minute',
@@ -127,7 +185,7 @@ export function launchCookbook(c: LaunchContext, script: string): Launch {
     ],
     {
       cwd: c.workdir,
-      env: { ...process.env, PYTHONPATH: join(c.root, 'load-tests/rate/peer') },
+      env: { ...process.env, PYTHONPATH: join(c.root, 'load-tests/rate/peer'), SSL_CERT_FILE: tls.certFile },
       stdio: ['ignore', 'ignore', 'pipe'],
     },
   );

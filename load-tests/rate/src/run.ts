@@ -20,6 +20,7 @@ import {
   launchCookbook,
   launchNaive,
   launchSluice,
+  startTlsFront,
   type BenchPrompt,
   type Launch,
   type LaunchContext,
@@ -78,6 +79,7 @@ function promptStream(w: Workload, n: number, model: string): BenchPrompt[] {
 const sim = await startProviderSim({
   config: { seed: 7, latency: { baseMs: 80, perTokenMs: 0.5, sigma: 0.25 }, keys: {} },
 });
+const tls = args.cookbook ? await startTlsFront(sim.url) : undefined;
 const kafka = createKafka({ brokers: s.kafkaBrokers, clientId: 'bench-rate' });
 const codecs = await createSchemaCodecs({ registryUrl: s.schemaRegistryUrl });
 const contenders: ContenderName[] = ['sluice', ...(args.cookbook ? (['cookbook'] as const) : []), 'naive'];
@@ -125,7 +127,7 @@ async function runOne(w: Workload, contender: ContenderName): Promise<Result> {
     contender === 'sluice'
       ? await launchSluice(ctx, { kafka, codecs, stackEnv, id })
       : contender === 'cookbook'
-        ? launchCookbook(ctx, resolve(args.cookbook!))
+        ? launchCookbook(ctx, resolve(args.cookbook!), tls!)
         : launchNaive(ctx);
   const stderr: string[] = [];
   for (const p of launch.procs) p.stderr?.on('data', (c: Buffer) => stderr.push(c.toString()));
@@ -225,6 +227,7 @@ try {
     );
   }
 } finally {
+  await tls?.close();
   await sim.close();
 }
 

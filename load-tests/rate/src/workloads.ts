@@ -84,7 +84,7 @@ export function workloads(quick: boolean): Workload[] {
     {
       name: 'no-headers',
       quick: false,
-      what: 'an OpenAI-compatible server with no rate headers and no limit in its 429s; 2,400 RPM, doubled at 20 s',
+      what: 'an OpenAI-compatible server with no rate headers (its 429 message states the limit); 2,400 RPM, doubled at 20 s',
       dialect: 'compatible',
       dim: 'rpm',
       phases: [
