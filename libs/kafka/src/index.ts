@@ -16,7 +16,7 @@ import {
 } from 'kafkajs';
 
 export type { Admin, Consumer, Message, Producer, ProducerRecord, Transaction };
-export { watchConsumer, type ConsumerWatchOptions } from './watchdog.js';
+export { replaceHungConsumer, watchConsumer, type ConsumerWatchOptions } from './watchdog.js';
 
 /** The logging Sluice hands its libraries: pino's shape (an object first, then a message). */
 export interface Logger {

@@ -1,4 +1,5 @@
 import type { Consumer } from 'kafkajs';
+import type { Logger } from './index.js';
 
 export interface ConsumerWatchOptions {
   /** No fetch ended, and no batch is being handled, for this long: the consumer is hung. */
@@ -62,4 +63,23 @@ export function watchConsumer(consumer: Consumer, o: ConsumerWatchOptions): () =
     clearInterval(timer);
     for (const remove of removers) remove();
   };
+}
+
+/**
+ * Leaves a hung consumer and starts its replacement. The hung one's disconnect may hang as its
+ * fetches do: it gets 5 s, then it is left. `start` is retried with backoff while `running()`.
+ */
+export async function replaceHungConsumer(
+  hung: Consumer,
+  o: { start: () => Promise<void>; running: () => boolean; log: Logger; what: string; context?: object },
+): Promise<void> {
+  void Promise.race([hung.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
+  for (let attempt = 1; o.running(); attempt++) {
+    try {
+      return await o.start();
+    } catch (err) {
+      o.log.warn({ ...o.context, err, attempt }, `${o.what} could not start; retrying`);
+      await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
+    }
+  }
 }

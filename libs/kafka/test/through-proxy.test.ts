@@ -1,7 +1,6 @@
-import { FaultProxy, stackSettings, uniqueName, waitFor } from '@sluice/testing';
+import { FaultProxy, proxyAddresses, stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { describe, expect, it } from 'vitest';
 import { createKafka, watchConsumer, type Consumer, type SluiceKafka } from '../src/index.js';
-import { proxyAddresses } from './proxy-addresses.js';
 
 // One file for every test that runs the fault proxy: it listens on the one advertised address, and
 // vitest runs the tests of a file one after another.

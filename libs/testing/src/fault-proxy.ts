@@ -1,5 +1,22 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
+/**
+ * Where the fault proxy listens (the broker's FAULTS listener is advertised there, so clients
+ * stay behind it) and where it forwards to, from the stack's settings.
+ */
+export function proxyAddresses(env: NodeJS.ProcessEnv = process.env) {
+  const [lh, lp] = (env['SLUICE_KAFKA_PROXY'] ?? '').split(':');
+  const [th, tp] = (env['SLUICE_KAFKA_FAULTS_LISTENER'] ?? '').split(':');
+  if (!lh || !lp || !th || !tp)
+    throw new Error('the stack has no FAULTS listener: restart it (npm run stack:down && npm run stack:up)');
+  return {
+    listen: { host: lh, port: Number(lp) },
+    target: { host: th, port: Number(tp) },
+    /** The broker address clients behind the proxy bootstrap from. */
+    brokers: `${lh}:${lp}`,
+  };
+}
+
 export type ProxyMode = 'pass' | 'blackhole' | 'slow';
 
 /**

@@ -2,4 +2,4 @@ export { stackSettings, parseEnvFile, type StackSettings } from './stack-setting
 export { uniqueName } from './names.js';
 export { waitFor, type WaitForOptions } from './wait-for.js';
 export { freePort } from './ports.js';
-export { FaultProxy, type ProxyMode } from './fault-proxy.js';
+export { FaultProxy, proxyAddresses, type ProxyMode } from './fault-proxy.js';

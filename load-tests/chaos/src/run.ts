@@ -11,7 +11,7 @@ import { startProviderSim, type KeyConfig } from '@sluice/provider-sim';
 import { freePort, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
 import { check, type CheckResult, type OutputLine } from './checker.js';
 import { Cluster, type Role } from './cluster.js';
-import { FaultProxy } from '@sluice/testing';
+import { FaultProxy, proxyAddresses } from '@sluice/testing';
 import { scenarios, type Scenario, type ScenarioContext } from './scenarios.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
@@ -81,17 +81,11 @@ async function runScenario(sc: Scenario): Promise<Row> {
   });
   const port = await freePort(24_500, 26_000);
   const api = `http://127.0.0.1:${port}`;
-  let proxy: FaultProxy | undefined;
-  if (sc.viaProxy) {
-    const [lh, lp] = (process.env['SLUICE_KAFKA_PROXY'] ?? '').split(':');
-    const [th, tp] = (process.env['SLUICE_KAFKA_FAULTS_LISTENER'] ?? '').split(':');
-    if (!lh || !th)
-      throw new Error('the stack has no FAULTS listener: restart it (npm run stack:down && npm run stack:up)');
-    proxy = new FaultProxy({ host: lh, port: Number(lp) }, { host: th, port: Number(tp) });
-    await proxy.start();
-  }
+  const via = sc.viaProxy ? proxyAddresses() : undefined;
+  const proxy = via ? new FaultProxy(via.listen, via.target) : undefined;
+  await proxy?.start();
   const env: Record<string, string> = {
-    SLUICE_KAFKA_BROKERS: proxy ? (process.env['SLUICE_KAFKA_PROXY'] as string) : s.kafkaBrokers.join(','),
+    SLUICE_KAFKA_BROKERS: via ? via.brokers : s.kafkaBrokers.join(','),
     SLUICE_REDIS_URL: s.redisUrl,
     SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
     SLUICE_GCS_ENDPOINT: s.gcsEndpoint,

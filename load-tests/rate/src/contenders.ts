@@ -30,7 +30,6 @@ export interface LaunchContext {
   told: { rpm: number; tpm: number };
   replicas: number;
   workdir: string;
-  logFile: string;
 }
 
 /** CPU seconds (user + system) a process has used, from /proc; undefined once it is gone. */

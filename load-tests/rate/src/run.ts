@@ -121,7 +121,6 @@ async function runOne(w: Workload, contender: ContenderName): Promise<Result> {
     told: { rpm: first.rpm, tpm: first.tpm },
     replicas: contender === 'sluice' ? (w.replicas ?? 1) : 1,
     workdir,
-    logFile: join(workdir, 'log'),
   };
   const launch: Launch =
     contender === 'sluice'

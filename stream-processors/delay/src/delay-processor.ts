@@ -1,5 +1,6 @@
 import type { CrashPoint } from '@sluice/errors';
 import {
+  replaceHungConsumer,
   watchConsumer,
   type Consumer,
   type Logger,
@@ -125,21 +126,14 @@ export class DelayProcessor {
       onStall: ({ idleMs, lastEvent }) => {
         if (this.stopping || generation !== this.generation) return;
         this.o.log.warn({ idleMs, lastEvent }, 'delay consumer hung (no fetch); replacing it');
-        void Promise.race([consumer.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
-        void this.restartConsumer();
+        void replaceHungConsumer(consumer, {
+          start: () => this.startConsumer(),
+          running: () => !this.stopping,
+          log: this.o.log,
+          what: 'delay consumer',
+        });
       },
     });
-  }
-
-  private async restartConsumer(): Promise<void> {
-    for (let attempt = 1; !this.stopping; attempt++) {
-      try {
-        return await this.startConsumer();
-      } catch (err) {
-        this.o.log.warn({ err, attempt }, 'delay consumer could not start; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
-      }
-    }
   }
 
   async stop(): Promise<void> {

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import {
+  replaceHungConsumer,
   sendUntilWritten,
   watchConsumer,
   type Consumer,
@@ -191,22 +192,15 @@ export class Dispatcher {
         if (this.stopping || generation !== this.generation) return;
         this.o.log.warn({ lane: this.lane, idleMs, lastEvent }, 'lane consumer hung (no fetch); replacing it');
         this.consumerReplacements++;
-        // Its disconnect may hang as its fetches do: give it a few seconds, then leave it.
-        void Promise.race([consumer.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
-        void this.restartConsumer();
+        void replaceHungConsumer(consumer, {
+          start: () => this.startConsumer(),
+          running: () => !this.stopping,
+          log: this.o.log,
+          what: 'lane consumer',
+          context: { lane: this.lane },
+        });
       },
     });
-  }
-
-  private async restartConsumer(): Promise<void> {
-    for (let attempt = 1; !this.stopping; attempt++) {
-      try {
-        return await this.startConsumer();
-      } catch (err) {
-        this.o.log.warn({ err, lane: this.lane, attempt }, 'lane consumer could not start; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
-      }
-    }
   }
 
   /** Stops taking prompts, lets calls in flight finish (up to `graceMs`), commits, disconnects. */

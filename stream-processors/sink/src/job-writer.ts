@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { CrashPoint } from '@sluice/errors';
-import { watchConsumer, type Consumer, type Logger, type SluiceKafka } from '@sluice/kafka';
+import { replaceHungConsumer, watchConsumer, type Consumer, type Logger, type SluiceKafka } from '@sluice/kafka';
 import {
   indexPrefix,
   jobObjectPrefix,
@@ -187,16 +187,13 @@ export class JobWriter {
   private async replaceConsumer(hung: Consumer): Promise<void> {
     this.replacements++;
     this.o.onConsumerReplaced?.();
-    // Its disconnect may hang as its fetches do: give it a few seconds, then leave it.
-    void Promise.race([hung.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
-    for (let attempt = 1; !this.stopped; attempt++) {
-      try {
-        return await this.startConsumer();
-      } catch (err) {
-        this.o.log.warn({ err, jobId: this.job.jobId, attempt }, 'results consumer could not start; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
-      }
-    }
+    await replaceHungConsumer(hung, {
+      start: () => this.startConsumer(),
+      running: () => !this.stopped,
+      log: this.o.log,
+      what: 'results consumer',
+      context: { jobId: this.job.jobId },
+    });
   }
 
   /** A newer event of the job (sealed, cancelled): completion may be reached now. */

@@ -2,7 +2,14 @@ import type { Redis } from 'ioredis';
 import type { Announcer } from '@sluice/announcer';
 import { JobView } from '@sluice/job-store';
 import type { CrashPoint } from '@sluice/errors';
-import { watchConsumer, type Consumer, type Logger, type Producer, type SluiceKafka } from '@sluice/kafka';
+import {
+  replaceHungConsumer,
+  watchConsumer,
+  type Consumer,
+  type Logger,
+  type Producer,
+  type SluiceKafka,
+} from '@sluice/kafka';
 import { jobObjectPrefix, manifestName as manifestOf, ObjectExistsError, type ObjectStore } from '@sluice/object-store';
 import type { Job, JobEvent, PromptOutcome, SchemaCodecs } from '@sluice/schemas';
 import { JobWriter } from './job-writer.js';
@@ -177,21 +184,14 @@ export class Sink {
         if (this.stopping || generation !== this.generation) return;
         this.o.log.warn({ idleMs, lastEvent }, 'sluice.jobs consumer hung (no fetch); replacing it');
         this.consumerReplacements++;
-        void Promise.race([consumer.disconnect(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
-        void this.restartJobsConsumer();
+        void replaceHungConsumer(consumer, {
+          start: () => this.startJobsConsumer(),
+          running: () => !this.stopping,
+          log: this.o.log,
+          what: 'sluice.jobs consumer',
+        });
       },
     });
-  }
-
-  private async restartJobsConsumer(): Promise<void> {
-    for (let attempt = 1; !this.stopping; attempt++) {
-      try {
-        return await this.startJobsConsumer();
-      } catch (err) {
-        this.o.log.warn({ err, attempt }, 'sluice.jobs consumer could not start; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
-      }
-    }
   }
 
   async stop(): Promise<void> {

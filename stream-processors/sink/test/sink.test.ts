@@ -4,7 +4,7 @@ import { createAnnouncer, type Announcer } from '@sluice/announcer';
 import { createKafka } from '@sluice/kafka';
 import { createGcsObjectStore, type ObjectStore } from '@sluice/object-store';
 import { createSchemaCodecs, type JobEvent, type SchemaCodecs } from '@sluice/schemas';
-import { FaultProxy, stackSettings, uniqueName, waitFor } from '@sluice/testing';
+import { FaultProxy, proxyAddresses, stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sink, type SinkOptions } from '../src/sink.js';
 import { makeJob, outcome, produceOutcomes, publishJob, readOutputs, subscribe } from './helpers.js';
@@ -250,12 +250,10 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
 
 describe('sink behind a TCP proxy (real Kafka through the fault proxy)', () => {
   it('replaces consumers whose fetches stopped and still writes every prompt exactly once', async () => {
-    const [lh, lp] = (process.env['SLUICE_KAFKA_PROXY'] ?? '').split(':');
-    const [th, tp] = (process.env['SLUICE_KAFKA_FAULTS_LISTENER'] ?? '').split(':');
-    if (!lh || !lp || !th || !tp) throw new Error('the stack has no FAULTS listener: npm run stack:down && stack:up');
-    const proxy = new FaultProxy({ host: lh, port: Number(lp) }, { host: th, port: Number(tp) });
+    const { listen, target, brokers } = proxyAddresses();
+    const proxy = new FaultProxy(listen, target);
     await proxy.start();
-    const viaProxy = createKafka({ brokers: [`${lh}:${lp}`], clientId: uniqueName('sink-proxy'), logger: log });
+    const viaProxy = createKafka({ brokers: [brokers], clientId: uniqueName('sink-proxy'), logger: log });
     const tenant = uniqueName('t');
     const job = makeJob({ tenant, total: 600, accepted: 600, invalid: 0 });
     await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 2 }]);
