@@ -338,7 +338,8 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'kafka-network',
-    quick: true,
+    // Not in the quick suite while it still fails now and then (see the chaos README).
+    quick: false,
     viaProxy: true,
     what: 'every role reaches Kafka through a TCP proxy that black-holes it for 15 s, resets all connections twice, then slows every chunk by 200 ms for 10 s',
     async run(ctx) {
