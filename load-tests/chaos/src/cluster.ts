@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '@sluice/testing';
@@ -7,6 +7,15 @@ import { waitFor } from '@sluice/testing';
 export type Role = 'ingest' | 'dispatcher' | 'delay' | 'sink';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
+/** Connection errors kafkajs logs by the hundred while the network is cut: not news in a digest. */
+const noise =
+  /Response Heartbeat|Connection error|Response without match|ECONNRESET|ECONNREFUSED|Connection timeout|Request timed out/;
+
+/** Fields every line has, or too long for a digest. */
+const digestSkips = new Set(['level', 'time', 'pid', 'hostname', 'name', 'msg', 'stack']);
+
+const logFile = (role: Role) => join(root, '.sluice', 'logs', `chaos-${role}.log`);
+
 const entry: Record<Role, string> = {
   ingest: 'ingest-api/src/main.ts',
   dispatcher: 'stream-processors/dispatcher/src/main.ts',
@@ -36,6 +45,8 @@ export class Cluster {
   readonly restarts: Record<Role, number> = { ingest: 0, dispatcher: 0, delay: 0, sink: 0 };
   private readonly sampler: NodeJS.Timeout;
   private stopped = false;
+  /** Where each role's log stood when this cluster began: its digest reads from there. */
+  private readonly logStart = new Map<Role, number>();
 
   constructor(
     private readonly env: Record<string, string>,
@@ -46,6 +57,50 @@ export class Cluster {
       for (const [role, p] of this.procs)
         if (p.pid) this.peakRssMb[role] = Math.max(this.peakRssMb[role], rssMb(p.pid));
     }, 250);
+    for (const role of Object.keys(entry) as Role[]) {
+      const f = logFile(role);
+      this.logStart.set(role, existsSync(f) ? statSync(f).size : 0);
+    }
+  }
+
+  /**
+   * For a failed scenario: per role, what it logged at warn or above since this cluster began,
+   * connection noise left out, as counts per message and the last few lines with their times.
+   */
+  digest(lastLines = 6): string {
+    const out: string[] = [];
+    for (const role of Object.keys(entry) as Role[]) {
+      const f = logFile(role);
+      if (!existsSync(f)) continue;
+      const text = readFileSync(f)
+        .subarray(this.logStart.get(role) ?? 0)
+        .toString();
+      const counts = new Map<string, number>();
+      const last: string[] = [];
+      let lines = 0;
+      let lastAt = '';
+      for (const l of text.split('\n')) {
+        if (!l.startsWith('{')) continue;
+        let e: Record<string, unknown>;
+        try {
+          e = JSON.parse(l) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        lines++;
+        lastAt = new Date(Number(e['time'])).toISOString().slice(11, 23);
+        const msg = String(e['msg'] ?? '');
+        if (Number(e['level']) < 40 || noise.test(msg)) continue;
+        counts.set(msg.slice(0, 80), (counts.get(msg.slice(0, 80)) ?? 0) + 1);
+        const rest = Object.fromEntries(Object.entries(e).filter(([k]) => !digestSkips.has(k)));
+        last.push(`${lastAt} ${msg.slice(0, 160)} ${JSON.stringify(rest).slice(0, 300)}`);
+        if (last.length > lastLines) last.shift();
+      }
+      out.push(`  ${role}: ${lines} log lines, the last at ${lastAt || '-'}`);
+      for (const [m, n] of [...counts].sort((a, b) => b[1] - a[1]).slice(0, 8)) out.push(`    ${n}× ${m}`);
+      for (const l of last) out.push(`    | ${l}`);
+    }
+    return out.join('\n');
   }
 
   /** Starts another replica of a role; stop it with SIGTERM (a replica leaving) or SIGKILL. */
@@ -77,7 +132,7 @@ export class Cluster {
     });
     // Each role's JSON log, for reading after a failed scenario.
     mkdirSync(join(root, '.sluice', 'logs'), { recursive: true });
-    const out = createWriteStream(join(root, '.sluice', 'logs', `chaos-${role}.log`), { flags: 'a' });
+    const out = createWriteStream(logFile(role), { flags: 'a' });
     child.stdout?.pipe(out);
     let stderr = '';
     child.stderr?.on('data', (c: Buffer) => {

@@ -159,16 +159,20 @@ async function runScenario(sc: Scenario): Promise<Row> {
   };
   let error: string | null = null;
   let outputs: OutputLine[] = [];
+  let ticker: NodeJS.Timeout | undefined;
+  const timeline: string[] = [];
   try {
     for (const role of ['sink', 'delay', 'dispatcher', 'ingest'] as const)
       await cluster.start(role, sc.firstStart?.[role]);
-    const ticker = process.env['CHAOS_DEBUG']
-      ? setInterval(() => {
-          void written();
-          const calls = sim.sim.ledger.stats().find((k) => k.key === simKey)?.byReason ?? {};
-          log(`  [debug] written ${lastWritten}/${ctx.submittedRows()} calls ${JSON.stringify(calls)}`);
-        }, 5_000)
-      : undefined;
+    // Progress every 5 s: printed as it goes with CHAOS_DEBUG, and after a failure always.
+    ticker = setInterval(() => {
+      void written();
+      const calls = sim.sim.ledger.stats().find((k) => k.key === simKey)?.byReason ?? {};
+      const line = `${new Date().toISOString().slice(11, 19)} written ${lastWritten}/${ctx.submittedRows()} calls ${JSON.stringify(calls)}`;
+      timeline.push(line);
+      if (timeline.length > 24) timeline.shift();
+      if (process.env['CHAOS_DEBUG']) log(`  [debug] ${line}`);
+    }, 5_000);
     await sc.run(ctx);
     await waitFor(
       'every job announced',
@@ -176,10 +180,10 @@ async function runScenario(sc: Scenario): Promise<Row> {
       { timeoutMs: quick ? 180_000 : 600_000, intervalMs: 250 },
     ).catch((err: Error) => (error = err.message));
     await new Promise((r) => setTimeout(r, 2_000)); // late duplicates and second announcements arrive now
-    clearInterval(ticker);
   } catch (err) {
     error = (err as Error).message;
   }
+  clearInterval(ticker);
   const recoverySeconds = recovery ? await recovery.catch(() => null) : null;
   await cluster.stop();
   await proxy?.stop();
@@ -196,6 +200,11 @@ async function runScenario(sc: Scenario): Promise<Row> {
     }
   }
   const result = check({ submitted: ledger, outputs, announcements: announced });
+  if (!result.ok || error !== null) {
+    // What a failed run needs for its diagnosis, in the suite's own output (CI keeps nothing else).
+    log(`  progress, every 5 s:\n${timeline.map((l) => `    ${l}`).join('\n')}`);
+    log(`  the roles' warnings since the scenario began:\n${cluster.digest()}`);
+  }
   outputs = [];
   await sub.close();
   await sub.delete().catch(() => undefined);
