@@ -90,6 +90,9 @@ async function waitForLeaders(admin: Admin, topics: string[]): Promise<void> {
   }
 }
 
+/** How long one send may wait for Kafka before it is sent again: twice the request timeout. */
+const sendAttemptMs = 60_000;
+
 /**
  * Sends `record` until it is written, with backoff (0.25 s doubling to 5 s), for as long as
  * `running()` says so. kafkajs gives up on a send after its own few retries (a reset connection:
@@ -99,16 +102,25 @@ async function waitForLeaders(admin: Admin, topics: string[]): Promise<void> {
 export async function sendUntilWritten(
   producer: Producer,
   record: ProducerRecord,
-  o: { running: () => boolean; log?: Logger; what: string },
+  o: { running: () => boolean; log?: Logger; what: string; attemptMs?: number },
 ): Promise<void> {
   for (let attempt = 1; ; attempt++) {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await producer.send(record);
+      // kafkajs bounds each request, but a send can still wait on a connection that never answers
+      // nor fails; after `attemptMs` it is sent again (readers deduplicate a late first copy).
+      const ms = o.attemptMs ?? sendAttemptMs;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer from Kafka within ${ms} ms`)), ms);
+      });
+      await Promise.race([producer.send(record), deadline]);
       return;
     } catch (err) {
       if (!o.running()) throw err;
       o.log?.warn({ err, topic: record.topic, attempt }, `${o.what} not written yet; retrying`);
       await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** (attempt - 1))));
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

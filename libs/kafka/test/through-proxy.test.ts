@@ -1,6 +1,13 @@
 import { FaultProxy, proxyAddresses, stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { describe, expect, it } from 'vitest';
-import { createKafka, watchConsumer, type Consumer, type SluiceKafka } from '../src/index.js';
+import {
+  createKafka,
+  sendUntilWritten,
+  watchConsumer,
+  type Consumer,
+  type Logger,
+  type SluiceKafka,
+} from '../src/index.js';
 
 // One file for every test that runs the fault proxy: it listens on the one advertised address, and
 // vitest runs the tests of a file one after another.
@@ -110,5 +117,50 @@ describe('watchConsumer (real broker, a TCP proxy in between)', () => {
       await Promise.all(consumers.map((c) => Promise.race([c.disconnect(), new Promise((r) => setTimeout(r, 5_000))])));
       await direct.deleteTopics([topic]);
     }
+  }, 60_000);
+});
+
+describe('sendUntilWritten (real broker, a TCP proxy in between)', () => {
+  it('sends again when Kafka neither answers nor fails, and writes the record once the link is back', async () => {
+    const { listen, target } = proxyAddresses();
+    const proxy = new FaultProxy(listen, target);
+    await proxy.start();
+    const direct = createKafka({ brokers: stackSettings().kafkaBrokers, clientId: 'silent-direct' });
+    // kafkajs would wait a minute for an answer on the silent connection.
+    const viaProxy = createKafka({
+      brokers: [`${listen.host}:${listen.port}`],
+      clientId: 'silent-proxy',
+      requestTimeoutMs: 60_000,
+    });
+    const topic = uniqueName('silent');
+    await direct.ensureTopics([{ topic, partitions: 1 }]);
+    const producer = viaProxy.producer();
+    await producer.connect();
+    const retries: string[] = [];
+    const log = { warn: (o: { err: Error }) => retries.push(o.err.message) } as unknown as Logger;
+    try {
+      proxy.mode = 'blackhole';
+      const started = Date.now();
+      const sent = sendUntilWritten(
+        producer,
+        { topic, acks: -1, messages: [{ value: 'after-the-silence' }] },
+        { running: () => true, log, what: 'test record', attemptMs: 1_500 },
+      );
+      await waitFor('a second attempt', () => (retries.length > 0 ? true : undefined), { timeoutMs: 10_000 });
+      expect(retries[0]).toBe('no answer from Kafka within 1500 ms');
+      expect(Date.now() - started).toBeLessThan(5_000);
+      // The link comes back as new connections (the silent ones stay silent): reset them.
+      proxy.mode = 'pass';
+      proxy.resetAll();
+      await sent;
+      expect(Date.now() - started).toBeLessThan(30_000);
+    } finally {
+      proxy.mode = 'pass';
+      await producer.disconnect().catch(() => undefined);
+      await proxy.stop();
+    }
+    const inTopic = await readAll(direct, topic, 1);
+    expect([...inTopic]).toEqual(['after-the-silence']);
+    await direct.deleteTopics([topic]);
   }, 60_000);
 });

@@ -184,7 +184,12 @@ async function runScenario(sc: Scenario): Promise<Row> {
     error = (err as Error).message;
   }
   clearInterval(ticker);
-  const recoverySeconds = recovery ? await recovery.catch(() => null) : null;
+  const recoverySeconds = recovery
+    ? await recovery.catch((err: Error) => {
+        error ??= err.message; // no progress after the fault is this scenario's failure
+        return null;
+      })
+    : null;
   await cluster.stop();
   await proxy?.stop();
   for (const jobId of ledger.keys()) {
