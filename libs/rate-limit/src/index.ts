@@ -105,4 +105,12 @@ export class RateLimiter {
     await this.redis.eval(pauseScript, 1, `${this.prefix}:${bucket}`, Math.max(0, Math.ceil(ms)));
   }
 }
-export { LimitLearner, type LimitLearnerOptions, type LearnerMode, type StatedLimits } from './learner.js';
+export {
+  LimitLearner,
+  type LimitLearnerOptions,
+  type LearnerMode,
+  type RemainingLimits,
+  type SendStamp,
+  type StatedLimits,
+} from './learner.js';
+export { RefillEstimator } from './refill.js';

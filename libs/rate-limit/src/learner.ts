@@ -1,4 +1,5 @@
 import type { BucketLimits } from './index.js';
+import { RefillEstimator } from './refill.js';
 
 /** Limits a provider stated: in x-ratelimit-limit-* headers, or in a 429's body. Per minute. */
 export interface StatedLimits {
@@ -6,11 +7,30 @@ export interface StatedLimits {
   tokensPerMinute?: number;
 }
 
+/** What remains of each limit, from an answer's headers (Azure sends nothing else). */
+export interface RemainingLimits {
+  requests?: number;
+  tokens?: number;
+}
+
+/** A call's place among those this process sent: sent at `at`, `requests` and `tokens` so far, it included. */
+export interface SendStamp {
+  at: number;
+  requests: number;
+  tokens: number;
+  cost: number;
+}
+
 export interface LimitLearnerOptions {
   /** What the operator configured: a cap, never exceeded. */
   configured: BucketLimits;
   /** Fraction of a stated limit to pace at. @default 0.995 */
   pace?: number;
+  /**
+   * Fraction of a refill rate measured from remaining-only headers to pace at when the bucket is
+   * half full; a fuller bucket raises it, an emptier one lowers it. @default 1
+   */
+  measuredPace?: number;
   /** Request rate to start probing at when nothing is known. @default 60 per minute */
   startRpm?: number;
   /** Growth per clean period while probing after the first 429. @default 1.1 */
@@ -23,8 +43,10 @@ export interface LimitLearnerOptions {
 }
 
 const statedBurstMs = 250;
+/** How much a measured pace moves with the bucket's level (see limits()). */
+const levelGain = 0.2;
 
-export type LearnerMode = 'stated' | 'configured' | 'slow-start' | 'probing';
+export type LearnerMode = 'stated' | 'measured' | 'configured' | 'slow-start' | 'probing';
 
 /**
  * What one process believes a (provider, model, key) allows, and so what it paces at.
@@ -32,6 +54,11 @@ export type LearnerMode = 'stated' | 'configured' | 'slow-start' | 'probing';
  * - The provider's word first: limits stated in headers or 429 bodies, paced at `pace` of them.
  *   A 429 even so (another client shares the key, estimates run high) lowers a share of them to
  *   0.95 of what was admitted just before, once per episode, and clean periods raise it again.
+ * - Else the refill rate measured from headers that say only what remains (Azure), paced at
+ *   `measuredPace` of it when the bucket is half full, less when emptier, more when fuller: see
+ *   RefillEstimator and limits(). While the bucket stays full the measure says nothing
+ *   new; clean periods then raise the pace by `growth` until the bucket drains and a new
+ *   measure sets it back. A 429 lowers it as it lowers a stated limit's share.
  * - Else the configured limits.
  * - Else probing: slow start from `startRpm`, doubling each clean second while the rate is in
  *   use, until the first 429; then 0.95 of the rate admitted just before it, and `growth` per
@@ -39,6 +66,13 @@ export type LearnerMode = 'stated' | 'configured' | 'slow-start' | 'probing';
  */
 export class LimitLearner {
   private readonly pace: number;
+  private readonly measuredPace: number;
+  private readonly refill = { requests: new RefillEstimator(), tokens: new RefillEstimator() };
+  /** Of the measured rates; reset to measuredPace by each new measure. */
+  private measuredShare: number;
+  private measuredSince = -Infinity;
+  private sentRequests = 0;
+  private sentTokens = 0;
   private readonly growth: number;
   private readonly cleanMs: number;
   private readonly episodeMs: number;
@@ -53,12 +87,15 @@ export class LimitLearner {
   private statedSince = -Infinity;
   private periodStart: number;
   private periodAdmitted = 0;
+  private periodTokens = 0;
   /** Admissions in the last seconds (requests, tokens) per second: "the rate admitted just before". */
   private readonly recent = new Map<number, { requests: number; tokens: number }>();
   decreases = 0;
 
   constructor(private readonly o: LimitLearnerOptions) {
     this.pace = o.pace ?? 0.995;
+    this.measuredPace = o.measuredPace ?? 1;
+    this.measuredShare = this.measuredPace;
     this.growth = o.growth ?? 1.1;
     this.cleanMs = o.cleanMs ?? 10_000;
     this.episodeMs = o.episodeMs ?? 2_000;
@@ -70,6 +107,7 @@ export class LimitLearner {
 
   get mode(): LearnerMode {
     if (this.stated.requestsPerMinute !== undefined || this.stated.tokensPerMinute !== undefined) return 'stated';
+    if (this.refill.requests.perMinute !== undefined || this.refill.tokens.perMinute !== undefined) return 'measured';
     const c = this.o.configured;
     if (c.requestsPerMinute !== undefined || c.tokensPerMinute !== undefined) return 'configured';
     return this.slowStart ? 'slow-start' : 'probing';
@@ -92,6 +130,19 @@ export class LimitLearner {
           burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs),
         };
       }
+      case 'measured': {
+        // The provider's bucket is the integrator: fuller than half, pace a little above the
+        // share; emptier, below. Over time the whole refill is used and the bucket stays about
+        // two-thirds full, so a burst or an estimate a little high meets room, not a 429.
+        const pace = (e: RefillEstimator) =>
+          e.perMinute && e.perMinute * Math.max(0.5, this.measuredShare + levelGain * ((e.level ?? 0.5) - 0.5));
+        return {
+          ...c,
+          requestsPerMinute: cap(pace(this.refill.requests), c.requestsPerMinute),
+          tokensPerMinute: cap(pace(this.refill.tokens), c.tokensPerMinute),
+          burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs),
+        };
+      }
       case 'configured':
         return c;
       default:
@@ -107,6 +158,27 @@ export class LimitLearner {
     if (stated.tokensPerMinute !== undefined) this.stated.tokensPerMinute = stated.tokensPerMinute;
   }
 
+  /** A call is about to go out, having reserved `tokens`: its stamp goes to `remaining`. */
+  sent(tokens: number): SendStamp {
+    return { at: this.now(), requests: ++this.sentRequests, tokens: (this.sentTokens += tokens), cost: tokens };
+  }
+
+  /** What the answer to a call stamped `s` says remains (headers with no limit beside them). */
+  remaining(s: SendStamp, left: RemainingLimits): void {
+    if (this.mode === 'stated') return;
+    const before = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
+    if (left.requests !== undefined) this.refill.requests.observe(s.at, left.requests, s.requests, 1);
+    if (left.tokens !== undefined) this.refill.tokens.observe(s.at, left.tokens, s.tokens, s.cost);
+    const after = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
+    if (after.r === before.r && after.t === before.t) return;
+    // A new measure: pace at it again (a raised pace has drained the bucket, or a 429 lowered it).
+    if (before.r === undefined && before.t === undefined) this.measuredSince = this.now();
+    this.measuredShare = this.measuredPace;
+    this.periodStart = this.now();
+    this.periodAdmitted = 0;
+    this.periodTokens = 0;
+  }
+
   /** A call went through (any answer but a 429), having reserved `tokens`. */
   admitted(tokens: number): void {
     const t = this.now();
@@ -117,6 +189,7 @@ export class LimitLearner {
     this.recent.set(second, r);
     for (const s of this.recent.keys()) if (s < second - 5) this.recent.delete(s);
     this.periodAdmitted++;
+    this.periodTokens += tokens;
     this.grow(t);
   }
 
@@ -127,7 +200,15 @@ export class LimitLearner {
     this.lastDecreaseAt = t;
     this.decreases++;
     const before = this.admittedPerMinute(t);
-    if (this.mode === 'stated') {
+    this.refill.requests.restart();
+    this.refill.tokens.restart();
+    if (this.mode === 'measured') {
+      if (t - this.measuredSince < 2_000) return;
+      const r = this.refill.requests.perMinute;
+      const k = this.refill.tokens.perMinute;
+      const used = Math.max(r ? before.requests / r : 0, k ? before.tokens / k : 0);
+      this.measuredShare = Math.max(this.measuredShare / 2, Math.min(this.measuredShare, 0.95 * used));
+    } else if (this.mode === 'stated') {
       // 429s of calls sent before the limits were known, or before two seconds of use tell
       // what rate was in use, say nothing of the share.
       if (t - this.statedSince < 2_000) return;
@@ -147,6 +228,7 @@ export class LimitLearner {
     }
     this.periodStart = t;
     this.periodAdmitted = 0;
+    this.periodTokens = 0;
   }
 
   /** Requests admitted in the last full second, per minute. */
@@ -162,8 +244,26 @@ export class LimitLearner {
     return { requests: (a.requests + b.requests) * 30, tokens: (a.tokens + b.tokens) * 30 };
   }
 
+  /** Whether every remaining-only header seen says its bucket is at least half full. */
+  private ample(): boolean {
+    const levels = [this.refill.requests.level, this.refill.tokens.level].filter((l) => l !== undefined);
+    return levels.length > 0 && levels.every((l) => l >= 0.5);
+  }
+
+  /** Whether the last period used most of the measured pace on some dimension. */
+  private measuredInUse(elapsedMin: number): boolean {
+    const l = this.limits();
+    return (
+      (l.requestsPerMinute !== undefined && this.periodAdmitted >= 0.8 * l.requestsPerMinute * elapsedMin) ||
+      (l.tokensPerMinute !== undefined && this.periodTokens >= 0.8 * l.tokensPerMinute * elapsedMin)
+    );
+  }
+
   private grow(t: number): void {
-    const period = this.slowStart && this.mode === 'slow-start' ? 1_000 : this.cleanMs;
+    // Slow start doubles each second; four times as fast while remaining-only headers say the
+    // bucket is at least half full (Azure's holds 10 s of rate): the refill shows once it drains.
+    const slowPeriod = this.ample() ? 250 : 1_000;
+    const period = this.slowStart && this.mode === 'slow-start' ? slowPeriod : this.cleanMs;
     if (t - this.periodStart < period) return;
     const elapsedMin = (t - this.periodStart) / 60_000;
     const mode = this.mode;
@@ -172,8 +272,12 @@ export class LimitLearner {
       if (inUse(this.probeRpm)) this.probeRpm *= mode === 'slow-start' ? 2 : this.growth;
     } else if (mode === 'stated' && this.share < this.pace) {
       this.share = Math.min(this.pace, this.share * this.growth);
+    } else if (mode === 'measured' && this.measuredInUse(elapsedMin)) {
+      // No 429 and no new measure for a period: the bucket stays full, the limit may be higher.
+      this.measuredShare *= this.growth;
     }
     this.periodStart = t;
     this.periodAdmitted = 0;
+    this.periodTokens = 0;
   }
 }

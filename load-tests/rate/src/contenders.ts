@@ -2,7 +2,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { SluiceKafka } from '@sluice/kafka';
@@ -248,10 +248,16 @@ export async function launchSluice(
         SLUICE_PROVIDER_API_KEY: c.apiKey,
         SLUICE_PROVIDER_KEY_ID: c.apiKey,
         SLUICE_PROVIDER_BASE_URL: baseUrl,
-        LOG_LEVEL: 'warn',
+        // BENCH_DISPATCHER_LOG=FILE keeps the dispatchers' info log (their pace, as it changes).
+        LOG_LEVEL: process.env['BENCH_DISPATCHER_LOG'] ? 'info' : 'warn',
       },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );
+  const logTo = process.env['BENCH_DISPATCHER_LOG'];
+  for (const p of procs) {
+    if (logTo) p.stdout?.pipe(createWriteStream(logTo, { flags: 'a' }));
+    else p.stdout?.resume();
+  }
   return { procs, stop: () => stopAll(procs) };
 }

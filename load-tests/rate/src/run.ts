@@ -101,7 +101,7 @@ async function runOne(w: Workload, contender: ContenderName): Promise<Result> {
   const outage = w.name === 'faults' ? { startMs: sim.sim.elapsed() + 15_000, durationMs: 10_000 } : undefined;
   const key: KeyConfig = {
     dialect: w.dialect,
-    limits: { rpm: first.rpm, tpm: first.tpm, burstWindowMs: 1_000 },
+    limits: { rpm: first.rpm, tpm: first.tpm, burstWindowMs: w.burstWindowMs ?? 1_000 },
     externalShare: external || undefined,
     faults: { ...w.faults, outages: outage ? [outage] : [] },
     maxInFlight: w.dialect === 'compatible' ? 1_000 : undefined,
@@ -158,6 +158,14 @@ async function runOne(w: Workload, contender: ContenderName): Promise<Result> {
   clearInterval(sampler);
   await launch.stop();
   const rows = rowsOf();
+  // BENCH_LEDGER_DIR=DIR keeps each run's ledger rows (JSON lines, times from its first request).
+  if (process.env['BENCH_LEDGER_DIR']) {
+    mkdirSync(process.env['BENCH_LEDGER_DIR'], { recursive: true });
+    writeFileSync(
+      join(process.env['BENCH_LEDGER_DIR'], `${w.name}-${contender}.jsonl`),
+      rows.map((r) => JSON.stringify({ ...r, t: r.t - t0! })).join('\n'),
+    );
+  }
   // Phases: each limit schedule step; for the faults workload, before and after the outage.
   const limitOf = (p: Workload['phases'][number]) => (w.dim === 'rpm' ? p.rpm : p.tpm) * (1 - external);
   let phases: Phase[] = w.phases.map((p, i) => ({
@@ -173,7 +181,9 @@ async function runOne(w: Workload, contender: ContenderName): Promise<Result> {
       { fromMs: to, toMs: w.durationMs, limit: limitOf(first) },
     ];
   }
-  const f = figures(rows, { dim: w.dim, t0, phases, settleMs: 2_000 });
+  // A phase settles in 2 s, or once a bucket holding more is spent: what it held at the start
+  // was saved before the run, not admitted at the limit's rate.
+  const f = figures(rows, { dim: w.dim, t0, phases, settleMs: Math.max(2_000, w.burstWindowMs ?? 0) });
   const cpu = cpuLast.reduce((a, b, i) => a + b - cpuAtStart[i]!, 0);
   const answered = f.admitted || 1;
   const { series, ...rest } = f;

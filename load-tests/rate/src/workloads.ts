@@ -18,6 +18,8 @@ export interface Workload {
   replicas?: number;
   /** A client outside every contender using this share of each limit. */
   externalShare?: number;
+  /** How much rate the provider's buckets hold. @default 1000 (short, as time is compressed) */
+  burstWindowMs?: number;
 }
 
 // Time is compressed: limits are high and phases short, so a workload runs in tens of seconds.
@@ -70,6 +72,7 @@ export function workloads(quick: boolean): Workload[] {
       phases: [{ atMs: 0, rpm: 60_000, tpm: 600_000 }],
       durationMs: 30_000,
       prompt,
+      burstWindowMs: 10_000,
     },
     {
       name: 'gemini',

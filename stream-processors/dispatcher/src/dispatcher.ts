@@ -104,6 +104,7 @@ export class Dispatcher {
   private releaseTimer: NodeJS.Timeout | undefined;
   /** Per model: the limits stated, configured or probed, and what to pace at. */
   private readonly learners = new Map<string, LimitLearner>();
+  private readonly paceLogged = new Map<string, { mode: string; rpm?: number; tpm?: number; at: number }>();
 
   constructor(options: DispatcherOptions) {
     this.o = {
@@ -306,6 +307,7 @@ export class Dispatcher {
         // Waiting here holds one call slot, not the consumer: the batch loop goes on.
         await new Promise((r) => setTimeout(r, Math.min(grant.retryAfterMs + 5, 30_000)));
       }
+      const stamp = learner.sent(tokens);
       const at = now();
       try {
         result = await this.o.adapter.chat({
@@ -323,6 +325,8 @@ export class Dispatcher {
         });
         history = [...history, { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs }];
         learner.admitted(tokens);
+        learner.remaining(stamp, { requests: result.rate.remainingRequests, tokens: result.rate.remainingTokens });
+        this.notePace(request.model);
         break;
       } catch (err) {
         this.o.crash?.reached('dispatcher.after-call');
@@ -339,6 +343,7 @@ export class Dispatcher {
         else this.recordOutcome('ok', probe); // the provider answered: it is up
         if (e.kind === 'rate_limited') {
           learner.rateLimited();
+          this.notePace(request.model);
           if (e.retryAfterMs !== undefined) await this.o.limiter.pause(bucket, e.retryAfterMs);
           // A short wait is waited out here, the prompt keeping its call slot (no trip through
           // the delay topics); a long one (a daily quota, minutes) goes through them instead.
@@ -426,6 +431,19 @@ export class Dispatcher {
   /** Limits the provider states: x-ratelimit-limit-* headers, or a 429's body. */
   private learn(model: string, rate: RateHeaders): void {
     this.learner(model).learn({ requestsPerMinute: rate.limitRequests, tokensPerMinute: rate.limitTokens });
+    this.notePace(model);
+  }
+
+  /** Logs what a model is paced at when its mode changes or a limit moves by a tenth (at most 1 a second). */
+  private notePace(model: string): void {
+    const l = this.learner(model);
+    const { requestsPerMinute: rpm, tokensPerMinute: tpm } = l.limits();
+    const last = this.paceLogged.get(model);
+    const moved = (a?: number, b?: number) => (a ?? 0) !== (b ?? 0) && Math.abs((a ?? 0) - (b ?? 0)) > 0.1 * (b ?? 0);
+    if (last && last.mode === l.mode && (!(moved(rpm, last.rpm) || moved(tpm, last.tpm)) || now() - last.at < 1_000))
+      return;
+    this.paceLogged.set(model, { mode: l.mode, rpm, tpm, at: now() });
+    this.o.log.info({ lane: this.lane, model, mode: l.mode, rpm, tpm, decreases: l.decreases }, 'pace');
   }
 
   private async terminal(

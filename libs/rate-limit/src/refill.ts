@@ -1,0 +1,83 @@
+/**
+ * The rate a provider refills a limit's bucket at, read from headers that say only what remains
+ * (Azure's x-ratelimit-remaining-*, with no limit beside them).
+ *
+ * While the bucket is not full, what remains plus what this process has been charged grows at the
+ * refill rate less what other clients of the key take: `remaining + charged = c + refill · t`.
+ * So the slope of that sum over the last few seconds is the rate available to this process. A
+ * full bucket spills its refill and says nothing of it: answers near the fullest seen restart the
+ * fit, as does a 429 (its call was not charged, though counted as sent).
+ */
+export class RefillEstimator {
+  private samples: Array<{ at: number; sum: number }> = [];
+  private fullest = 0;
+  private largestCost = 0;
+  private newestAt = -Infinity;
+  private fittedAt = -Infinity;
+  /** The last estimate, per minute; undefined until a fit had enough to go on. */
+  perMinute: number | undefined;
+  /** What the newest answer said remains, and the most any said. */
+  last: number | undefined;
+
+  constructor(
+    private readonly windowMs = 5_000,
+    private readonly minSpanMs = 1_500,
+    private readonly minSamples = 8,
+  ) {}
+
+  /**
+   * An answer to a call sent at `at` (the provider charged it then), saying `remaining`; `charged`
+   * is what this process had sent by then, that call included, and `cost` that call's own.
+   */
+  observe(at: number, remaining: number, charged: number, cost: number): void {
+    if (!Number.isFinite(remaining) || remaining < 0) return; // Azure says -1 at times
+    this.largestCost = Math.max(this.largestCost, cost);
+    this.fullest = Math.max(this.fullest, remaining);
+    if (at >= this.newestAt) this.last = remaining;
+    if (remaining >= this.fullest - 2 * this.largestCost) return this.restart();
+    this.samples.push({ at, sum: remaining + charged });
+    this.newestAt = Math.max(this.newestAt, at);
+    const oldest = this.newestAt - this.windowMs;
+    if (this.samples[0]!.at < oldest) this.samples = this.samples.filter((x) => x.at >= oldest);
+    // A fit is linear in the samples: ten a second are plenty at thousands of calls a second.
+    if (at - this.fittedAt >= 100 || at < this.fittedAt) this.fit(at);
+  }
+
+  /** What the newest answer said remains, as a share of the most any said; undefined before one. */
+  get level(): number | undefined {
+    return this.last === undefined || this.fullest <= 0 ? undefined : this.last / this.fullest;
+  }
+
+  /** A 429: the call was counted as sent and not charged. */
+  restart(): void {
+    this.samples = [];
+    this.newestAt = -Infinity;
+  }
+
+  private fit(at: number): void {
+    const n = this.samples.length;
+    if (n < this.minSamples) return;
+    this.fittedAt = at;
+    let minAt = Infinity;
+    let maxAt = -Infinity;
+    let mt = 0;
+    let ms = 0;
+    for (const s of this.samples) {
+      minAt = Math.min(minAt, s.at);
+      maxAt = Math.max(maxAt, s.at);
+      mt += s.at;
+      ms += s.sum;
+    }
+    if (maxAt - minAt < this.minSpanMs) return;
+    mt /= n;
+    ms /= n;
+    let cov = 0;
+    let vt = 0;
+    for (const s of this.samples) {
+      cov += (s.at - mt) * (s.sum - ms);
+      vt += (s.at - mt) ** 2;
+    }
+    const perMs = cov / vt;
+    if (perMs > 0) this.perMinute = perMs * 60_000;
+  }
+}
