@@ -54,13 +54,17 @@ export type LearnerMode = 'stated' | 'measured' | 'configured' | 'slow-start' | 
  * - The provider's word first: limits stated in headers or 429 bodies, paced at `pace` of them.
  *   A 429 even so (another client shares the key, estimates run high) lowers a share of them to
  *   0.95 of what was admitted just before, once per episode, and clean periods raise it again.
+ *   Headers follow every change of a limit; a limit only 429 bodies stated may have been raised
+ *   since, so after a clean `cleanMs` at it the learner probes above it in growing steps (1.1,
+ *   1.2, 1.4, 1.8, 2.6 ×) until a 429's body states the limit again; a probe that met the same
+ *   limit makes the next one wait twice as long (at most 16 periods).
  * - Else the refill rate measured from headers that say only what remains (Azure), paced at
  *   `measuredPace` of it when the bucket is half full, less when emptier, more when fuller: see
  *   RefillEstimator and limits(). While the bucket stays full the measure says nothing
  *   new; clean periods then raise the pace by `growth` until the bucket drains and a new
  *   measure sets it back. A 429 lowers it as it lowers a stated limit's share.
  * - Else the configured limits.
- * - Else probing: slow start from `startRpm`, doubling each clean second while the rate is in
+ * - Else probing: slow start from `startRpm`, doubling each clean half second while the rate is in
  *   use, until the first 429; then 0.95 of the rate admitted just before it, and `growth` per
  *   clean period. 5xx and timeouts are not the limit's doing and change nothing.
  */
@@ -84,6 +88,12 @@ export class LimitLearner {
   /** Of the stated limits, when a 429 said they are not all ours. */
   private share: number;
   private lastDecreaseAt = -Infinity;
+  /** Whether an answer's headers stated the limits (else only 429 bodies have). */
+  private statedByHeaders = false;
+  /** Above limits only 429 bodies stated: 1 while paced at them, more while probing. */
+  private above = 1;
+  /** How long to stay at a body-stated limit before probing above it; doubles on each failed probe. */
+  private probeWaitMs: number;
   private statedSince = -Infinity;
   private periodStart: number;
   private periodAdmitted = 0;
@@ -103,6 +113,7 @@ export class LimitLearner {
     this.probeRpm = o.startRpm ?? 60;
     this.share = this.pace;
     this.periodStart = this.now();
+    this.probeWaitMs = this.cleanMs;
   }
 
   get mode(): LearnerMode {
@@ -121,10 +132,11 @@ export class LimitLearner {
     switch (this.mode) {
       case 'stated': {
         const s = this.stated;
+        const f = this.share * this.above;
         return {
           ...c,
-          requestsPerMinute: cap(s.requestsPerMinute && s.requestsPerMinute * this.share, c.requestsPerMinute),
-          tokensPerMinute: cap(s.tokensPerMinute && s.tokensPerMinute * this.share, c.tokensPerMinute),
+          requestsPerMinute: cap(s.requestsPerMinute && s.requestsPerMinute * f, c.requestsPerMinute),
+          tokensPerMinute: cap(s.tokensPerMinute && s.tokensPerMinute * f, c.tokensPerMinute),
           // Close to the provider's limit, a burst of a second's rate meets its bucket when that is
           // low too (calls arrive bunched): a quarter of a second's worth at most.
           burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs),
@@ -133,7 +145,7 @@ export class LimitLearner {
       case 'measured': {
         // The provider's bucket is the integrator: fuller than half, pace a little above the
         // share; emptier, below. Over time the whole refill is used and the bucket stays about
-        // two-thirds full, so a burst or an estimate a little high meets room, not a 429.
+        // half full, so a burst or an estimate a little high meets room, not a 429.
         const pace = (e: RefillEstimator) =>
           e.perMinute && e.perMinute * Math.max(0.5, this.measuredShare + levelGain * ((e.level ?? 0.5) - 0.5));
         return {
@@ -150,12 +162,29 @@ export class LimitLearner {
     }
   }
 
-  /** The provider stated limits (headers on any answer, or a 429's body). */
-  learn(stated: StatedLimits): void {
-    if (this.mode !== 'stated' && (stated.requestsPerMinute !== undefined || stated.tokensPerMinute !== undefined))
-      this.statedSince = this.now();
+  /**
+   * The provider stated limits: in the headers of an answer (`inAnswer`), or only in a 429's body.
+   * Headers come with every answer and follow every change; a limit a 429 states is news only
+   * until it changes, so above it the learner probes now and then (see grow()).
+   */
+  learn(stated: StatedLimits, inAnswer = false): void {
+    const any = stated.requestsPerMinute !== undefined || stated.tokensPerMinute !== undefined;
+    if (!any) return;
+    if (inAnswer) this.statedByHeaders = true;
+    if (this.mode !== 'stated') this.statedSince = this.now();
+    const raised =
+      (stated.requestsPerMinute ?? 0) > (this.stated.requestsPerMinute ?? Infinity) ||
+      (stated.tokensPerMinute ?? 0) > (this.stated.tokensPerMinute ?? Infinity);
     if (stated.requestsPerMinute !== undefined) this.stated.requestsPerMinute = stated.requestsPerMinute;
     if (stated.tokensPerMinute !== undefined) this.stated.tokensPerMinute = stated.tokensPerMinute;
+    if (raised) {
+      // A probe found the new limit: pace at it, and probe again soon.
+      this.above = 1;
+      this.probeWaitMs = this.cleanMs;
+      this.periodStart = this.now();
+      this.periodAdmitted = 0;
+      this.periodTokens = 0;
+    }
   }
 
   /** A call is about to go out, having reserved `tokens`: its stamp goes to `remaining`. */
@@ -209,6 +238,15 @@ export class LimitLearner {
       const used = Math.max(r ? before.requests / r : 0, k ? before.tokens / k : 0);
       this.measuredShare = Math.max(this.measuredShare / 2, Math.min(this.measuredShare, 0.95 * used));
     } else if (this.mode === 'stated') {
+      if (this.above > 1) {
+        // A probe above a limit a 429 stated met it again (a raised one was taken in learn()).
+        this.above = 1;
+        this.probeWaitMs = Math.min(16 * this.cleanMs, 2 * this.probeWaitMs);
+        this.periodStart = t;
+        this.periodAdmitted = 0;
+        this.periodTokens = 0;
+        return;
+      }
       // 429s of calls sent before the limits were known, or before two seconds of use tell
       // what rate was in use, say nothing of the share.
       if (t - this.statedSince < 2_000) return;
@@ -250,8 +288,8 @@ export class LimitLearner {
     return levels.length > 0 && levels.every((l) => l >= 0.5);
   }
 
-  /** Whether the last period used most of the measured pace on some dimension. */
-  private measuredInUse(elapsedMin: number): boolean {
+  /** Whether the last period used most of what is paced at on some dimension. */
+  private inUse(elapsedMin: number): boolean {
     const l = this.limits();
     return (
       (l.requestsPerMinute !== undefined && this.periodAdmitted >= 0.8 * l.requestsPerMinute * elapsedMin) ||
@@ -260,10 +298,17 @@ export class LimitLearner {
   }
 
   private grow(t: number): void {
-    // Slow start doubles each second; four times as fast while remaining-only headers say the
-    // bucket is at least half full (Azure's holds 10 s of rate): the refill shows once it drains.
-    const slowPeriod = this.ample() ? 250 : 1_000;
-    const period = this.slowStart && this.mode === 'slow-start' ? slowPeriod : this.cleanMs;
+    // Slow start doubles each half second (a 429's body, where there is one, then states the
+    // limit); twice as fast while remaining-only headers say the bucket is at least half full
+    // (Azure's holds 10 s of rate): the refill shows once it drains.
+    const slowPeriod = this.ample() ? 250 : 500;
+    const probing = this.mode === 'stated' && !this.statedByHeaders && this.share >= this.pace;
+    const period =
+      this.slowStart && this.mode === 'slow-start'
+        ? slowPeriod
+        : probing && this.above === 1
+          ? this.probeWaitMs
+          : this.cleanMs;
     if (t - this.periodStart < period) return;
     const elapsedMin = (t - this.periodStart) / 60_000;
     const mode = this.mode;
@@ -272,7 +317,11 @@ export class LimitLearner {
       if (inUse(this.probeRpm)) this.probeRpm *= mode === 'slow-start' ? 2 : this.growth;
     } else if (mode === 'stated' && this.share < this.pace) {
       this.share = Math.min(this.pace, this.share * this.growth);
-    } else if (mode === 'measured' && this.measuredInUse(elapsedMin)) {
+    } else if (probing && this.inUse(elapsedMin)) {
+      // Above a limit only a 429 stated: 1.1, 1.2, 1.4, 1.8, 2.6, ... of it, a step each clean
+      // period. Overshooting is cheap: the next 429's body states the limit again.
+      this.above = 1 + 2 * (this.above - 1 || (this.growth - 1) / 2);
+    } else if (mode === 'measured' && this.inUse(elapsedMin)) {
       // No 429 and no new measure for a period: the bucket stays full, the limit may be higher.
       this.measuredShare *= this.growth;
     }

@@ -32,6 +32,18 @@ describe('LimitLearner', () => {
     expect(l.limits().requestsPerMinute).toBe(960);
   });
 
+  it('doubles each half second once calls are frequent enough to tell', () => {
+    const { l, advance } = at({ startRpm: 600 });
+    for (let half = 0; half < 4; half++) {
+      const n = (l.limits().requestsPerMinute ?? 0) / 120; // a half second's worth
+      for (let i = 0; i < n; i++) {
+        advance(500 / n);
+        l.admitted(100);
+      }
+    }
+    expect(l.limits().requestsPerMinute).toBe(9_600);
+  });
+
   it('does not grow a rate nobody uses', () => {
     const { l, advance } = at();
     for (let s = 0; s < 5; s++) {
@@ -67,7 +79,7 @@ describe('LimitLearner', () => {
 
   it('a 429 under stated limits lowers its share to 0.95 of what was in use, and clean periods raise it back', () => {
     const { l, advance } = at();
-    l.learn({ requestsPerMinute: 60_000, tokensPerMinute: 600_000 });
+    l.learn({ requestsPerMinute: 60_000, tokensPerMinute: 600_000 }, true); // in an answer's headers
     // 40 calls a second of 200 tokens = 480,000 tokens per minute: 0.8 of the stated TPM.
     const second = () => {
       for (let i = 0; i < 40; i++) {
@@ -84,5 +96,66 @@ describe('LimitLearner', () => {
     expect(l.limits().tokensPerMinute).toBe(501_600); // × 1.1
     for (let s = 0; s < 60; s++) second();
     expect(l.limits().tokensPerMinute).toBe(597_000); // back to 0.995, never above
+  });
+
+  it('probes above a limit only a 429 stated: back at once if it still holds, and less often', () => {
+    const { l, advance } = at();
+    const run = (seconds: number) => {
+      for (let s = 0; s < seconds; s++) {
+        const n = Math.round(l.limits().requestsPerMinute! / 60);
+        for (let i = 0; i < n; i++) {
+          advance(1_000 / n);
+          l.admitted(10);
+        }
+      }
+    };
+    l.learn({ requestsPerMinute: 2_400 }); // in a 429's body
+    expect(l.limits().requestsPerMinute).toBe(2_388);
+    run(11); // a clean 10 s at the limit: probe a tenth above it
+    expect(l.limits().requestsPerMinute).toBe(2_626);
+    l.learn({ requestsPerMinute: 2_400 }); // the probe's 429 says the limit holds
+    l.rateLimited();
+    expect(l.limits().requestsPerMinute).toBe(2_388);
+    run(15); // the next probe waits 20 s
+    expect(l.limits().requestsPerMinute).toBe(2_388);
+    run(6);
+    expect(l.limits().requestsPerMinute).toBe(2_626);
+  });
+
+  it('finds a raised limit only a 429 states: steps of 1.1, 1.2, 1.4, 1.8, 2.6 until a 429 says it', () => {
+    const { l, advance } = at();
+    const run = (seconds: number) => {
+      for (let s = 0; s < seconds; s++) {
+        const n = Math.round(l.limits().requestsPerMinute! / 60);
+        for (let i = 0; i < n; i++) {
+          advance(1_000 / n);
+          l.admitted(10);
+        }
+      }
+    };
+    l.learn({ requestsPerMinute: 2_400 });
+    // The provider now allows 4,800: every probe step goes through, a step each clean 10 s.
+    const seen: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      run(11);
+      seen.push(l.limits().requestsPerMinute!);
+    }
+    expect(seen).toEqual([2_626, 2_865, 3_343, 4_298, 6_208]);
+    l.learn({ requestsPerMinute: 4_800 }); // 2.6 × is too much: the 429's body states the new limit
+    l.rateLimited();
+    expect(l.limits().requestsPerMinute).toBeGreaterThan(0.9 * 4_800);
+    expect(l.limits().requestsPerMinute).toBeLessThanOrEqual(4_776);
+  });
+
+  it('never probes above limits an answer stated in its headers', () => {
+    const { l, advance } = at();
+    l.learn({ requestsPerMinute: 2_400 }, true);
+    for (let s = 0; s < 120; s++) {
+      for (let i = 0; i < 40; i++) {
+        advance(25);
+        l.admitted(10);
+      }
+    }
+    expect(l.limits().requestsPerMinute).toBe(2_388);
   });
 });

@@ -338,7 +338,7 @@ export class Dispatcher {
           ...history,
           { attempt, at, outcome: e.kind, code: e.code, message: e.message.slice(0, 500), latencyMs: now() - at },
         ];
-        this.learn(request.model, e.rate);
+        this.learn(request.model, e.rate, false);
         if (e.kind === 'transient') this.recordOutcome('transient', probe);
         else this.recordOutcome('ok', probe); // the provider answered: it is up
         if (e.kind === 'rate_limited') {
@@ -361,7 +361,7 @@ export class Dispatcher {
     }
     this.o.crash?.reached('dispatcher.after-call');
     this.recordOutcome('ok', probe);
-    this.learn(request.model, result.rate);
+    this.learn(request.model, result.rate, true);
     return this.terminal({ ...task, history }, 'succeeded', {
       model: result.model,
       text: result.text,
@@ -428,9 +428,9 @@ export class Dispatcher {
     return l;
   }
 
-  /** Limits the provider states: x-ratelimit-limit-* headers, or a 429's body. */
-  private learn(model: string, rate: RateHeaders): void {
-    this.learner(model).learn({ requestsPerMinute: rate.limitRequests, tokensPerMinute: rate.limitTokens });
+  /** Limits the provider states: x-ratelimit-limit-* headers of an answer, or a 429's headers or body. */
+  private learn(model: string, rate: RateHeaders, inAnswer: boolean): void {
+    this.learner(model).learn({ requestsPerMinute: rate.limitRequests, tokensPerMinute: rate.limitTokens }, inAnswer);
     this.notePace(model);
   }
 
