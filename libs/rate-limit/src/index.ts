@@ -17,7 +17,12 @@ export interface AcquireRequest {
 }
 
 export type AcquireResult =
-  { granted: true } | { granted: false; retryAfterMs: number; reason: 'requests' | 'tokens' | 'paused' };
+  | {
+      granted: true;
+      /** Calls and tokens every replica has been granted on this bucket so far, this one included. */
+      sent: { requests: number; tokens: number };
+    }
+  | { granted: false; retryAfterMs: number; reason: 'requests' | 'tokens' | 'paused' };
 
 export interface RateLimiterOptions {
   redis: Redis;
@@ -26,7 +31,9 @@ export interface RateLimiterOptions {
 }
 
 // GCRA on both dimensions at once, on Redis's clock, so every replica shares one bucket.
-// KEYS[1] = bucket hash (fields r, t: theoretical arrival times in µs; p: paused until µs)
+// KEYS[1] = bucket hash (fields r, t: theoretical arrival times in µs; p: paused until µs;
+// nr, nt: calls and tokens granted so far, which tell a provider's remaining-only headers apart
+// from what every replica sent)
 // ARGV = requests/min, tokens/min, burst ms, tokens
 const acquireScript = `
 local now_s = redis.call('TIME')
@@ -54,8 +61,10 @@ local new_t, wait_t = check('t', tpm, tokens)
 if tpm > 0 and new_t == nil then return {0, wait_t, 'tokens'} end
 if new_r then redis.call('HSET', KEYS[1], 'r', new_r) end
 if new_t then redis.call('HSET', KEYS[1], 't', new_t) end
+local sent_r = redis.call('HINCRBY', KEYS[1], 'nr', 1)
+local sent_t = redis.call('HINCRBY', KEYS[1], 'nt', tokens)
 redis.call('PEXPIRE', KEYS[1], 3600000)
-return {1, 0, ''}
+return {1, 0, '', sent_r, sent_t}
 `;
 
 const pauseScript = `
@@ -83,7 +92,7 @@ export class RateLimiter {
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
-    const [ok, waitUs, reason] = (await this.redis.eval(
+    const [ok, waitUs, reason, sentRequests, sentTokens] = (await this.redis.eval(
       acquireScript,
       1,
       `${this.prefix}:${req.bucket}`,
@@ -91,8 +100,8 @@ export class RateLimiter {
       req.limits.tokensPerMinute ?? 0,
       req.limits.burstWindowMs ?? 1_000,
       Math.max(0, Math.ceil(req.tokens)),
-    )) as [number, number, string];
-    if (ok === 1) return { granted: true };
+    )) as [number, number, string, number?, number?];
+    if (ok === 1) return { granted: true, sent: { requests: Number(sentRequests), tokens: Number(sentTokens) } };
     return {
       granted: false,
       retryAfterMs: Math.ceil(Number(waitUs) / 1_000),

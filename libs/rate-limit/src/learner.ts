@@ -44,7 +44,7 @@ export interface LimitLearnerOptions {
 
 const statedBurstMs = 250;
 /** How much a measured pace moves with the bucket's level (see limits()). */
-const levelGain = 0.2;
+const levelGain = 0.5;
 
 export type LearnerMode = 'stated' | 'measured' | 'configured' | 'slow-start' | 'probing';
 
@@ -133,10 +133,16 @@ export class LimitLearner {
       case 'stated': {
         const s = this.stated;
         const f = this.share * this.above;
+        // Remaining headers beside the limits may show less left than stated (another client on
+        // the key): then the measured refill caps the pace.
+        const under = (stated: number | undefined, e: RefillEstimator) => {
+          const m = this.measuredPaceOf(e);
+          return stated === undefined ? undefined : m === undefined ? stated * f : Math.min(stated * f, m);
+        };
         return {
           ...c,
-          requestsPerMinute: cap(s.requestsPerMinute && s.requestsPerMinute * f, c.requestsPerMinute),
-          tokensPerMinute: cap(s.tokensPerMinute && s.tokensPerMinute * f, c.tokensPerMinute),
+          requestsPerMinute: cap(under(s.requestsPerMinute, this.refill.requests), c.requestsPerMinute),
+          tokensPerMinute: cap(under(s.tokensPerMinute, this.refill.tokens), c.tokensPerMinute),
           // Close to the provider's limit, a burst of a second's rate meets its bucket when that is
           // low too (calls arrive bunched): a quarter of a second's worth at most.
           burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs),
@@ -146,12 +152,10 @@ export class LimitLearner {
         // The provider's bucket is the integrator: fuller than half, pace a little above the
         // share; emptier, below. Over time the whole refill is used and the bucket stays about
         // half full, so a burst or an estimate a little high meets room, not a 429.
-        const pace = (e: RefillEstimator) =>
-          e.perMinute && e.perMinute * Math.max(0.5, this.measuredShare + levelGain * ((e.level ?? 0.5) - 0.5));
         return {
           ...c,
-          requestsPerMinute: cap(pace(this.refill.requests), c.requestsPerMinute),
-          tokensPerMinute: cap(pace(this.refill.tokens), c.tokensPerMinute),
+          requestsPerMinute: cap(this.measuredPaceOf(this.refill.requests), c.requestsPerMinute),
+          tokensPerMinute: cap(this.measuredPaceOf(this.refill.tokens), c.tokensPerMinute),
           burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs),
         };
       }
@@ -160,6 +164,12 @@ export class LimitLearner {
       default:
         return { ...c, requestsPerMinute: Math.max(1, Math.floor(this.probeRpm)) };
     }
+  }
+
+  /** The pace a measured refill allows at the bucket's level now; undefined without a measure. */
+  private measuredPaceOf(e: RefillEstimator): number | undefined {
+    if (e.perMinute === undefined) return undefined;
+    return e.perMinute * Math.max(0.5, this.measuredShare + levelGain * ((e.level ?? 0.5) - 0.5));
   }
 
   /**
@@ -187,19 +197,29 @@ export class LimitLearner {
     }
   }
 
-  /** A call is about to go out, having reserved `tokens`: its stamp goes to `remaining`. */
-  sent(tokens: number): SendStamp {
-    return { at: this.now(), requests: ++this.sentRequests, tokens: (this.sentTokens += tokens), cost: tokens };
+  /**
+   * A call is about to go out, having reserved `tokens`: its stamp goes to `remaining`. `shared`:
+   * what every replica sent on the bucket so far (the shared limiter counts it), else this
+   * process's own count is used.
+   */
+  sent(tokens: number, shared?: { requests: number; tokens: number }): SendStamp {
+    this.sentRequests++;
+    this.sentTokens += tokens;
+    const n = shared ?? { requests: this.sentRequests, tokens: this.sentTokens };
+    return { at: this.now(), requests: n.requests, tokens: n.tokens, cost: tokens };
   }
 
-  /** What the answer to a call stamped `s` says remains (headers with no limit beside them). */
+  /**
+   * What the answer to a call stamped `s` says remains. Alone (Azure), it is how the limit is
+   * measured; beside stated limits, it shows when less is left than stated (another client).
+   */
   remaining(s: SendStamp, left: RemainingLimits): void {
-    if (this.mode === 'stated') return;
     const before = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
     if (left.requests !== undefined) this.refill.requests.observe(s.at, left.requests, s.requests, 1);
     if (left.tokens !== undefined) this.refill.tokens.observe(s.at, left.tokens, s.tokens, s.cost);
     const after = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
-    if (after.r === before.r && after.t === before.t) return;
+    // Under stated limits a measure only caps them (limits()); the periods are the share's.
+    if ((after.r === before.r && after.t === before.t) || this.mode !== 'measured') return;
     // A new measure: pace at it again (a raised pace has drained the bucket, or a 429 lowered it).
     if (before.r === undefined && before.t === undefined) this.measuredSince = this.now();
     this.measuredShare = this.measuredPace;
@@ -317,6 +337,10 @@ export class LimitLearner {
       if (inUse(this.probeRpm)) this.probeRpm *= mode === 'slow-start' ? 2 : this.growth;
     } else if (mode === 'stated' && this.share < this.pace) {
       this.share = Math.min(this.pace, this.share * this.growth);
+    } else if (mode === 'stated' && (this.refill.requests.full || this.refill.tokens.full)) {
+      // The bucket is full again after a clean period: whoever else drew on it has stopped.
+      if (this.refill.requests.full) this.refill.requests.forget();
+      if (this.refill.tokens.full) this.refill.tokens.forget();
     } else if (probing && this.inUse(elapsedMin)) {
       // Above a limit only a 429 stated: 1.1, 1.2, 1.4, 1.8, 2.6, ... of it, a step each clean
       // period. Overshooting is cheap: the next 429's body states the limit again.

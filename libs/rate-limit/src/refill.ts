@@ -16,8 +16,10 @@ export class RefillEstimator {
   private fittedAt = -Infinity;
   /** The last estimate, per minute; undefined until a fit had enough to go on. */
   perMinute: number | undefined;
-  /** What the newest answer said remains, and the most any said. */
+  /** What the newest answer said remains. */
   last: number | undefined;
+  /** Whether the newest answer found the bucket (about) full. */
+  full = false;
 
   constructor(
     private readonly windowMs = 5_000,
@@ -34,7 +36,8 @@ export class RefillEstimator {
     this.largestCost = Math.max(this.largestCost, cost);
     this.fullest = Math.max(this.fullest, remaining);
     if (at >= this.newestAt) this.last = remaining;
-    if (remaining >= this.fullest - 2 * this.largestCost) return this.restart();
+    this.full = remaining >= this.fullest - 2 * this.largestCost;
+    if (this.full) return this.restart();
     this.samples.push({ at, sum: remaining + charged });
     this.newestAt = Math.max(this.newestAt, at);
     const oldest = this.newestAt - this.windowMs;
@@ -46,6 +49,12 @@ export class RefillEstimator {
   /** What the newest answer said remains, as a share of the most any said; undefined before one. */
   get level(): number | undefined {
     return this.last === undefined || this.fullest <= 0 ? undefined : this.last / this.fullest;
+  }
+
+  /** Drops the measure (what it measured no longer holds). */
+  forget(): void {
+    this.perMinute = undefined;
+    this.restart();
   }
 
   /** A 429: the call was counted as sent and not charged. */

@@ -33,11 +33,17 @@ describe('RateLimiter on real Redis', () => {
 
   it('reserves tokens and refuses when the token bucket cannot hold the reservation', async () => {
     const limits = { requestsPerMinute: 10_000, tokensPerMinute: 60_000, burstWindowMs: 1_000 }; // 1,000 tokens held
-    expect(await one.acquire({ bucket: 'openai:gpt-4o:k1', limits, tokens: 700 })).toEqual({ granted: true });
+    expect(await one.acquire({ bucket: 'openai:gpt-4o:k1', limits, tokens: 700 })).toEqual({
+      granted: true,
+      sent: { requests: 1, tokens: 700 },
+    });
     const second = await two.acquire({ bucket: 'openai:gpt-4o:k1', limits, tokens: 700 });
     expect(second).toMatchObject({ granted: false, reason: 'tokens' });
-    // The refused call took nothing: a small one still fits.
-    expect(await two.acquire({ bucket: 'openai:gpt-4o:k1', limits, tokens: 250 })).toEqual({ granted: true });
+    // The refused call took nothing: a small one still fits. Grants are counted over every replica.
+    expect(await two.acquire({ bucket: 'openai:gpt-4o:k1', limits, tokens: 250 })).toEqual({
+      granted: true,
+      sent: { requests: 2, tokens: 950 },
+    });
   });
 
   it('pauses a bucket for every replica when a provider says retry-after, and never shortens a pause', async () => {
@@ -48,7 +54,7 @@ describe('RateLimiter on real Redis', () => {
     expect(r).toMatchObject({ granted: false, reason: 'paused' });
     expect(!r.granted && r.retryAfterMs).toBeGreaterThan(1_500);
     // Other buckets go on.
-    expect(await two.acquire({ bucket: 'azure:gpt-4o:k3', limits, tokens: 1 })).toEqual({ granted: true });
-    expect(await replicaA.acquire({ bucket: 'azure:gpt-4o:k2', limits, tokens: 1 })).toEqual({ granted: true });
+    expect(await two.acquire({ bucket: 'azure:gpt-4o:k3', limits, tokens: 1 })).toMatchObject({ granted: true });
+    expect(await replicaA.acquire({ bucket: 'azure:gpt-4o:k2', limits, tokens: 1 })).toMatchObject({ granted: true });
   });
 });

@@ -301,13 +301,19 @@ export class Dispatcher {
     let result: ChatResult;
     let waits = 0;
     for (let attempt = request.attempt + 1; ; attempt++) {
+      let sent: { requests: number; tokens: number };
       for (;;) {
         const grant = await this.o.limiter.acquire({ bucket, limits: learner.limits(), tokens });
-        if (grant.granted) break;
+        if (grant.granted) {
+          sent = grant.sent;
+          break;
+        }
         // Waiting here holds one call slot, not the consumer: the batch loop goes on.
         await new Promise((r) => setTimeout(r, Math.min(grant.retryAfterMs + 5, 30_000)));
       }
-      const stamp = learner.sent(tokens);
+      // Stamped with what every replica has sent on the key, which the provider's remaining
+      // headers count too.
+      const stamp = learner.sent(tokens, sent);
       const at = now();
       try {
         result = await this.o.adapter.chat({
