@@ -28,7 +28,7 @@ export interface LimitLearnerOptions {
   pace?: number;
   /**
    * Fraction of a refill rate measured from remaining-only headers to pace at when the bucket is
-   * half full; a fuller bucket raises it, an emptier one lowers it. @default 1
+   * `levelTarget` full; a fuller bucket raises it, an emptier one lowers it. @default 1
    */
   measuredPace?: number;
   /** Request rate to start probing at when nothing is known. @default 60 per minute */
@@ -45,6 +45,11 @@ export interface LimitLearnerOptions {
 const statedBurstMs = 250;
 /** How much a measured pace moves with the bucket's level (see limits()). */
 const levelGain = 0.5;
+/**
+ * The share of its fullest a measured bucket is kept at: room for a burst or an estimate a little
+ * high, and little to save up again after slow start spent it.
+ */
+const levelTarget = 0.3;
 
 export type LearnerMode = 'stated' | 'measured' | 'configured' | 'slow-start' | 'probing';
 
@@ -59,7 +64,7 @@ export type LearnerMode = 'stated' | 'measured' | 'configured' | 'slow-start' | 
  *   1.2, 1.4, 1.8, 2.6 ×) until a 429's body states the limit again; a probe that met the same
  *   limit makes the next one wait twice as long (at most 16 periods).
  * - Else the refill rate measured from headers that say only what remains (Azure), paced at
- *   `measuredPace` of it when the bucket is half full, less when emptier, more when fuller: see
+ *   `measuredPace` of it when the bucket is 30 % full, less when emptier, more when fuller: see
  *   RefillEstimator and limits(). While the bucket stays full the measure says nothing
  *   new; clean periods then raise the pace by `growth` until the bucket drains and a new
  *   measure sets it back. A 429 lowers it as it lowers a stated limit's share.
@@ -149,9 +154,9 @@ export class LimitLearner {
         };
       }
       case 'measured': {
-        // The provider's bucket is the integrator: fuller than half, pace a little above the
-        // share; emptier, below. Over time the whole refill is used and the bucket stays about
-        // half full, so a burst or an estimate a little high meets room, not a 429.
+        // The provider's bucket is the integrator: fuller than `levelTarget`, pace a little above
+        // the measure; emptier, below. Over time the whole refill is used and the bucket stays
+        // about a third full, so a burst or an estimate a little high meets room, not a 429.
         return {
           ...c,
           requestsPerMinute: cap(this.measuredPaceOf(this.refill.requests), c.requestsPerMinute),
@@ -169,7 +174,7 @@ export class LimitLearner {
   /** The pace a measured refill allows at the bucket's level now; undefined without a measure. */
   private measuredPaceOf(e: RefillEstimator): number | undefined {
     if (e.perMinute === undefined) return undefined;
-    return e.perMinute * Math.max(0.5, this.measuredShare + levelGain * ((e.level ?? 0.5) - 0.5));
+    return e.perMinute * Math.max(0.5, this.measuredShare + levelGain * ((e.level ?? levelTarget) - levelTarget));
   }
 
   /**
