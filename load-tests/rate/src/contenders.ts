@@ -44,13 +44,19 @@ export function cpuSeconds(pid: number): number | undefined {
 }
 
 function stopAll(procs: ChildProcess[]): Promise<void> {
+  // A profiled process writes its profile when it exits of itself: it gets SIGTERM and 15 s.
+  const profiling = process.env['BENCH_DISPATCHER_PROFILE'] !== undefined;
   return Promise.all(
     procs.map(
       (p) =>
         new Promise<void>((resolve) => {
           if (p.exitCode !== null || p.signalCode !== null) return resolve();
-          p.once('exit', () => resolve());
-          p.kill('SIGKILL');
+          const force = setTimeout(() => p.kill('SIGKILL'), profiling ? 15_000 : 0);
+          p.once('exit', () => {
+            clearTimeout(force);
+            resolve();
+          });
+          if (profiling) p.kill('SIGTERM');
         }),
     ),
   ).then(() => undefined);
@@ -237,8 +243,11 @@ export async function launchSluice(
     await producer.send({ topic: `sluice.requests.${lane}`, messages: messages.slice(i, i + 1_000) });
   await producer.disconnect();
   const baseUrl = c.dialect === 'openai' || c.dialect === 'compatible' ? `${c.simUrl}/v1` : c.simUrl;
+  // BENCH_DISPATCHER_PROFILE=DIR writes each dispatcher's CPU profile there (.cpuprofile).
+  const profileDir = process.env['BENCH_DISPATCHER_PROFILE'];
+  const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const procs = Array.from({ length: c.replicas }, () =>
-    spawn(process.execPath, ['--import', 'tsx', join(c.root, 'stream-processors/dispatcher/src/main.ts')], {
+    spawn(process.execPath, [...profile, '--import', 'tsx', join(c.root, 'stream-processors/dispatcher/src/main.ts')], {
       cwd: c.root,
       env: {
         ...process.env,
