@@ -123,3 +123,4 @@ export {
   type StatedLimits,
 } from './learner.js';
 export { RefillEstimator } from './refill.js';
+export { InFlightCap } from './in-flight.js';

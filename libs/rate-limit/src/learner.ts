@@ -171,6 +171,19 @@ export class LimitLearner {
     }
   }
 
+  /**
+   * Calls a second the pace allows, for calls of `tokensPerCall` on average; undefined when no
+   * dimension is limited.
+   */
+  callsPerSecond(tokensPerCall: number): number | undefined {
+    const l = this.limits();
+    const rates = [
+      l.requestsPerMinute !== undefined ? l.requestsPerMinute / 60 : undefined,
+      l.tokensPerMinute !== undefined ? l.tokensPerMinute / 60 / Math.max(1, tokensPerCall) : undefined,
+    ].filter((r): r is number => r !== undefined);
+    return rates.length === 0 ? undefined : Math.min(...rates);
+  }
+
   /** The pace a measured refill allows at the bucket's level now; undefined without a measure. */
   private measuredPaceOf(e: RefillEstimator): number | undefined {
     if (e.perMinute === undefined) return undefined;

@@ -15,7 +15,10 @@ export interface DispatcherConfig {
   baseUrl: string | undefined;
   /** Per model: {"gpt-4o-mini": {"requestsPerMinute": 500, "tokensPerMinute": 200000}} (SLUICE_MODEL_LIMITS). */
   modelLimits: Record<string, BucketLimits>;
-  /** @default 64 (SLUICE_DISPATCH_CONCURRENCY) */
+  /**
+   * The most calls in flight; below it, Little's law sizes them (pace × p99 latency × 1.5).
+   * @default 512 (SLUICE_DISPATCH_CONCURRENCY)
+   */
   concurrency: number;
   /** @default 60000 (SLUICE_CALL_TIMEOUT_MS) */
   callTimeoutMs: number;
@@ -89,7 +92,7 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
     keyId: env['SLUICE_PROVIDER_KEY_ID'] ?? `${provider}-default`,
     baseUrl: env['SLUICE_PROVIDER_BASE_URL'] || undefined,
     modelLimits,
-    concurrency: int(env, 'SLUICE_DISPATCH_CONCURRENCY', 64),
+    concurrency: int(env, 'SLUICE_DISPATCH_CONCURRENCY', 512),
     callTimeoutMs: int(env, 'SLUICE_CALL_TIMEOUT_MS', 60_000),
     maxAttempts: int(env, 'SLUICE_MAX_ATTEMPTS', 6),
     lanePartitions: int(env, 'SLUICE_LANE_PARTITIONS', 12),

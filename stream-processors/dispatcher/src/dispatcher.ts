@@ -10,7 +10,7 @@ import {
   type SluiceKafka,
 } from '@sluice/kafka';
 import { ProviderError, type ChatResult, type ProviderAdapter, type RateHeaders } from '@sluice/providers';
-import { LimitLearner, type BucketLimits, type RateLimiter } from '@sluice/rate-limit';
+import { InFlightCap, LimitLearner, type BucketLimits, type RateLimiter } from '@sluice/rate-limit';
 import type { CrashPoint } from '@sluice/errors';
 import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import { backoffMs, delayTiers, headers, readAttempts, tierFor } from './headers.js';
@@ -96,6 +96,11 @@ export class Dispatcher {
   private readonly fair: FairShare;
   private stopping = false;
   private flushTimer: NodeJS.Timeout | undefined;
+  private capTimer: NodeJS.Timeout | undefined;
+  /** Calls in flight from Little's law, at most `concurrency`. */
+  readonly inFlightCap: InFlightCap;
+  /** Tokens reserved per call, on average (a moving average). */
+  private tokensPerCall = 0;
   private readonly jobStatus = new Map<string, { status: string; at: number }>();
   private readonly idle: Array<() => void> = [];
   /** Opens when the provider fails across the board; the lane is paused while it is not closed. */
@@ -108,7 +113,7 @@ export class Dispatcher {
 
   constructor(options: DispatcherOptions) {
     this.o = {
-      concurrency: 64,
+      concurrency: 512,
       callTimeoutMs: 60_000,
       maxAttempts: 6,
       defaultMaxTokens: 1_024,
@@ -120,7 +125,9 @@ export class Dispatcher {
     };
     this.lane = `sluice.requests.${options.provider}`;
     this.producer = options.kafka.producer();
-    this.fair = new FairShare(this.o.concurrency);
+    this.inFlightCap = new InFlightCap({ max: this.o.concurrency, min: Math.min(8, this.o.concurrency) });
+    // Until the first pace is known: a modest number of slots (resizeSlots() takes over).
+    this.fair = new FairShare(Math.min(16, this.o.concurrency));
     this.breaker = new OutageBreaker(options.breaker);
   }
 
@@ -129,6 +136,7 @@ export class Dispatcher {
     await this.producer.connect();
     await this.startConsumer();
     this.flushTimer = setInterval(() => void this.commitDirty(), 200);
+    this.capTimer = setInterval(() => this.resizeSlots(), 1_000);
   }
 
   /**
@@ -213,6 +221,7 @@ export class Dispatcher {
       await Promise.race([new Promise<void>((r) => this.idle.push(r)), new Promise((r) => setTimeout(r, graceMs))]);
     }
     if (this.flushTimer) clearInterval(this.flushTimer);
+    clearInterval(this.capTimer);
     clearTimeout(this.releaseTimer);
     await this.commitDirty();
     await this.consumer?.disconnect();
@@ -296,6 +305,7 @@ export class Dispatcher {
     const chars = request.messages.reduce((n, m) => n + m.content.length, 0);
     const tokens = Math.ceil(chars / 4) + (request.parameters.maxTokens ?? this.o.defaultMaxTokens);
     const learner = this.learner(request.model);
+    this.tokensPerCall = this.tokensPerCall === 0 ? tokens : 0.99 * this.tokensPerCall + 0.01 * tokens;
     const probe = await this.throughBreaker();
     let history = task.history;
     let result: ChatResult;
@@ -330,6 +340,7 @@ export class Dispatcher {
           timeoutMs: this.o.callTimeoutMs,
         });
         history = [...history, { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs }];
+        this.inFlightCap.record(now() - at);
         learner.admitted(tokens);
         learner.remaining(stamp, { requests: result.rate.remainingRequests, tokens: result.rate.remainingTokens });
         this.notePace(request.model);
@@ -344,6 +355,7 @@ export class Dispatcher {
           ...history,
           { attempt, at, outcome: e.kind, code: e.code, message: e.message.slice(0, 500), latencyMs: now() - at },
         ];
+        this.inFlightCap.record(now() - at);
         this.learn(request.model, e.rate, false);
         if (e.kind === 'transient') this.recordOutcome('transient', probe);
         else this.recordOutcome('ok', probe); // the provider answered: it is up
@@ -376,6 +388,25 @@ export class Dispatcher {
       latencyMs: result.latencyMs,
       body: result.body,
     });
+  }
+
+  /**
+   * Sizes the call slots by Little's law: the calls a second the models' paces allow (summed, as
+   * one process may call several) × the p99 of recent latencies × 1.5, at most `concurrency`.
+   * With no pace known for a model, all `concurrency`.
+   */
+  private resizeSlots(): void {
+    if (this.learners.size === 0) return;
+    let perSecond: number | undefined = 0;
+    for (const l of this.learners.values()) {
+      const r = l.callsPerSecond(this.tokensPerCall);
+      perSecond = r === undefined || perSecond === undefined ? undefined : perSecond + r;
+    }
+    const slots = this.inFlightCap.cap(perSecond);
+    if (slots === this.fair.slots) return;
+    const grew = slots > this.fair.slots;
+    this.fair.resize(slots);
+    if (grew && !this.stopping && !this.laneHeld) for (const p of this.fair.resumable()) this.resumePartition(p);
   }
 
   /**

@@ -14,10 +14,20 @@ export class FairShare {
   private readonly parts = new Map<number, PartitionState>();
   private total = 0;
 
-  constructor(private readonly capacity: number) {}
+  constructor(private capacity: number) {}
 
   get inFlight(): number {
     return this.total;
+  }
+
+  /** The slots shared now. */
+  get slots(): number {
+    return this.capacity;
+  }
+
+  /** Changes the slots shared (calls in flight beyond a smaller capacity finish as they are). */
+  resize(capacity: number): void {
+    this.capacity = Math.max(1, Math.floor(capacity));
   }
 
   private state(p: number): PartitionState {

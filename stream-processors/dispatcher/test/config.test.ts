@@ -18,7 +18,7 @@ describe('dispatcher config', () => {
     expect(c).toMatchObject({
       provider: 'openai',
       keyId: 'openai-default',
-      concurrency: 64,
+      concurrency: 512,
       maxAttempts: 6,
       callTimeoutMs: 60_000,
     });

@@ -39,9 +39,9 @@ beforeAll(async () => {
         'sk-slow': { dialect: 'openai', limits: {}, latency: { baseMs: 9_000, perTokenMs: 0, sigma: 0 } },
         'az-key': { dialect: 'azure', limits: { rpm: 6_000, tpm: 1_000_000 } },
         'gm-key': { dialect: 'gemini', limits: { rpm: 6_000 } },
-        // 250 requests/s, a fifth of it taken by a consumer the dispatcher does not see (so its
-        // headers overstate what is left: 429s). 3 % 500s, 1 % hangs, and a 2 s burst of 503s
-        // placed by the test.
+        // 250 requests/s, a fifth of it taken by a consumer the dispatcher does not see (its
+        // headers state more than is left). 3 % 500s, 1 % hangs; the test places a 2 s burst of
+        // 503s and a 3 s fall of the limit to a fifth (429s).
         'sk-volume': {
           dialect: 'openai',
           limits: { rpm: 15_000, burstWindowMs: 1_000 },
@@ -190,6 +190,11 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
         ...volume,
         faults: { ...volume.faults, outages: [{ startMs: sim.sim.elapsed() + 200, durationMs: 2_000 }] },
       });
+      // Then the limit falls to a fifth for 3 s: calls already admitted at the old rate meet 429s.
+      await new Promise((r) => setTimeout(r, 4_000));
+      sim.sim.setLimits('sk-volume', { rpm: 3_000 });
+      await new Promise((r) => setTimeout(r, 3_000));
+      sim.sim.setLimits('sk-volume', { rpm: 15_000 });
       const { all, unique } = await outcomes(jobId, n, 240_000);
       expect(unique.size).toBe(n);
       const first = new Map<string, PromptOutcome>();

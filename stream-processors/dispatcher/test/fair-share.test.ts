@@ -29,4 +29,19 @@ describe('FairShare', () => {
     expect(f.share(0)).toBe(3);
     expect(f.share(1)).toBe(9);
   });
+
+  it('resized, admits up to the new capacity, and lets waiting partitions go when it grows', () => {
+    const f = new FairShare(4);
+    for (let i = 0; i < 4; i++) expect(f.admit(0, 1)).toBe(true);
+    expect(f.admit(0, 1)).toBe(false); // waits
+    f.resize(8);
+    expect(f.slots).toBe(8);
+    expect(f.resumable()).toEqual([0]);
+    for (let i = 0; i < 4; i++) expect(f.admit(0, 1)).toBe(true);
+    f.resize(2); // calls in flight finish as they are; none starts until under 2
+    for (let i = 0; i < 6; i++) f.finished(0);
+    expect(f.admit(0, 1)).toBe(false);
+    f.finished(0);
+    expect(f.admit(0, 1)).toBe(true);
+  });
 });
