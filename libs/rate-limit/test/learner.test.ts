@@ -8,6 +8,21 @@ function at(o: Partial<ConstructorParameters<typeof LimitLearner>[0]> = {}) {
   return { l, advance: (ms: number) => (t += ms) };
 }
 
+/** A learner whose calls go out at the pace it sets: `run(seconds)`. */
+function atPace() {
+  const { l, advance } = at();
+  const run = (seconds: number) => {
+    for (let s = 0; s < seconds; s++) {
+      const n = Math.round(l.limits().requestsPerMinute! / 60);
+      for (let i = 0; i < n; i++) {
+        advance(1_000 / n);
+        l.admitted(10);
+      }
+    }
+  };
+  return { l, run };
+}
+
 describe('LimitLearner', () => {
   it('paces at 0.995 of the limits the provider states, under the configured cap', () => {
     const { l } = at({ configured: { requestsPerMinute: 500 } });
@@ -99,16 +114,7 @@ describe('LimitLearner', () => {
   });
 
   it('probes above a limit only a 429 stated: back at once if it still holds, and less often', () => {
-    const { l, advance } = at();
-    const run = (seconds: number) => {
-      for (let s = 0; s < seconds; s++) {
-        const n = Math.round(l.limits().requestsPerMinute! / 60);
-        for (let i = 0; i < n; i++) {
-          advance(1_000 / n);
-          l.admitted(10);
-        }
-      }
-    };
+    const { l, run } = atPace();
     l.learn({ requestsPerMinute: 2_400 }); // in a 429's body
     expect(l.limits().requestsPerMinute).toBe(2_388);
     run(11); // a clean 10 s at the limit: probe a tenth above it
@@ -123,16 +129,7 @@ describe('LimitLearner', () => {
   });
 
   it('finds a raised limit only a 429 states: steps of 1.1, 1.2, 1.4, 1.8, 2.6 until a 429 says it', () => {
-    const { l, advance } = at();
-    const run = (seconds: number) => {
-      for (let s = 0; s < seconds; s++) {
-        const n = Math.round(l.limits().requestsPerMinute! / 60);
-        for (let i = 0; i < n; i++) {
-          advance(1_000 / n);
-          l.admitted(10);
-        }
-      }
-    };
+    const { l, run } = atPace();
     l.learn({ requestsPerMinute: 2_400 });
     // The provider now allows 4,800: every probe step goes through, a step each clean 10 s.
     const seen: number[] = [];

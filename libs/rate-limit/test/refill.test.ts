@@ -89,17 +89,21 @@ describe('LimitLearner with remaining-only headers', () => {
     return { refused, perMinute: (tokens * 60_000) / ms };
   }
 
-  it('measures the refill, then paces so that the whole of it is used with room left in the bucket', () => {
-    const clock = { t: 1_000_000 };
-    const l = new LimitLearner({ configured: {}, now: () => clock.t });
-    const b = bucket(600_000);
-    // Faster than the limit: the bucket drains and the learner measures the refill.
+  /** Calls faster than the limit for 6.4 s: the bucket drains and the learner measures the refill. */
+  function drain(l: LimitLearner, b: ReturnType<typeof bucket>, clock: { t: number }) {
     for (let i = 0; i < 400; i++) {
       clock.t += 16;
       const s = l.sent(200);
       l.admitted(200);
       l.remaining(s, { tokens: b.take(clock.t, 200)! });
     }
+  }
+
+  it('measures the refill, then paces so that the whole of it is used with room left in the bucket', () => {
+    const clock = { t: 1_000_000 };
+    const l = new LimitLearner({ configured: {}, now: () => clock.t });
+    const b = bucket(600_000);
+    drain(l, b, clock);
     expect(l.mode).toBe('measured');
     // The bucket is still fuller than the 30 % kept: above the refill, to use what it holds.
     const first = l.limits().tokensPerMinute! / 600_000;
@@ -117,12 +121,7 @@ describe('LimitLearner with remaining-only headers', () => {
     const clock = { t: 1_000_000 };
     const l = new LimitLearner({ configured: {}, now: () => clock.t });
     let b = bucket(600_000);
-    for (let i = 0; i < 400; i++) {
-      clock.t += 16;
-      const s = l.sent(200);
-      l.admitted(200);
-      l.remaining(s, { tokens: b.take(clock.t, 200)! });
-    }
+    drain(l, b, clock);
     paced(l, b, clock, 30_000);
     b = bucket(1_200_000); // doubled (and full)
     paced(l, b, clock, 80_000);
