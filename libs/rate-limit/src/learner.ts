@@ -43,6 +43,8 @@ export interface LimitLearnerOptions {
 }
 
 const statedBurstMs = 250;
+/** Weight of each report in the prompt tokens' calibration (a moving average over ~20 calls). */
+const promptCalibration = 0.05;
 /** How much a measured pace moves with the bucket's level (see limits()). */
 const levelGain = 0.5;
 /**
@@ -80,6 +82,8 @@ export class LimitLearner {
   /** Of the measured rates; reset to measuredPace by each new measure. */
   private measuredShare: number;
   private measuredSince = -Infinity;
+  /** Prompt tokens a character / 4 costs, as the provider reports them. */
+  private promptRatio = 1;
   private sentRequests = 0;
   private sentTokens = 0;
   private readonly growth: number;
@@ -169,6 +173,25 @@ export class LimitLearner {
       default:
         return { ...c, requestsPerMinute: Math.max(1, Math.floor(this.probeRpm)) };
     }
+  }
+
+  /**
+   * Tokens to reserve for a call: its prompt's characters / 4, times what the provider's reported
+   * usage says a character of this model's prompts costs (calibrated), plus `maxTokens`.
+   */
+  estimate(chars: number, maxTokens: number): number {
+    return Math.ceil((chars / 4) * this.promptRatio) + maxTokens;
+  }
+
+  /**
+   * The provider reported `promptTokens` for a prompt of `chars` characters: calibrates estimate().
+   * A moving average of the ratio to characters / 4 (within ¼ and 4), so that text which costs more
+   * tokens a character (code, CJK) is reserved at what it costs.
+   */
+  reported(chars: number, promptTokens: number): void {
+    if (!(chars > 0) || !(promptTokens > 0)) return;
+    const ratio = Math.min(4, Math.max(0.25, promptTokens / (chars / 4)));
+    this.promptRatio += promptCalibration * (ratio - this.promptRatio);
   }
 
   /**

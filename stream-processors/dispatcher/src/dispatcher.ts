@@ -303,8 +303,8 @@ export class Dispatcher {
     }
     const bucket = `${this.o.provider}:${request.model}:${this.o.keyId}`;
     const chars = request.messages.reduce((n, m) => n + m.content.length, 0);
-    const tokens = Math.ceil(chars / 4) + (request.parameters.maxTokens ?? this.o.defaultMaxTokens);
     const learner = this.learner(request.model);
+    const tokens = learner.estimate(chars, request.parameters.maxTokens ?? this.o.defaultMaxTokens);
     this.tokensPerCall = this.tokensPerCall === 0 ? tokens : 0.99 * this.tokensPerCall + 0.01 * tokens;
     const probe = await this.throughBreaker();
     let history = task.history;
@@ -342,6 +342,7 @@ export class Dispatcher {
         history = [...history, { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs }];
         this.inFlightCap.record(now() - at);
         learner.admitted(tokens);
+        learner.reported(chars, result.usage.promptTokens);
         learner.remaining(stamp, { requests: result.rate.remainingRequests, tokens: result.rate.remainingTokens });
         this.notePace(request.model);
         break;
