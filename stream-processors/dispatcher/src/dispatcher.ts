@@ -49,6 +49,8 @@ export interface DispatcherOptions {
   sessionTimeoutMs?: number;
   /** A lane consumer with no fetch for this long is replaced (kafkajs can hang after resets). @default 45000 */
   consumerStallMs?: number;
+  /** A 429 asking to wait longer than this parks the lane (the key is quota-blocked). @default 30000 */
+  parkAfterMs?: number;
   /** When the lane pauses for a provider outage (see OutageBreaker for the defaults). */
   breaker?: OutageBreakerOptions;
   /** The fault suite's crash point (SLUICE_CRASH_POINT); absent in normal runs. */
@@ -65,8 +67,8 @@ interface Task {
 }
 
 const now = () => Date.now();
-/** A 429 whose wait is at most this is waited out in place, the prompt keeping its call slot. */
-const inPlaceRetryMaxMs = 30_000;
+/** The longest a lane stays parked before a call tries the provider again. */
+const maxParkMs = 3_600_000;
 /** 429s one prompt may wait out in place before it goes to the delay topics. */
 const maxRateLimitedWaits = 20;
 
@@ -106,9 +108,14 @@ export class Dispatcher {
   /** Opens when the provider fails across the board; the lane is paused while it is not closed. */
   readonly breaker: OutageBreaker;
   private laneHeld = false;
+  /** Until when the lane is parked for a quota-blocked key (0: not parked). */
+  private parkedUntil = 0;
+  private parkTimer: NodeJS.Timeout | undefined;
   private releaseTimer: NodeJS.Timeout | undefined;
   /** Per model: the limits stated, configured or probed, and what to pace at. */
   private readonly learners = new Map<string, LimitLearner>();
+  /** Per bucket: the last call queued for a grant (see inTurn). */
+  private readonly turns = new Map<string, Promise<void>>();
   private readonly paceLogged = new Map<string, { mode: string; rpm?: number; tpm?: number; at: number }>();
 
   constructor(options: DispatcherOptions) {
@@ -120,6 +127,7 @@ export class Dispatcher {
       groupId: `sluice-dispatcher-${options.provider}`,
       sessionTimeoutMs: 10_000,
       consumerStallMs: 45_000,
+      parkAfterMs: 30_000,
       lanePartitions: 12,
       ...options,
     };
@@ -222,6 +230,7 @@ export class Dispatcher {
     }
     if (this.flushTimer) clearInterval(this.flushTimer);
     clearInterval(this.capTimer);
+    clearTimeout(this.parkTimer);
     clearTimeout(this.releaseTimer);
     await this.commitDirty();
     await this.consumer?.disconnect();
@@ -311,16 +320,7 @@ export class Dispatcher {
     let result: ChatResult;
     let waits = 0;
     for (let attempt = request.attempt + 1; ; attempt++) {
-      let sent: { requests: number; tokens: number };
-      for (;;) {
-        const grant = await this.o.limiter.acquire({ bucket, limits: learner.limits(), tokens });
-        if (grant.granted) {
-          sent = grant.sent;
-          break;
-        }
-        // Waiting here holds one call slot, not the consumer: the batch loop goes on.
-        await new Promise((r) => setTimeout(r, Math.min(grant.retryAfterMs + 5, 30_000)));
-      }
+      const sent = await this.inTurn(bucket, () => this.acquire(bucket, learner, tokens));
       // Stamped with what every replica has sent on the key, which the provider's remaining
       // headers count too.
       const stamp = learner.sent(tokens, sent);
@@ -364,10 +364,12 @@ export class Dispatcher {
           learner.rateLimited();
           this.notePace(request.model);
           if (e.retryAfterMs !== undefined) await this.o.limiter.pause(bucket, e.retryAfterMs);
-          // A short wait is waited out here, the prompt keeping its call slot (no trip through
-          // the delay topics); a long one (a daily quota, minutes) goes through them instead.
-          // 429s are the limit's doing, not the prompt's: they do not use up its attempts.
-          if (++waits <= maxRateLimitedWaits && (e.retryAfterMs ?? 1_000) <= inPlaceRetryMaxMs) continue;
+          // A long wait (minutes, a daily quota) parks the lane: no more prompts are read to meet
+          // the same 429, nor sent round the delay topics. Either way the prompt waits here,
+          // keeping its call slot, until the bucket admits it again. 429s are the limit's doing,
+          // not the prompt's: they do not use up its attempts.
+          if ((e.retryAfterMs ?? 0) > this.o.parkAfterMs) this.park(e.retryAfterMs!, request.model);
+          if (++waits <= maxRateLimitedWaits) continue;
         }
         const t = { ...task, history };
         if (e.retryable && attempt - Math.min(waits, maxRateLimitedWaits) < this.o.maxAttempts) {
@@ -389,6 +391,38 @@ export class Dispatcher {
       latencyMs: result.latencyMs,
       body: result.body,
     });
+  }
+
+  /** Asks the shared limiter until it grants `tokens` on `bucket`; returns what it counted. */
+  private async acquire(
+    bucket: string,
+    learner: LimitLearner,
+    tokens: number,
+  ): Promise<{ requests: number; tokens: number }> {
+    for (;;) {
+      const grant = await this.o.limiter.acquire({ bucket, limits: learner.limits(), tokens });
+      if (grant.granted) return grant.sent;
+      // Waiting here holds one call slot, not the consumer: the batch loop goes on.
+      await new Promise((r) => setTimeout(r, Math.min(grant.retryAfterMs + 5, 30_000)));
+    }
+  }
+
+  /**
+   * Runs `f` after the calls before it on `bucket` have run theirs: the calls waiting for a grant
+   * queue here, and only the first asks Redis. (Each asking for itself, every one would wake when
+   * the bucket had room for one: many Redis calls per grant, and the CPU they cost.)
+   */
+  private inTurn<T>(bucket: string, f: () => Promise<T>): Promise<T> {
+    const mine = (this.turns.get(bucket) ?? Promise.resolve()).then(f);
+    const done = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.turns.set(bucket, done);
+    void done.then(() => {
+      if (this.turns.get(bucket) === done) this.turns.delete(bucket);
+    });
+    return mine;
   }
 
   /**
@@ -443,8 +477,35 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * The key is quota-blocked for `ms`: the lane is held until then (at most an hour, then a call
+   * finds out again), whatever the outage breaker says meanwhile.
+   */
+  private park(ms: number, model: string): void {
+    const until = now() + Math.min(ms, maxParkMs);
+    if (until <= this.parkedUntil) return;
+    this.parkedUntil = until;
+    this.o.log.warn(
+      { lane: this.lane, keyId: this.o.keyId, model, waitMs: ms, until: new Date(until).toISOString() },
+      'key quota-blocked: lane parked until the provider takes calls again',
+    );
+    this.holdLane();
+    clearTimeout(this.parkTimer);
+    this.parkTimer = setTimeout(() => {
+      this.parkedUntil = 0;
+      this.o.log.info({ lane: this.lane, keyId: this.o.keyId }, 'lane unparked');
+      this.releaseLane();
+    }, until - now());
+    this.parkTimer.unref();
+  }
+
+  /** Whether the lane is parked (its key quota-blocked), and until when. */
+  get parked(): { until: number } | undefined {
+    return this.parkedUntil > now() ? { until: this.parkedUntil } : undefined;
+  }
+
   private releaseLane(): void {
-    if (!this.laneHeld) return;
+    if (!this.laneHeld || this.parkedUntil > now()) return;
     this.laneHeld = false;
     // Partitions over their fair share are paused again by the batch loop on their next prompt.
     if (!this.stopping) this.consumer?.resume([{ topic: this.lane }]);

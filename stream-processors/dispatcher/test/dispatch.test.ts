@@ -39,9 +39,9 @@ beforeAll(async () => {
         'sk-slow': { dialect: 'openai', limits: {}, latency: { baseMs: 9_000, perTokenMs: 0, sigma: 0 } },
         'az-key': { dialect: 'azure', limits: { rpm: 6_000, tpm: 1_000_000 } },
         'gm-key': { dialect: 'gemini', limits: { rpm: 6_000 } },
-        // 250 requests/s, a fifth of it taken by a consumer the dispatcher does not see (its
-        // headers state more than is left). 3 % 500s, 1 % hangs; the test places a 2 s burst of
-        // 503s and a 3 s fall of the limit to a fifth (429s).
+        // 250 requests/s, a fifth of it taken by a consumer the dispatcher does not see. 3 % 500s,
+        // 1 % hangs; the test places a 2 s burst of 503s, then empties the bucket by bursts of
+        // its own (429s).
         'sk-volume': {
           dialect: 'openai',
           limits: { rpm: 15_000, burstWindowMs: 1_000 },
@@ -190,11 +190,24 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
         ...volume,
         faults: { ...volume.faults, outages: [{ startMs: sim.sim.elapsed() + 200, durationMs: 2_000 }] },
       });
-      // Then the limit falls to a fifth for 3 s: calls already admitted at the old rate meet 429s.
+      // Then another client empties the key's bucket at once, three times: the dispatcher's
+      // calls meet 429s it could not have foreseen.
       await new Promise((r) => setTimeout(r, 4_000));
-      sim.sim.setLimits('sk-volume', { rpm: 3_000 });
-      await new Promise((r) => setTimeout(r, 3_000));
-      sim.sim.setLimits('sk-volume', { rpm: 15_000 });
+      for (let burst = 0; burst < 3; burst++) {
+        await Promise.all(
+          Array.from({ length: 300 }, () =>
+            fetch(`${sim.url}/v1/chat/completions`, {
+              method: 'POST',
+              headers: { authorization: 'Bearer sk-volume', 'content-type': 'application/json' },
+              body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], max_tokens: 1 }),
+              signal: AbortSignal.timeout(2_000), // the key's hangs hold some for good
+            })
+              .then((r) => r.arrayBuffer())
+              .catch(() => undefined),
+          ),
+        );
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
       const { all, unique } = await outcomes(jobId, n, 240_000);
       expect(unique.size).toBe(n);
       const first = new Map<string, PromptOutcome>();
@@ -303,6 +316,29 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
       expect(all[0]?.error?.message).toMatch(/exceeded your current quota/);
     } finally {
       await d.stop();
+    }
+  }, 90_000);
+
+  it('parks the lane of a key blocked by its daily quota: no more prompts read, none sent round the delay topics', async () => {
+    const { provider, jobId } = await seedJob(300);
+    sim.sim.setKey('sk-daily', { dialect: 'openai', limits: { rpd: 20 } });
+    const d = dispatcher(provider, 'sk-daily', 6_000, { concurrency: 16 });
+    await d.start();
+    try {
+      await waitFor('the lane parked', () => (d.parked ? true : undefined), { timeoutMs: 30_000, intervalMs: 50 });
+      // Until the quota's retry-after (the day's end), at most an hour before a call tries again.
+      expect(d.parked!.until).toBeGreaterThan(Date.now() + 50 * 60_000);
+      const { all } = await outcomes(jobId, 20, 30_000);
+      await new Promise((r) => setTimeout(r, 2_000));
+      const calls = sim.sim.ledger.since(0).filter((r) => r.key === 'sk-daily');
+      expect(calls.filter((r) => r.outcome === 'admitted')).toHaveLength(20);
+      // Only the prompts in flight met the 429: the other 260-odd were not read, so not called.
+      expect(calls.length).toBeLessThanOrEqual(20 + 16 + 2);
+      // The waiting prompts neither failed nor went to the delay topics: 20 outcomes, all results.
+      expect(all.filter((o) => o.status === 'succeeded')).toHaveLength(all.length);
+      expect(new Set(all.map((o) => o.promptId)).size).toBe(20);
+    } finally {
+      await d.stop(2_000);
     }
   }, 90_000);
 
