@@ -153,10 +153,11 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
         replicationFactor: s.replicationFactor ?? 1,
         configEntries: Object.entries(s.config ?? {}).map(([name, value]) => ({ name, value })),
       }));
-      // When another replica created a topic between our list and create, kafkajs returns at once
-      // without waiting for its leaders, and a produce or subscribe right after fails with "This
-      // server does not host this topic-partition" (several roles starting on a fresh cluster).
-      await admin.createTopics({ topics, waitForLeaders: true });
+      // kafkajs's own wait for leaders gives up at the first metadata answer that does not know
+      // the topic yet ("This server does not host this topic-partition"), which a broker that has
+      // just started gives for a while after the create; and when another replica created a topic
+      // between our list and create, kafkajs returns at once without waiting. So: our own wait.
+      await admin.createTopics({ topics, waitForLeaders: false });
       await waitForLeaders(
         admin,
         specs.map((s) => s.topic),

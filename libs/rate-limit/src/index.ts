@@ -14,13 +14,21 @@ export interface AcquireRequest {
   limits: BucketLimits;
   /** Tokens reserved: estimated prompt tokens + max_tokens. */
   tokens: number;
+  /**
+   * Of the limits, what this process may use on its own while Redis does not answer: its share of
+   * the replicas (the dispatcher: the lane partitions it owns over all of them). @default 1
+   */
+  share?: number;
 }
 
 export type AcquireResult =
   | {
       granted: true;
-      /** Calls and tokens every replica has been granted on this bucket so far, this one included. */
-      sent: { requests: number; tokens: number };
+      /**
+       * Calls and tokens every replica has been granted on this bucket so far, this one included;
+       * absent when the grant was local (Redis did not answer).
+       */
+      sent?: { requests: number; tokens: number };
     }
   | { granted: false; retryAfterMs: number; reason: 'requests' | 'tokens' | 'paused' };
 
@@ -28,7 +36,16 @@ export interface RateLimiterOptions {
   redis: Redis;
   /** @default "sluice:rl" */
   keyPrefix?: string;
+  /** How long a Redis call may take before the local buckets answer instead. @default 1000 */
+  timeoutMs?: number;
+  /** How often Redis is asked (PING) while the local buckets answer. @default 1000 */
+  retryMs?: number;
+  /** @default Date.now */
+  now?: () => number;
 }
+
+/** Whether the limiter's buckets are Redis's (shared by every replica) or this process's own. */
+export type LimiterState = 'shared' | 'local';
 
 // GCRA on both dimensions at once, on Redis's clock, so every replica shares one bucket.
 // KEYS[1] = bucket hash (fields r, t: theoretical arrival times in µs; p: paused until µs;
@@ -81,26 +98,62 @@ return 1
  * Token buckets for requests and tokens per (provider, model, key), shared by every replica: one
  * Lua script admits a call only when both dimensions admit it, on Redis's clock. A 429's
  * retry-after pauses the bucket for every replica.
+ *
+ * When Redis does not answer (down, unreachable, slower than `timeoutMs`), buckets of this
+ * process's own take over at its `share` of the limits, so that the replicas together still keep
+ * to them. Calls then never wait on Redis: it is asked (PING) every `retryMs` aside from them, and
+ * its buckets take back over once it answers.
  */
 export class RateLimiter {
   private readonly redis: Redis;
   private readonly prefix: string;
+  private readonly timeoutMs: number;
+  private readonly retryMs: number;
+  private readonly now: () => number;
+  private readonly local = new LocalBuckets();
+  /** Whether the local buckets answer (Redis failed and has not answered a PING since). */
+  private onLocal = false;
+  private stateNow: LimiterState = 'shared';
+  /** Why the local buckets took over last (Redis's error), for the caller's log. */
+  lastError: Error | undefined;
+  /** Times the local buckets took over. */
+  fallbacks = 0;
 
   constructor(options: RateLimiterOptions) {
     this.redis = options.redis;
     this.prefix = options.keyPrefix ?? 'sluice:rl';
+    this.timeoutMs = options.timeoutMs ?? 1_000;
+    this.retryMs = options.retryMs ?? 1_000;
+    this.now = options.now ?? Date.now;
+    // ioredis keeps commands while it reconnects; the timeout, not the queue, decides here.
+    this.redis.defineCommand('sluiceAcquire', { numberOfKeys: 1, lua: acquireScript });
+    this.redis.defineCommand('sluicePause', { numberOfKeys: 1, lua: pauseScript });
+  }
+
+  get state(): LimiterState {
+    return this.stateNow;
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
-    const [ok, waitUs, reason, sentRequests, sentTokens] = (await this.redis.eval(
-      acquireScript,
-      1,
-      `${this.prefix}:${req.bucket}`,
-      req.limits.requestsPerMinute ?? 0,
-      req.limits.tokensPerMinute ?? 0,
-      req.limits.burstWindowMs ?? 1_000,
-      Math.max(0, Math.ceil(req.tokens)),
-    )) as [number, number, string, number?, number?];
+    if (this.onLocal) return this.grantLocally(req);
+    const ms = (v: number | undefined) => Math.max(0, Math.ceil(v ?? 0));
+    let reply: [number, number, string, number?, number?];
+    try {
+      reply = (await this.withTimeout(
+        (this.redis as unknown as Scripts).sluiceAcquire(
+          `${this.prefix}:${req.bucket}`,
+          req.limits.requestsPerMinute ?? 0,
+          req.limits.tokensPerMinute ?? 0,
+          req.limits.burstWindowMs ?? 1_000,
+          ms(req.tokens),
+        ),
+      )) as typeof reply;
+    } catch (err) {
+      this.failed(err);
+      return this.grantLocally(req);
+    }
+    this.stateNow = 'shared';
+    const [ok, waitUs, reason, sentRequests, sentTokens] = reply;
     if (ok === 1) return { granted: true, sent: { requests: Number(sentRequests), tokens: Number(sentTokens) } };
     return {
       granted: false,
@@ -109,9 +162,109 @@ export class RateLimiter {
     };
   }
 
-  /** Pauses a bucket for every replica (a provider's retry-after); never shortens a pause. */
+  /**
+   * Pauses a bucket for every replica (a provider's retry-after); never shortens a pause. The
+   * local bucket is paused too, so the pause holds here if Redis does not answer.
+   */
   async pause(bucket: string, ms: number): Promise<void> {
-    await this.redis.eval(pauseScript, 1, `${this.prefix}:${bucket}`, Math.max(0, Math.ceil(ms)));
+    this.local.pause(bucket, ms, this.now());
+    if (this.onLocal) return;
+    try {
+      await this.withTimeout(
+        (this.redis as unknown as Scripts).sluicePause(`${this.prefix}:${bucket}`, Math.max(0, Math.ceil(ms))),
+      );
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  private grantLocally(req: AcquireRequest): AcquireResult {
+    return this.local.acquire(req, this.now());
+  }
+
+  private failed(err: unknown): void {
+    this.lastError = err instanceof Error ? err : new Error(String(err));
+    if (this.stateNow === 'shared') this.fallbacks++;
+    this.stateNow = 'local';
+    if (!this.onLocal) {
+      this.onLocal = true;
+      void this.probe();
+    }
+  }
+
+  /** PINGs Redis every `retryMs` until it answers; then calls go to its buckets again. */
+  private async probe(): Promise<void> {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, this.retryMs).unref());
+      if (this.redis.status === 'end') return; // disconnected for good: stay local
+      try {
+        await this.withTimeout(this.redis.ping());
+        this.onLocal = false;
+        return;
+      } catch (err) {
+        this.lastError = err instanceof Error ? err : new Error(String(err));
+      }
+    }
+  }
+
+  private withTimeout<T>(p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer.unref();
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  }
+}
+
+interface Scripts {
+  sluiceAcquire(key: string, rpm: number, tpm: number, burstMs: number, tokens: number): Promise<unknown>;
+  sluicePause(key: string, ms: number): Promise<unknown>;
+}
+
+/**
+ * The same two-dimension GCRA as the Lua script, in this process, at a share of the limits: what
+ * paces a replica while Redis does not answer. Times in ms on this process's clock.
+ */
+export class LocalBuckets {
+  private readonly buckets = new Map<string, { r: number; t: number; p: number }>();
+
+  acquire(req: AcquireRequest, now: number): AcquireResult {
+    let b = this.buckets.get(req.bucket);
+    if (!b) {
+      b = { r: 0, t: 0, p: 0 };
+      this.buckets.set(req.bucket, b);
+    }
+    if (b.p > now) return { granted: false, retryAfterMs: Math.ceil(b.p - now), reason: 'paused' };
+    const share = Math.min(1, Math.max(0.01, req.share ?? 1));
+    const burstMs = req.limits.burstWindowMs ?? 1_000;
+    const check = (tat: number, perMinute: number | undefined, cost: number) => {
+      if (!perMinute || perMinute <= 0) return { next: undefined, wait: 0 };
+      const rate = perMinute * share;
+      const interval = 60_000 / rate;
+      const capacity = (rate * burstMs) / 60_000;
+      const base = Math.max(tat, now);
+      const used = base - now;
+      const need = Math.min(cost, capacity) * interval;
+      if (used + need > capacity * interval + 0.001)
+        return { next: undefined, wait: used + need - capacity * interval };
+      return { next: base + cost * interval, wait: 0 };
+    };
+    const r = check(b.r, req.limits.requestsPerMinute, 1);
+    if (r.next === undefined && r.wait > 0)
+      return { granted: false, retryAfterMs: Math.ceil(r.wait), reason: 'requests' };
+    const t = check(b.t, req.limits.tokensPerMinute, Math.max(0, Math.ceil(req.tokens)));
+    if (t.next === undefined && t.wait > 0)
+      return { granted: false, retryAfterMs: Math.ceil(t.wait), reason: 'tokens' };
+    if (r.next !== undefined) b.r = r.next;
+    if (t.next !== undefined) b.t = t.next;
+    return { granted: true };
+  }
+
+  pause(bucket: string, ms: number, now: number): void {
+    const b = this.buckets.get(bucket) ?? { r: 0, t: 0, p: 0 };
+    b.p = Math.max(b.p, now + Math.max(0, ms));
+    this.buckets.set(bucket, b);
   }
 }
 export {

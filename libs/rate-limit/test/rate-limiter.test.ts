@@ -1,7 +1,7 @@
-import { stackSettings, uniqueName } from '@sluice/testing';
+import { FaultProxy, freePort, stackSettings, uniqueName } from '@sluice/testing';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RateLimiter } from '../src/index.js';
+import { LocalBuckets, RateLimiter } from '../src/index.js';
 
 describe('RateLimiter on real Redis', () => {
   const a = new Redis(stackSettings().redisUrl);
@@ -56,5 +56,78 @@ describe('RateLimiter on real Redis', () => {
     // Other buckets go on.
     expect(await two.acquire({ bucket: 'azure:gpt-4o:k3', limits, tokens: 1 })).toMatchObject({ granted: true });
     expect(await replicaA.acquire({ bucket: 'azure:gpt-4o:k2', limits, tokens: 1 })).toMatchObject({ granted: true });
+  });
+});
+
+describe('RateLimiter when Redis does not answer (real Redis behind a fault proxy)', () => {
+  it("paces at this replica's share of the limits meanwhile, then shares Redis's buckets again", async () => {
+    const target = new URL(stackSettings().redisUrl);
+    const port = await freePort(21_000, 22_000);
+    const proxy = new FaultProxy(
+      { host: '127.0.0.1', port },
+      { host: target.hostname, port: Number(target.port || 6379) },
+    );
+    await proxy.start();
+    const redis = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
+    const limiter = new RateLimiter({ redis, keyPrefix: uniqueName('rl-down'), timeoutMs: 300, retryMs: 500 });
+    // 600 rpm, 1 s window: 10 at once shared; a third of it (one replica of three) is 3 at once.
+    const limits = { requestsPerMinute: 600, burstWindowMs: 1_000 };
+    const burst = async (bucket: string, n: number) => {
+      const out = [];
+      for (let i = 0; i < n; i++) out.push(await limiter.acquire({ bucket, limits, tokens: 0, share: 1 / 3 }));
+      return out;
+    };
+    try {
+      const shared = await burst('openai:m:k', 12);
+      expect(shared.filter((r) => r.granted)).toHaveLength(10);
+      expect(shared[0]).toMatchObject({ granted: true, sent: { requests: 1, tokens: 0 } });
+      expect(limiter.state).toBe('shared');
+
+      proxy.mode = 'blackhole';
+      const t0 = Date.now();
+      const local = await burst('openai:m:k2', 5);
+      // The first call waited out the timeout, then the local bucket answered: a third of 10 at once.
+      expect(Date.now() - t0).toBeLessThan(2_000);
+      expect(limiter.state).toBe('local');
+      expect(limiter.fallbacks).toBe(1);
+      expect(limiter.lastError?.message).toMatch(/did not answer within 300 ms/);
+      expect(local.filter((r) => r.granted)).toHaveLength(3);
+      expect(local[0]).toEqual({ granted: true });
+      const refused = local[3]!;
+      // A third of 600 rpm holds 3.3 calls, one every 300 ms: the 4th fits about 200 ms on.
+      expect(!refused.granted && refused.reason).toBe('requests');
+      expect(!refused.granted && refused.retryAfterMs).toBeGreaterThan(100);
+      expect(!refused.granted && refused.retryAfterMs).toBeLessThanOrEqual(300);
+      // A provider's retry-after holds locally too.
+      await limiter.pause('openai:m:k3', 5_000);
+      expect(await limiter.acquire({ bucket: 'openai:m:k3', limits, tokens: 0 })).toMatchObject({
+        granted: false,
+        reason: 'paused',
+      });
+
+      proxy.mode = 'pass';
+      await new Promise((r) => setTimeout(r, 600));
+      const back = await limiter.acquire({ bucket: 'openai:m:k4', limits, tokens: 0 });
+      expect(back).toEqual({ granted: true, sent: { requests: 1, tokens: 0 } });
+      expect(limiter.state).toBe('shared');
+    } finally {
+      redis.disconnect();
+      await proxy.stop();
+    }
+  }, 30_000);
+});
+
+describe('LocalBuckets', () => {
+  it('admits both dimensions at the share given, as the shared script does', () => {
+    const b = new LocalBuckets();
+    const limits = { requestsPerMinute: 6_000, tokensPerMinute: 60_000, burstWindowMs: 1_000 };
+    // Half of 1,000 tokens a second: 500 held; 400 fits, another 400 waits 300 ms of refill.
+    expect(b.acquire({ bucket: 'x', limits, tokens: 400, share: 0.5 }, 0)).toEqual({ granted: true });
+    expect(b.acquire({ bucket: 'x', limits, tokens: 400, share: 0.5 }, 0)).toEqual({
+      granted: false,
+      retryAfterMs: 600,
+      reason: 'tokens',
+    });
+    expect(b.acquire({ bucket: 'x', limits, tokens: 400, share: 0.5 }, 600)).toEqual({ granted: true });
   });
 });

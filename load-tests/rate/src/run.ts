@@ -1,8 +1,8 @@
 /**
- * npm run bench:rate -- [--quick] [--only a,b] [--json FILE] [--cookbook FILE]
+ * npm run bench:rate -- [--quick] [--only a,b] [--json FILE] [--cookbook FILE] [--serial]
  *
- * Rate control side by side: for each workload, each contender in turn on a fresh simulator key
- * with the same limits, schedule, seed and prompt stream. Every figure comes from the simulator's
+ * Rate control side by side: for each workload, every contender at once (--serial: in turn), each
+ * on a fresh simulator key with the same limits, schedule, seed and prompt stream. Every figure comes from the simulator's
  * ledger. Writes JSON, prints a markdown table, and draws a PNG per workload.
  */
 import { randomBytes } from 'node:crypto';
@@ -36,6 +36,8 @@ const { values: args } = parseArgs({
     json: { type: 'string', default: join(root, 'load-tests/results/rate.json') },
     charts: { type: 'string', default: join(root, 'load-tests/results/rate') },
     cookbook: { type: 'string', default: process.env['SLUICE_COOKBOOK_SCRIPT'] },
+    // One contender after another instead of all at once (each on its own key either way).
+    serial: { type: 'boolean', default: false },
   },
 });
 
@@ -199,20 +201,20 @@ async function runOne(w: Workload, contender: ContenderName): Promise<Result> {
 try {
   for (const w of chosen) {
     console.log(`\n${w.name}: ${w.what}`);
+    const runs = contenders.filter((c) => c !== 'cookbook' || w.dialect !== 'gemini');
+    if (runs.length < contenders.length) console.log('  cookbook not run: it speaks the OpenAI API only');
+    // Side by side: the contenders run at once, each on its own key, so that they share the
+    // machine's noise; --serial runs them one after another.
     const mine: Result[] = [];
-    for (const c of contenders) {
-      if (c === 'cookbook' && w.dialect === 'gemini') {
-        console.log('  cookbook not run: it speaks the OpenAI API only');
-        continue;
-      }
-      const r = await runOne(w, c);
-      mine.push(r);
+    if (args.serial) for (const c of runs) mine.push(await runOne(w, c));
+    else mine.push(...(await Promise.all(runs.map((c) => runOne(w, c)))));
+    for (const r of mine) {
       results.push(r);
       const ph = r.figures.phases
         .map((p) => `${p.utilization.toFixed(3)}${p.convergeS === null ? '' : ` (${p.convergeS} s)`}`)
         .join(' / ');
       console.log(
-        `  ${c.padEnd(8)} utilization ${ph}; 429s per 10k ${r.figures.rateLimitedPer10k}; ` +
+        `  ${r.contender.padEnd(8)} utilization ${ph}; 429s per 10k ${r.figures.rateLimitedPer10k}; ` +
           `${r.figures.requests} requests; CPU ${r.cpuSecondsPer1000} s per 1,000`,
       );
     }
@@ -258,6 +260,7 @@ writeFileSync(
     {
       at: new Date().toISOString(),
       quick: args.quick,
+      serial: args.serial,
       cookbook: args.cookbook
         ? 'api_request_parallel_processor.py as given, tiktoken replaced by peer/tiktoken.py (ceil(chars / 4))'
         : 'not run: no script given (--cookbook FILE)',

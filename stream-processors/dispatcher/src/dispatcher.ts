@@ -116,6 +116,13 @@ export class Dispatcher {
   private readonly learners = new Map<string, LimitLearner>();
   /** Per bucket: the last call queued for a grant (see inTurn). */
   private readonly turns = new Map<string, Promise<void>>();
+  /** Partitions of the lane topic, and how many this process owns (after its first join). */
+  private lanePartitionCount = 0;
+  private owned: number | undefined;
+  private limiterState: 'shared' | 'local' = 'shared';
+  /** Whether the last job status read failed (logged once per episode). */
+  private statusUnread = false;
+  private statusReading = false;
   private readonly paceLogged = new Map<string, { mode: string; rpm?: number; tpm?: number; at: number }>();
 
   constructor(options: DispatcherOptions) {
@@ -141,6 +148,7 @@ export class Dispatcher {
 
   async start(): Promise<void> {
     await this.o.kafka.ensureTopics([...tierTopics(), { topic: this.lane, partitions: this.o.lanePartitions }]);
+    this.lanePartitionCount = await this.partitionsOf(this.lane);
     await this.producer.connect();
     await this.startConsumer();
     this.flushTimer = setInterval(() => void this.commitDirty(), 200);
@@ -165,9 +173,10 @@ export class Dispatcher {
     this.consumer = consumer;
     // A new assignment starts from the committed offsets: fresh trackers. Calls still running for
     // the old assignment finish and produce their outcomes (the sink keeps the first per prompt).
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       if (generation !== this.generation) return;
       this.joins++;
+      this.owned = payload.memberAssignment[this.lane]?.length ?? 0;
       this.trackers = new Map();
       this.dirty.clear();
       // Pauses do not outlive an assignment here: partitions start unpaused and earn their share.
@@ -235,6 +244,17 @@ export class Dispatcher {
     await this.commitDirty();
     await this.consumer?.disconnect();
     await this.producer.disconnect();
+  }
+
+  private async partitionsOf(topic: string): Promise<number> {
+    const admin = this.o.kafka.admin();
+    await admin.connect();
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+      return topics[0]?.partitions.length ?? 0;
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   private tracker(partition: number): OffsetTracker {
@@ -322,8 +342,9 @@ export class Dispatcher {
     for (let attempt = request.attempt + 1; ; attempt++) {
       const sent = await this.inTurn(bucket, () => this.acquire(bucket, learner, tokens));
       // Stamped with what every replica has sent on the key, which the provider's remaining
-      // headers count too.
-      const stamp = learner.sent(tokens, sent);
+      // headers count too. A local grant (Redis did not answer) knows only this process's count:
+      // its answer's remaining headers are not measured against it.
+      const stamp = sent ? learner.sent(tokens, sent) : undefined;
       const at = now();
       try {
         result = await this.o.adapter.chat({
@@ -343,7 +364,8 @@ export class Dispatcher {
         this.inFlightCap.record(now() - at);
         learner.admitted(tokens);
         learner.reported(chars, result.usage.promptTokens);
-        learner.remaining(stamp, { requests: result.rate.remainingRequests, tokens: result.rate.remainingTokens });
+        if (stamp)
+          learner.remaining(stamp, { requests: result.rate.remainingRequests, tokens: result.rate.remainingTokens });
         this.notePace(request.model);
         break;
       } catch (err) {
@@ -393,18 +415,45 @@ export class Dispatcher {
     });
   }
 
-  /** Asks the shared limiter until it grants `tokens` on `bucket`; returns what it counted. */
+  /**
+   * Asks the shared limiter until it grants `tokens` on `bucket`; returns what it counted (nothing
+   * when Redis did not answer and this process's share of the limits paced the call instead).
+   */
   private async acquire(
     bucket: string,
     learner: LimitLearner,
     tokens: number,
-  ): Promise<{ requests: number; tokens: number }> {
+  ): Promise<{ requests: number; tokens: number } | undefined> {
     for (;;) {
-      const grant = await this.o.limiter.acquire({ bucket, limits: learner.limits(), tokens });
+      const grant = await this.o.limiter.acquire({ bucket, limits: learner.limits(), tokens, share: this.share() });
+      this.noteLimiter();
       if (grant.granted) return grant.sent;
       // Waiting here holds one call slot, not the consumer: the batch loop goes on.
       await new Promise((r) => setTimeout(r, Math.min(grant.retryAfterMs + 5, 30_000)));
     }
+  }
+
+  /**
+   * This process's share of the lane's limits while the replicas cannot share buckets (Redis does
+   * not answer): the lane partitions it owns over all of them, since partitions are spread evenly
+   * over the replicas. 1 until the first assignment.
+   */
+  private share(): number {
+    if (this.lanePartitionCount === 0 || this.owned === undefined) return 1;
+    return Math.max(1, this.owned) / this.lanePartitionCount;
+  }
+
+  /** Logs when the rate limiter falls back to this process's own buckets, and when it is back. */
+  private noteLimiter(): void {
+    const state = this.o.limiter.state;
+    if (state === this.limiterState) return;
+    this.limiterState = state;
+    if (state === 'local')
+      this.o.log.warn(
+        { lane: this.lane, err: this.o.limiter.lastError, share: this.share() },
+        "rate limiter's Redis does not answer; pacing at this replica's share of the limits",
+      );
+    else this.o.log.info({ lane: this.lane }, "rate limiter's Redis answers again; buckets shared again");
   }
 
   /**
@@ -601,11 +650,44 @@ export class Dispatcher {
     return sendUntilWritten(this.producer, record, { running: () => !this.stopping, log: this.o.log, what });
   }
 
-  /** The job's status from the API's Redis view, cached for a second. */
+  /**
+   * The job's status from the API's Redis view, cached for a second. While Redis does not answer
+   * (within a second), the status last read, if any, and no call waits on Redis: the status is
+   * read again aside, once at a time, so that a cancellation is seen once Redis is back.
+   */
   private async statusOf(jobId: string): Promise<string | undefined> {
     const cached = this.jobStatus.get(jobId);
     if (cached && now() - cached.at < 1_000) return cached.status;
-    const raw = await this.o.redis.get(`sluice:job:${jobId}`);
+    if (this.statusUnread) {
+      if (!this.statusReading) {
+        this.statusReading = true;
+        void this.readStatus(jobId).finally(() => (this.statusReading = false));
+      }
+      return cached?.status;
+    }
+    return this.readStatus(jobId);
+  }
+
+  private async readStatus(jobId: string): Promise<string | undefined> {
+    let raw: string | null;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      raw = await Promise.race([
+        this.o.redis.get(`sluice:job:${jobId}`),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('Redis did not answer within 1000 ms')), 1_000);
+        }),
+      ]);
+    } catch (err) {
+      if (!this.statusUnread)
+        this.o.log.warn({ err, lane: this.lane, jobId }, 'job status unread (Redis); prompts go on');
+      this.statusUnread = true;
+      return this.jobStatus.get(jobId)?.status;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.statusUnread) this.o.log.info({ lane: this.lane }, 'job status read again');
+    this.statusUnread = false;
     const status = raw ? (JSON.parse(raw) as { status: string }).status : 'unknown';
     this.jobStatus.set(jobId, { status, at: now() });
     return status;

@@ -33,6 +33,13 @@ export async function main(): Promise<void> {
   const config = loadDispatcherConfig();
   const log = pino({ name: 'dispatcher', base: { lane: config.lane, keyId: config.keyId } });
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
+  // ioredis reconnects by itself; while it cannot, the rate limiter paces at this replica's share.
+  let redisErrorAt = 0;
+  redis.on('error', (err: Error) => {
+    if (Date.now() - redisErrorAt < 10_000) return;
+    redisErrorAt = Date.now();
+    log.warn({ err }, 'Redis connection failed; reconnecting');
+  });
   const kafka = createKafka({
     brokers: config.kafkaBrokers,
     clientId: `sluice-dispatcher-${config.provider}`,

@@ -6,7 +6,7 @@ import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
 import { createOpenAIAdapter } from '@sluice/providers';
 import { RateLimiter } from '@sluice/rate-limit';
 import { createSchemaCodecs, type PromptOutcome, type PromptRequest, type SchemaCodecs } from '@sluice/schemas';
-import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
+import { FaultProxy, freePort, stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DelayProcessor } from '../../delay/src/delay-processor.js';
 import { Dispatcher, type DispatcherOptions } from '../src/dispatcher.js';
@@ -284,6 +284,59 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
       expect(rejected / late.length).toBeLessThanOrEqual(0.001);
     } finally {
       await Promise.all(replicas.map((r) => r.stop()));
+    }
+  }, 150_000);
+
+  it("keeps two replicas under their key's limit while Redis does not answer, each at its share, and loses no prompt", async () => {
+    const n = 2_400;
+    const { provider, jobId } = await seedJob(n);
+    const target = new URL(s.redisUrl);
+    const address = { host: '127.0.0.1', port: await freePort(22_000, 23_000) };
+    const proxy = new FaultProxy(address, { host: target.hostname, port: Number(target.port || 6379) });
+    await proxy.start();
+    const groupId = uniqueName('pair-down');
+    const keyPrefix = uniqueName('rl-down');
+    const clients = [0, 1].map(() => new Redis({ ...address, maxRetriesPerRequest: 1 }));
+    const limiters = clients.map((c) => new RateLimiter({ redis: c, keyPrefix }));
+    const t0 = sim.sim.elapsed();
+    const replicas = clients.map((c, i) =>
+      dispatcher(provider, 'sk-pair', 6_000, {
+        groupId,
+        redis: c,
+        limiter: limiters[i]!,
+        concurrency: 16,
+        callTimeoutMs: 5_000,
+      }),
+    );
+    await Promise.all(replicas.map((r) => r.start()));
+    try {
+      const rows = () => sim.sim.ledger.since(0).filter((r) => r.key === 'sk-pair' && r.t >= t0);
+      await waitFor('a quarter of the prompts called', () => (rows().length >= n / 4 ? true : undefined), {
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      });
+      proxy.mode = 'blackhole';
+      const cutAt = sim.sim.elapsed();
+      await new Promise((r) => setTimeout(r, 8_000));
+      proxy.mode = 'pass';
+      const restoredAt = sim.sim.elapsed();
+      const { all, unique } = await outcomes(jobId, n, 120_000);
+      // Every prompt succeeded (outcomes of prompts read again after the second replica joined
+      // are repeats the sink drops: it keeps the first per prompt).
+      expect(unique.size).toBe(n);
+      expect(all.every((o) => o.status === 'succeeded')).toBe(true);
+      // Both replicas fell back to their own buckets and shared Redis's again afterwards.
+      expect(limiters.map((l) => l.fallbacks)).toEqual([1, 1]);
+      expect(limiters.map((l) => l.state)).toEqual(['shared', 'shared']);
+      // Meanwhile the provider kept being called, within its limit: each replica at half of it.
+      const during = rows().filter((r) => r.t >= cutAt + 1_500 && r.t < restoredAt);
+      expect(during.length).toBeGreaterThan(300);
+      const rejected = during.filter((r) => r.outcome === 'rejected').length;
+      expect(rejected / during.length).toBeLessThanOrEqual(0.01);
+    } finally {
+      await Promise.all(replicas.map((r) => r.stop()));
+      clients.forEach((c) => c.disconnect());
+      await proxy.stop();
     }
   }, 150_000);
 
