@@ -20,6 +20,12 @@ export class InFlightCap {
       window?: number;
       /** p99 assumed before any call has ended. @default 1000 */
       initialP99Ms?: number;
+      /**
+       * Time a slot is held beyond the call itself: producing the outcome, and fetching the next
+       * prompt into a freed slot (a paused partition is read again by the next fetch). Added to
+       * the p99: with calls of a few milliseconds it is most of the time in flight. @default 0
+       */
+      overheadMs?: number;
     },
   ) {}
 
@@ -42,7 +48,7 @@ export class InFlightCap {
   cap(perSecond: number | undefined): number {
     const min = this.o.min ?? 4;
     if (perSecond === undefined || !Number.isFinite(perSecond)) return this.o.max;
-    const law = Math.ceil(perSecond * (this.p99Ms() / 1_000) * (this.o.margin ?? 1.5));
+    const law = Math.ceil(perSecond * ((this.p99Ms() + (this.o.overheadMs ?? 0)) / 1_000) * (this.o.margin ?? 1.5));
     return Math.max(min, Math.min(this.o.max, law));
   }
 }

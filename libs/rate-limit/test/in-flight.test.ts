@@ -20,4 +20,12 @@ describe("InFlightCap (Little's law)", () => {
     expect(fast).toBe(12);
     expect(cap.cap(40)).toBe(1_800);
   });
+
+  it('counts the time a slot is held beyond the call: fast calls at a high rate still get enough slots', () => {
+    const cap = new InFlightCap({ max: 1_000, min: 8, overheadMs: 250 });
+    for (let i = 0; i < 100; i++) cap.record(5);
+    // 100/s × (5 + 250) ms × 1.5 = 38.25: without the overhead, the floor of 8 slots would allow
+    // 8 / 0.255 s ≈ 31 calls a second.
+    expect(cap.cap(100)).toBe(39);
+  });
 });

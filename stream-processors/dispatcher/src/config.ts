@@ -7,12 +7,17 @@ export interface DispatcherConfig {
   schemaRegistryUrl: string;
   /** The lane: openai | azure | gemini | compatible (SLUICE_PROVIDER). */
   provider: 'openai' | 'azure' | 'gemini' | 'compatible';
-  /** The provider API key (SLUICE_PROVIDER_API_KEY); never logged. */
+  /** The provider API key (SLUICE_PROVIDER_API_KEY); never logged. The pool's first key. */
   apiKey: string;
   /** Names the key in buckets and logs (SLUICE_PROVIDER_KEY_ID). @default provider-default */
   keyId: string;
   /** OpenAI / compatible base URL, Azure endpoint, Gemini base URL (SLUICE_PROVIDER_BASE_URL). */
   baseUrl: string | undefined;
+  /**
+   * Every key of the lane's pool: SLUICE_PROVIDER_KEYS, a JSON array of {"id", "apiKey",
+   * "baseUrl"?} (baseUrl defaults to SLUICE_PROVIDER_BASE_URL), else the one key above.
+   */
+  keys: ReadonlyArray<{ keyId: string; apiKey: string; baseUrl: string | undefined }>;
   /** Per model: {"gpt-4o-mini": {"requestsPerMinute": 500, "tokensPerMinute": 200000}} (SLUICE_MODEL_LIMITS). */
   modelLimits: Record<string, BucketLimits>;
   /**
@@ -61,6 +66,34 @@ function crashPoint(env: NodeJS.ProcessEnv): CrashPoint | undefined {
   }
 }
 
+const keysExample =
+  '[{"id": "east", "apiKey": "sk-...", "baseUrl": "https://east.example/v1"}, {"id": "west", "apiKey": "sk-..."}]';
+
+/** SLUICE_PROVIDER_KEYS; errors name the entry, never a key. */
+function poolKeys(raw: string, baseUrl: string | undefined): DispatcherConfig['keys'] {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (e) {
+    throw new DispatcherConfigError(`SLUICE_PROVIDER_KEYS is not JSON (${keysExample}): ${(e as Error).message}`);
+  }
+  if (!Array.isArray(v) || v.length === 0)
+    throw new DispatcherConfigError(`SLUICE_PROVIDER_KEYS must be a non-empty JSON array: ${keysExample}`);
+  const seen = new Set<string>();
+  return v.map((entry: unknown, i) => {
+    const e = (entry ?? {}) as { id?: unknown; apiKey?: unknown; baseUrl?: unknown };
+    if (typeof e.id !== 'string' || e.id === '' || typeof e.apiKey !== 'string' || e.apiKey === '')
+      throw new DispatcherConfigError(
+        `SLUICE_PROVIDER_KEYS[${i}] needs a string "id" (names the key in buckets and logs) and a string "apiKey": ${keysExample}`,
+      );
+    if (e.baseUrl !== undefined && typeof e.baseUrl !== 'string')
+      throw new DispatcherConfigError(`SLUICE_PROVIDER_KEYS[${i}] ("${e.id}"): "baseUrl" must be a string URL`);
+    if (seen.has(e.id)) throw new DispatcherConfigError(`SLUICE_PROVIDER_KEYS[${i}]: the id "${e.id}" is used twice`);
+    seen.add(e.id);
+    return { keyId: e.id, apiKey: e.apiKey, baseUrl: (e.baseUrl as string | undefined) || baseUrl };
+  });
+}
+
 /** The only reader of process.env for the dispatcher process. */
 export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): DispatcherConfig {
   const provider = required(env, 'SLUICE_PROVIDER', `the lane to serve, one of ${providers.join(', ')}`);
@@ -77,6 +110,20 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
       );
     }
   }
+  const baseUrl = env['SLUICE_PROVIDER_BASE_URL'] || undefined;
+  const keys = env['SLUICE_PROVIDER_KEYS']
+    ? poolKeys(env['SLUICE_PROVIDER_KEYS'], baseUrl)
+    : [
+        {
+          keyId: env['SLUICE_PROVIDER_KEY_ID'] ?? `${provider}-default`,
+          apiKey: required(
+            env,
+            'SLUICE_PROVIDER_API_KEY',
+            "the provider's API key (or SLUICE_PROVIDER_KEYS for a pool)",
+          ),
+          baseUrl,
+        },
+      ];
   return Object.freeze({
     kafkaBrokers: required(env, 'SLUICE_KAFKA_BROKERS', 'run `npm run stack:up` and source .sluice/stack.env').split(
       ',',
@@ -88,9 +135,10 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
       'run `npm run stack:up` and source .sluice/stack.env',
     ),
     provider: provider as DispatcherConfig['provider'],
-    apiKey: required(env, 'SLUICE_PROVIDER_API_KEY', "the provider's API key"),
-    keyId: env['SLUICE_PROVIDER_KEY_ID'] ?? `${provider}-default`,
-    baseUrl: env['SLUICE_PROVIDER_BASE_URL'] || undefined,
+    apiKey: keys[0]!.apiKey,
+    keyId: keys[0]!.keyId,
+    baseUrl: keys[0]!.baseUrl,
+    keys,
     modelLimits,
     concurrency: int(env, 'SLUICE_DISPATCH_CONCURRENCY', 512),
     callTimeoutMs: int(env, 'SLUICE_CALL_TIMEOUT_MS', 60_000),

@@ -25,9 +25,14 @@ export interface DispatcherOptions {
   limiter: RateLimiter;
   /** The lane: prompts come from sluice.requests.<provider>. */
   provider: string;
-  adapter: ProviderAdapter;
+  adapter?: ProviderAdapter;
   /** Names the API key in bucket names and logs; never the key itself. */
-  keyId: string;
+  keyId?: string;
+  /**
+   * Several API keys for the lane's models, pooled: each has buckets and learned limits of its
+   * own, and a call takes the next key in turn whose bucket admits it. Instead of adapter + keyId.
+   */
+  keys?: PoolKey[];
   /** Limits per model; a model without limits is not rate-limited here. */
   limits: (model: string) => BucketLimits;
   /** Calls in flight per process, across partitions. @default 64 */
@@ -58,6 +63,17 @@ export interface DispatcherOptions {
   log: Logger;
 }
 
+/** One API key of a pool: how to call with it, and its name in buckets and logs. */
+export interface PoolKey {
+  keyId: string;
+  adapter: ProviderAdapter;
+}
+
+interface KeyState extends PoolKey {
+  /** Until when the key is quota-blocked (0: not). */
+  parkedUntil: number;
+}
+
 interface Task {
   request: PromptRequest;
   history: Attempt[];
@@ -71,6 +87,8 @@ const now = () => Date.now();
 const maxParkMs = 3_600_000;
 /** 429s one prompt may wait out in place before it goes to the delay topics. */
 const maxRateLimitedWaits = 20;
+/** How long a fetch of the lane waits for records. */
+const fetchWaitMs = 200;
 
 /**
  * The dispatcher of one provider lane. Many calls run at once per partition; offsets are committed
@@ -80,10 +98,15 @@ const maxRateLimitedWaits = 20;
  * goes to a delay topic for another attempt.
  */
 export class Dispatcher {
-  private readonly o: Required<Omit<DispatcherOptions, 'groupId' | 'breaker' | 'crash'>> & {
+  private readonly o: Required<
+    Omit<DispatcherOptions, 'groupId' | 'breaker' | 'crash' | 'adapter' | 'keyId' | 'keys'>
+  > & {
     groupId: string;
     crash?: CrashPoint;
   };
+  private readonly keys: KeyState[];
+  /** The pool's next key to ask first (round robin). */
+  private nextKey = 0;
   private readonly lane: string;
   private consumer: Consumer | undefined;
   private generation = 0;
@@ -112,9 +135,9 @@ export class Dispatcher {
   private parkedUntil = 0;
   private parkTimer: NodeJS.Timeout | undefined;
   private releaseTimer: NodeJS.Timeout | undefined;
-  /** Per model: the limits stated, configured or probed, and what to pace at. */
+  /** Per bucket (model and key): the limits stated, configured or probed, and what to pace at. */
   private readonly learners = new Map<string, LimitLearner>();
-  /** Per bucket: the last call queued for a grant (see inTurn). */
+  /** Per model: the last call queued for a grant (see inTurn). */
   private readonly turns = new Map<string, Promise<void>>();
   /** Partitions of the lane topic, and how many this process owns (after its first join). */
   private lanePartitionCount = 0;
@@ -139,8 +162,18 @@ export class Dispatcher {
       ...options,
     };
     this.lane = `sluice.requests.${options.provider}`;
+    const keys =
+      options.keys ?? (options.adapter && options.keyId ? [{ keyId: options.keyId, adapter: options.adapter }] : []);
+    if (keys.length === 0) throw new Error('a dispatcher needs an API key: give adapter and keyId, or keys');
+    this.keys = keys.map((k) => ({ ...k, parkedUntil: 0 }));
     this.producer = options.kafka.producer();
-    this.inFlightCap = new InFlightCap({ max: this.o.concurrency, min: Math.min(8, this.o.concurrency) });
+    // A slot is held for the call, the outcome's produce (a few ms) and, once freed, until the next
+    // fetch of its paused partition brings a prompt (up to the fetch wait).
+    this.inFlightCap = new InFlightCap({
+      max: this.o.concurrency,
+      min: Math.min(8, this.o.concurrency),
+      overheadMs: fetchWaitMs + 50,
+    });
     // Until the first pace is known: a modest number of slots (resizeSlots() takes over).
     this.fair = new FairShare(Math.min(16, this.o.concurrency));
     this.breaker = new OutageBreaker(options.breaker);
@@ -168,7 +201,7 @@ export class Dispatcher {
       sessionTimeout: this.o.sessionTimeoutMs,
       heartbeatInterval: Math.max(500, Math.floor(this.o.sessionTimeoutMs / 10)),
       // Short fetch waits: a partition resumed after backpressure is fetched again at once.
-      maxWaitTimeInMs: 200,
+      maxWaitTimeInMs: fetchWaitMs,
     });
     this.consumer = consumer;
     // A new assignment starts from the committed offsets: fresh trackers. Calls still running for
@@ -330,24 +363,26 @@ export class Dispatcher {
         lineNumber: null,
       });
     }
-    const bucket = `${this.o.provider}:${request.model}:${this.o.keyId}`;
     const chars = request.messages.reduce((n, m) => n + m.content.length, 0);
-    const learner = this.learner(request.model);
-    const tokens = learner.estimate(chars, request.parameters.maxTokens ?? this.o.defaultMaxTokens);
+    // Reservations are estimated by the first key's learner, which every answer calibrates.
+    const calibration = this.learner(request.model, this.keys[0]!);
+    const tokens = calibration.estimate(chars, request.parameters.maxTokens ?? this.o.defaultMaxTokens);
     this.tokensPerCall = this.tokensPerCall === 0 ? tokens : 0.99 * this.tokensPerCall + 0.01 * tokens;
     const probe = await this.throughBreaker();
     let history = task.history;
     let result: ChatResult;
     let waits = 0;
     for (let attempt = request.attempt + 1; ; attempt++) {
-      const sent = await this.inTurn(bucket, () => this.acquire(bucket, learner, tokens));
+      const { key, sent } = await this.inTurn(request.model, () => this.acquire(request.model, tokens));
+      const bucket = this.bucketOf(request.model, key);
+      const learner = this.learner(request.model, key);
       // Stamped with what every replica has sent on the key, which the provider's remaining
       // headers count too. A local grant (Redis did not answer) knows only this process's count:
       // its answer's remaining headers are not measured against it.
       const stamp = sent ? learner.sent(tokens, sent) : undefined;
       const at = now();
       try {
-        result = await this.o.adapter.chat({
+        result = await key.adapter.chat({
           model: request.model,
           messages: request.messages,
           maxTokens: request.parameters.maxTokens,
@@ -363,10 +398,10 @@ export class Dispatcher {
         history = [...history, { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs }];
         this.inFlightCap.record(now() - at);
         learner.admitted(tokens);
-        learner.reported(chars, result.usage.promptTokens);
+        calibration.reported(chars, result.usage.promptTokens);
         if (stamp)
           learner.remaining(stamp, { requests: result.rate.remainingRequests, tokens: result.rate.remainingTokens });
-        this.notePace(request.model);
+        this.learn(request.model, key, result.rate, true);
         break;
       } catch (err) {
         this.o.crash?.reached('dispatcher.after-call');
@@ -379,19 +414,26 @@ export class Dispatcher {
           { attempt, at, outcome: e.kind, code: e.code, message: e.message.slice(0, 500), latencyMs: now() - at },
         ];
         this.inFlightCap.record(now() - at);
-        this.learn(request.model, e.rate, false);
+        this.learn(request.model, key, e.rate, false);
         if (e.kind === 'transient') this.recordOutcome('transient', probe);
         else this.recordOutcome('ok', probe); // the provider answered: it is up
         if (e.kind === 'rate_limited') {
           learner.rateLimited();
-          this.notePace(request.model);
+          this.notePace(request.model, key);
           if (e.retryAfterMs !== undefined) await this.o.limiter.pause(bucket, e.retryAfterMs);
-          // A long wait (minutes, a daily quota) parks the lane: no more prompts are read to meet
-          // the same 429, nor sent round the delay topics. Either way the prompt waits here,
-          // keeping its call slot, until the bucket admits it again. 429s are the limit's doing,
-          // not the prompt's: they do not use up its attempts.
-          if ((e.retryAfterMs ?? 0) > this.o.parkAfterMs) this.park(e.retryAfterMs!, request.model);
+          // A long wait (minutes, a daily quota) parks the key, and the lane once every key of the
+          // pool is parked: no more prompts are read to meet the same 429, nor sent round the
+          // delay topics. Either way the prompt waits here, keeping its call slot, until a bucket
+          // admits it again. 429s are the limit's doing, not the prompt's: they do not use up
+          // its attempts.
+          if ((e.retryAfterMs ?? 0) > this.o.parkAfterMs) this.park(key, e.retryAfterMs!, request.model);
           if (++waits <= maxRateLimitedWaits) continue;
+        }
+        // A key whose account cannot serve (no credit) leaves the pool for an hour; the prompt
+        // goes on with the others. The last key's refusal is the prompt's error.
+        if (e.kind === 'quota_exhausted' && this.keys.some((k) => k !== key && !this.isParked(k))) {
+          this.park(key, maxParkMs, request.model);
+          continue;
         }
         const t = { ...task, history };
         if (e.retryable && attempt - Math.min(waits, maxRateLimitedWaits) < this.o.maxAttempts) {
@@ -404,7 +446,6 @@ export class Dispatcher {
     }
     this.o.crash?.reached('dispatcher.after-call');
     this.recordOutcome('ok', probe);
-    this.learn(request.model, result.rate, true);
     return this.terminal({ ...task, history }, 'succeeded', {
       model: result.model,
       text: result.text,
@@ -416,21 +457,40 @@ export class Dispatcher {
   }
 
   /**
-   * Asks the shared limiter until it grants `tokens` on `bucket`; returns what it counted (nothing
-   * when Redis did not answer and this process's share of the limits paced the call instead).
+   * Asks the shared limiter, key after key of the pool from the next in turn, until a bucket of
+   * `model` grants `tokens`; returns the key and what the limiter counted on it (nothing when
+   * Redis did not answer and this process's share of the limits paced the call instead).
    */
   private async acquire(
-    bucket: string,
-    learner: LimitLearner,
+    model: string,
     tokens: number,
-  ): Promise<{ requests: number; tokens: number } | undefined> {
+  ): Promise<{ key: KeyState; sent: { requests: number; tokens: number } | undefined }> {
     for (;;) {
-      const grant = await this.o.limiter.acquire({ bucket, limits: learner.limits(), tokens, share: this.share() });
-      this.noteLimiter();
-      if (grant.granted) return grant.sent;
+      const open = this.keys.filter((k) => !this.isParked(k));
+      let waitMs = 30_000;
+      if (open.length === 0) waitMs = Math.min(...this.keys.map((k) => k.parkedUntil - now()));
+      for (let i = 0; i < open.length; i++) {
+        const key = open[(this.nextKey + i) % open.length]!;
+        const grant = await this.o.limiter.acquire({
+          bucket: this.bucketOf(model, key),
+          limits: this.learner(model, key).limits(),
+          tokens,
+          share: this.share(),
+        });
+        this.noteLimiter();
+        if (grant.granted) {
+          this.nextKey = (this.nextKey + i + 1) % Math.max(1, open.length);
+          return { key, sent: grant.sent };
+        }
+        waitMs = Math.min(waitMs, grant.retryAfterMs + 5);
+      }
       // Waiting here holds one call slot, not the consumer: the batch loop goes on.
-      await new Promise((r) => setTimeout(r, Math.min(grant.retryAfterMs + 5, 30_000)));
+      await new Promise((r) => setTimeout(r, Math.max(1, Math.min(waitMs, 30_000))));
     }
+  }
+
+  private bucketOf(model: string, key: PoolKey): string {
+    return `${this.o.provider}:${model}:${key.keyId}`;
   }
 
   /**
@@ -457,7 +517,7 @@ export class Dispatcher {
   }
 
   /**
-   * Runs `f` after the calls before it on `bucket` have run theirs: the calls waiting for a grant
+   * Runs `f` after the calls before it for `model` have run theirs: the calls waiting for a grant
    * queue here, and only the first asks Redis. (Each asking for itself, every one would wake when
    * the bucket had room for one: many Redis calls per grant, and the CPU they cost.)
    */
@@ -526,29 +586,39 @@ export class Dispatcher {
     }
   }
 
+  private isParked(key: KeyState): boolean {
+    return key.parkedUntil > now();
+  }
+
   /**
-   * The key is quota-blocked for `ms`: the lane is held until then (at most an hour, then a call
-   * finds out again), whatever the outage breaker says meanwhile.
+   * `key` is quota-blocked for `ms` (at most an hour, then a call finds out again): calls take the
+   * pool's other keys meanwhile. Once every key is parked, the lane is held until the first
+   * is free again, whatever the outage breaker says meanwhile.
    */
-  private park(ms: number, model: string): void {
+  private park(key: KeyState, ms: number, model: string): void {
     const until = now() + Math.min(ms, maxParkMs);
-    if (until <= this.parkedUntil) return;
-    this.parkedUntil = until;
+    if (until <= key.parkedUntil) return;
+    key.parkedUntil = until;
+    const open = this.keys.filter((k) => !this.isParked(k)).length;
     this.o.log.warn(
-      { lane: this.lane, keyId: this.o.keyId, model, waitMs: ms, until: new Date(until).toISOString() },
-      'key quota-blocked: lane parked until the provider takes calls again',
+      { lane: this.lane, keyId: key.keyId, model, waitMs: ms, until: new Date(until).toISOString(), keysOpen: open },
+      open > 0
+        ? 'key quota-blocked: calls take the other keys of the pool until it takes calls again'
+        : 'key quota-blocked: lane parked until the provider takes calls again',
     );
+    if (open > 0) return;
+    this.parkedUntil = Math.min(...this.keys.map((k) => k.parkedUntil));
     this.holdLane();
     clearTimeout(this.parkTimer);
     this.parkTimer = setTimeout(() => {
       this.parkedUntil = 0;
-      this.o.log.info({ lane: this.lane, keyId: this.o.keyId }, 'lane unparked');
+      this.o.log.info({ lane: this.lane }, 'lane unparked');
       this.releaseLane();
-    }, until - now());
+    }, this.parkedUntil - now());
     this.parkTimer.unref();
   }
 
-  /** Whether the lane is parked (its key quota-blocked), and until when. */
+  /** Whether the lane is parked (every key of its pool quota-blocked), and until when. */
   get parked(): { until: number } | undefined {
     return this.parkedUntil > now() ? { until: this.parkedUntil } : undefined;
   }
@@ -566,32 +636,40 @@ export class Dispatcher {
     this.consumer?.pause([{ topic: this.lane }]);
   }
 
-  /** What this process knows of a model's limits: stated, configured, or being probed. */
-  private learner(model: string): LimitLearner {
-    let l = this.learners.get(model);
+  /** What this process knows of a model's limits on a key: stated, configured, or being probed. */
+  private learner(model: string, key: PoolKey): LimitLearner {
+    const id = this.bucketOf(model, key);
+    let l = this.learners.get(id);
     if (!l) {
       l = new LimitLearner({ configured: this.o.limits(model) });
-      this.learners.set(model, l);
+      this.learners.set(id, l);
     }
     return l;
   }
 
   /** Limits the provider states: x-ratelimit-limit-* headers of an answer, or a 429's headers or body. */
-  private learn(model: string, rate: RateHeaders, inAnswer: boolean): void {
-    this.learner(model).learn({ requestsPerMinute: rate.limitRequests, tokensPerMinute: rate.limitTokens }, inAnswer);
-    this.notePace(model);
+  private learn(model: string, key: PoolKey, rate: RateHeaders, inAnswer: boolean): void {
+    this.learner(model, key).learn(
+      { requestsPerMinute: rate.limitRequests, tokensPerMinute: rate.limitTokens },
+      inAnswer,
+    );
+    this.notePace(model, key);
   }
 
-  /** Logs what a model is paced at when its mode changes or a limit moves by a tenth (at most 1 a second). */
-  private notePace(model: string): void {
-    const l = this.learner(model);
+  /** Logs what a model is paced at on a key when its mode changes or a limit moves by a tenth (at most 1 a second). */
+  private notePace(model: string, key: PoolKey): void {
+    const id = this.bucketOf(model, key);
+    const l = this.learner(model, key);
     const { requestsPerMinute: rpm, tokensPerMinute: tpm } = l.limits();
-    const last = this.paceLogged.get(model);
+    const last = this.paceLogged.get(id);
     const moved = (a?: number, b?: number) => (a ?? 0) !== (b ?? 0) && Math.abs((a ?? 0) - (b ?? 0)) > 0.1 * (b ?? 0);
     if (last && last.mode === l.mode && (!(moved(rpm, last.rpm) || moved(tpm, last.tpm)) || now() - last.at < 1_000))
       return;
-    this.paceLogged.set(model, { mode: l.mode, rpm, tpm, at: now() });
-    this.o.log.info({ lane: this.lane, model, mode: l.mode, rpm, tpm, decreases: l.decreases }, 'pace');
+    this.paceLogged.set(id, { mode: l.mode, rpm, tpm, at: now() });
+    this.o.log.info(
+      { lane: this.lane, model, keyId: key.keyId, mode: l.mode, rpm, tpm, decreases: l.decreases },
+      'pace',
+    );
   }
 
   private async terminal(

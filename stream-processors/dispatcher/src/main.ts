@@ -13,7 +13,7 @@ import { createSchemaCodecs } from '@sluice/schemas';
 import { loadDispatcherConfig, type DispatcherConfig } from './config.js';
 import { Dispatcher } from './dispatcher.js';
 
-export function adapterFor(c: DispatcherConfig): ProviderAdapter {
+export function adapterFor(c: Pick<DispatcherConfig, 'provider' | 'apiKey' | 'baseUrl'>): ProviderAdapter {
   switch (c.provider) {
     case 'openai':
       return createOpenAIAdapter({ apiKey: c.apiKey, baseURL: c.baseUrl });
@@ -31,7 +31,10 @@ export function adapterFor(c: DispatcherConfig): ProviderAdapter {
 /** Runs the dispatcher of one lane until SIGTERM, then lets calls in flight finish. */
 export async function main(): Promise<void> {
   const config = loadDispatcherConfig();
-  const log = pino({ name: 'dispatcher', base: { lane: config.lane, keyId: config.keyId } });
+  const log = pino({
+    name: 'dispatcher',
+    base: { lane: config.lane, keyId: config.keys.map((k) => k.keyId).join(',') },
+  });
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
   // ioredis reconnects by itself; while it cannot, the rate limiter paces at this replica's share.
   let redisErrorAt = 0;
@@ -51,8 +54,10 @@ export async function main(): Promise<void> {
     redis,
     limiter: new RateLimiter({ redis }),
     provider: config.lane,
-    adapter: adapterFor(config),
-    keyId: config.keyId,
+    keys: config.keys.map((k) => ({
+      keyId: k.keyId,
+      adapter: adapterFor({ provider: config.provider, apiKey: k.apiKey, baseUrl: k.baseUrl }),
+    })),
     limits: (model) => config.modelLimits[model] ?? {},
     concurrency: config.concurrency,
     callTimeoutMs: config.callTimeoutMs,

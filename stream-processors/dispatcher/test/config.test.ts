@@ -37,4 +37,38 @@ describe('dispatcher config', () => {
       /SLUICE_MODEL_LIMITS is not JSON/,
     );
   });
+
+  it('reads a pool of keys, each named, with the base URL as its default', () => {
+    const c = loadDispatcherConfig({
+      ...base,
+      SLUICE_PROVIDER_API_KEY: '',
+      SLUICE_PROVIDER_BASE_URL: 'https://api.example/v1',
+      SLUICE_PROVIDER_KEYS: JSON.stringify([
+        { id: 'east', apiKey: 'sk-east', baseUrl: 'https://east.example/v1' },
+        { id: 'west', apiKey: 'sk-west' },
+      ]),
+    });
+    expect(c.keys).toEqual([
+      { keyId: 'east', apiKey: 'sk-east', baseUrl: 'https://east.example/v1' },
+      { keyId: 'west', apiKey: 'sk-west', baseUrl: 'https://api.example/v1' },
+    ]);
+    expect(c.keyId).toBe('east');
+  });
+
+  it("names the pool entry that is wrong, never a key's value", () => {
+    const bad = (keys: unknown) => () =>
+      loadDispatcherConfig({ ...base, SLUICE_PROVIDER_KEYS: typeof keys === 'string' ? keys : JSON.stringify(keys) });
+    expect(bad('[{')).toThrow(/SLUICE_PROVIDER_KEYS is not JSON/);
+    expect(bad([])).toThrow(/non-empty JSON array/);
+    expect(bad([{ id: 'a', apiKey: 'sk-a' }, { apiKey: 'sk-hidden' }])).toThrow(
+      /SLUICE_PROVIDER_KEYS\[1\] needs a string "id"/,
+    );
+    expect(bad([{ id: 'a', apiKey: 'sk-a' }, { apiKey: 'sk-hidden' }])).not.toThrow(/sk-hidden/);
+    expect(
+      bad([
+        { id: 'a', apiKey: 'sk-a' },
+        { id: 'a', apiKey: 'sk-b' },
+      ]),
+    ).toThrow(/the id "a" is used twice/);
+  });
 });

@@ -55,6 +55,9 @@ beforeAll(async () => {
           latency: { baseMs: 20, perTokenMs: 0, sigma: 0.2 },
         },
         'sk-shared': { dialect: 'openai', limits: {}, latency: { baseMs: 100, perTokenMs: 0, sigma: 0 } },
+        // Two keys of 50 requests/s each, pooled (with a third whose account has no credit).
+        'sk-pool-a': { dialect: 'openai', limits: { rpm: 3_000, burstWindowMs: 1_000 } },
+        'sk-pool-b': { dialect: 'openai', limits: { rpm: 3_000, burstWindowMs: 1_000 } },
       },
     },
   });
@@ -337,6 +340,41 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
       await Promise.all(replicas.map((r) => r.stop()));
       clients.forEach((c) => c.disconnect());
       await proxy.stop();
+    }
+  }, 150_000);
+
+  it('pools several keys of one model: their limits add up, and a key with no credit leaves the pool', async () => {
+    const n = 3_000;
+    const { provider, jobId } = await seedJob(n);
+    const t0 = sim.sim.elapsed();
+    const keys = ['sk-pool-a', 'sk-broke', 'sk-pool-b'].map((k) => ({
+      keyId: k,
+      adapter: createOpenAIAdapter({ apiKey: k, baseURL: `${sim.url}/v1` }),
+    }));
+    // Told no limits: each key's are learned from its own headers.
+    const d = dispatcher(provider, 'unused', 0, { keys, limits: () => ({}), concurrency: 64, callTimeoutMs: 5_000 });
+    await d.start();
+    try {
+      const { unique, all } = await outcomes(jobId, n, 120_000);
+      expect(unique.size).toBe(n);
+      expect(all.every((o) => o.status === 'succeeded')).toBe(true);
+      const rows = sim.sim.ledger.since(0).filter((r) => r.t >= t0 && keys.some((k) => k.keyId === r.key));
+      const on = (k: string) => rows.filter((r) => r.key === k);
+      // The key without credit met a few calls in flight before its first answer, then no more.
+      expect(on('sk-broke').length).toBeLessThanOrEqual(20);
+      // The other two shared the work about evenly, each within its own limit...
+      const a = on('sk-pool-a').filter((r) => r.outcome === 'admitted').length;
+      const b = on('sk-pool-b').filter((r) => r.outcome === 'admitted').length;
+      expect(a + b).toBe(all.length);
+      expect(Math.min(a, b) / (a + b)).toBeGreaterThan(0.4);
+      const good = rows.filter((r) => r.key !== 'sk-broke');
+      const rejected = good.filter((r) => r.outcome === 'rejected').length;
+      expect(rejected / good.length).toBeLessThanOrEqual(0.01);
+      // ...so that together they went faster than one key's 50 requests/s can.
+      const seconds = (good[good.length - 1]!.t - good[0]!.t) / 1_000;
+      expect(n / seconds).toBeGreaterThan(70);
+    } finally {
+      await d.stop();
     }
   }, 150_000);
 
