@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { buildApp, hashApiKey, JobService, loadConfig, openResultsAccess } from '@sluice/ingest-api';
 import { createKafka } from '@sluice/kafka';
 
-import { RateLimiter, type BucketLimits } from '@sluice/rate-limit';
+import { loadTokenCounter, RateLimiter, type BucketLimits } from '@sluice/rate-limit';
 import { createSchemaCodecs } from '@sluice/schemas';
 import {
   adapterFor,
@@ -82,6 +82,7 @@ export async function startDev(o: DevOptions): Promise<DevRunning> {
     await delay.start();
     closers.push(() => delay.stop());
 
+    const tokenCounter = await loadTokenCounter('o200k_base');
     for (const lane of o.lanes) {
       const c = {
         provider: lane.adapter ?? lane.provider,
@@ -97,6 +98,7 @@ export async function startDev(o: DevOptions): Promise<DevRunning> {
         adapter: adapterFor(c),
         keyId: lane.keyId ?? `${lane.provider}-dev`,
         limits: (model) => lane.modelLimits?.[model] ?? {},
+        tokenCounter,
         lanePartitions: ingestConfig.lanePartitions,
         log: log.child({ role: 'dispatcher', lane: lane.provider }),
       });

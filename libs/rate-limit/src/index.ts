@@ -277,3 +277,10 @@ export {
 } from './learner.js';
 export { RefillEstimator } from './refill.js';
 export { InFlightCap } from './in-flight.js';
+export {
+  charsCounter,
+  loadTokenCounter,
+  tokenizerNames,
+  type TokenCounter,
+  type TokenizerName,
+} from './tokenizer.js';

@@ -176,21 +176,23 @@ export class LimitLearner {
   }
 
   /**
-   * Tokens to reserve for a call: its prompt's characters / 4, times what the provider's reported
-   * usage says a character of this model's prompts costs (calibrated), plus `maxTokens`.
+   * Tokens to reserve for a call: its prompt's tokens as counted here (a tokenizer, or characters /
+   * 4), times what the provider's reported usage says a counted token costs (calibrated), plus
+   * `maxTokens`.
    */
-  estimate(chars: number, maxTokens: number): number {
-    return Math.ceil((chars / 4) * this.promptRatio) + maxTokens;
+  estimate(counted: number, maxTokens: number): number {
+    return Math.ceil(counted * this.promptRatio) + maxTokens;
   }
 
   /**
-   * The provider reported `promptTokens` for a prompt of `chars` characters: calibrates estimate().
-   * A moving average of the ratio to characters / 4 (within ¼ and 4), so that text which costs more
-   * tokens a character (code, CJK) is reserved at what it costs.
+   * The provider reported `promptTokens` for a prompt counted as `counted` tokens here: calibrates
+   * estimate(). A moving average of the ratio (within ¼ and 4), so that text the count gets wrong
+   * (another model family's tokenizer; without one, code and CJK at characters / 4) is reserved at
+   * what it costs.
    */
-  reported(chars: number, promptTokens: number): void {
-    if (!(chars > 0) || !(promptTokens > 0)) return;
-    const ratio = Math.min(4, Math.max(0.25, promptTokens / (chars / 4)));
+  reported(counted: number, promptTokens: number): void {
+    if (!(counted > 0) || !(promptTokens > 0)) return;
+    const ratio = Math.min(4, Math.max(0.25, promptTokens / counted));
     this.promptRatio += promptCalibration * (ratio - this.promptRatio);
   }
 

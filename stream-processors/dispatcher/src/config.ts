@@ -1,5 +1,5 @@
 import { CrashPoint } from '@sluice/errors';
-import type { BucketLimits } from '@sluice/rate-limit';
+import { tokenizerNames, type BucketLimits, type TokenizerName } from '@sluice/rate-limit';
 
 export interface DispatcherConfig {
   kafkaBrokers: string[];
@@ -25,6 +25,11 @@ export interface DispatcherConfig {
    * @default 512 (SLUICE_DISPATCH_CONCURRENCY)
    */
   concurrency: number;
+  /**
+   * Counts prompt tokens for reservations (calibrated by reported usage): o200k_base, cl100k_base,
+   * or chars (characters / 4, no tokenizer in memory). @default o200k_base (SLUICE_TOKENIZER)
+   */
+  tokenizer: TokenizerName;
   /** @default 60000 (SLUICE_CALL_TIMEOUT_MS) */
   callTimeoutMs: number;
   /** @default 6 (SLUICE_MAX_ATTEMPTS) */
@@ -110,6 +115,11 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
       );
     }
   }
+  const tokenizer = (env['SLUICE_TOKENIZER'] || 'o200k_base') as TokenizerName;
+  if (!tokenizerNames.includes(tokenizer))
+    throw new DispatcherConfigError(
+      `SLUICE_TOKENIZER=${tokenizer}: give one of ${tokenizerNames.join(', ')} (chars: characters / 4, no tokenizer loaded)`,
+    );
   const baseUrl = env['SLUICE_PROVIDER_BASE_URL'] || undefined;
   const keys = env['SLUICE_PROVIDER_KEYS']
     ? poolKeys(env['SLUICE_PROVIDER_KEYS'], baseUrl)
@@ -141,6 +151,7 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
     keys,
     modelLimits,
     concurrency: int(env, 'SLUICE_DISPATCH_CONCURRENCY', 512),
+    tokenizer,
     callTimeoutMs: int(env, 'SLUICE_CALL_TIMEOUT_MS', 60_000),
     maxAttempts: int(env, 'SLUICE_MAX_ATTEMPTS', 6),
     lanePartitions: int(env, 'SLUICE_LANE_PARTITIONS', 12),

@@ -10,7 +10,14 @@ import {
   type SluiceKafka,
 } from '@sluice/kafka';
 import { ProviderError, type ChatResult, type ProviderAdapter, type RateHeaders } from '@sluice/providers';
-import { InFlightCap, LimitLearner, type BucketLimits, type RateLimiter } from '@sluice/rate-limit';
+import {
+  charsCounter,
+  InFlightCap,
+  LimitLearner,
+  type BucketLimits,
+  type RateLimiter,
+  type TokenCounter,
+} from '@sluice/rate-limit';
 import type { CrashPoint } from '@sluice/errors';
 import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import { backoffMs, delayTiers, headers, readAttempts, tierFor } from './headers.js';
@@ -43,6 +50,11 @@ export interface DispatcherOptions {
   maxAttempts?: number;
   /** Completion budget assumed for prompts without max_tokens. @default 1024 */
   defaultMaxTokens?: number;
+  /**
+   * Counts a prompt's tokens for its reservation, calibrated by the usage answers report.
+   * @default charsCounter (characters / 4; main.ts loads the tokenizer SLUICE_TOKENIZER names)
+   */
+  tokenCounter?: TokenCounter;
   /** @default sluice-dispatcher-<provider> */
   groupId?: string;
   /** Partitions of the lane topic if this process is the first to create it. @default 12 */
@@ -154,6 +166,7 @@ export class Dispatcher {
       callTimeoutMs: 60_000,
       maxAttempts: 6,
       defaultMaxTokens: 1_024,
+      tokenCounter: charsCounter,
       groupId: `sluice-dispatcher-${options.provider}`,
       sessionTimeoutMs: 10_000,
       consumerStallMs: 45_000,
@@ -363,10 +376,10 @@ export class Dispatcher {
         lineNumber: null,
       });
     }
-    const chars = request.messages.reduce((n, m) => n + m.content.length, 0);
+    const counted = this.o.tokenCounter.count(request.messages);
     // Reservations are estimated by the first key's learner, which every answer calibrates.
     const calibration = this.learner(request.model, this.keys[0]!);
-    const tokens = calibration.estimate(chars, request.parameters.maxTokens ?? this.o.defaultMaxTokens);
+    const tokens = calibration.estimate(counted, request.parameters.maxTokens ?? this.o.defaultMaxTokens);
     this.tokensPerCall = this.tokensPerCall === 0 ? tokens : 0.99 * this.tokensPerCall + 0.01 * tokens;
     const probe = await this.throughBreaker();
     let history = task.history;
@@ -398,7 +411,7 @@ export class Dispatcher {
         history = [...history, { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs }];
         this.inFlightCap.record(now() - at);
         learner.admitted(tokens);
-        calibration.reported(chars, result.usage.promptTokens);
+        calibration.reported(counted, result.usage.promptTokens);
         if (stamp)
           learner.remaining(stamp, { requests: result.rate.remainingRequests, tokens: result.rate.remainingTokens });
         this.learn(request.model, key, result.rate, true);

@@ -8,7 +8,7 @@ import {
   createOpenAIAdapter,
   type ProviderAdapter,
 } from '@sluice/providers';
-import { RateLimiter } from '@sluice/rate-limit';
+import { loadTokenCounter, RateLimiter } from '@sluice/rate-limit';
 import { createSchemaCodecs } from '@sluice/schemas';
 import { loadDispatcherConfig, type DispatcherConfig } from './config.js';
 import { Dispatcher } from './dispatcher.js';
@@ -59,6 +59,7 @@ export async function main(): Promise<void> {
       adapter: adapterFor({ provider: config.provider, apiKey: k.apiKey, baseUrl: k.baseUrl }),
     })),
     limits: (model) => config.modelLimits[model] ?? {},
+    tokenCounter: await loadTokenCounter(config.tokenizer),
     concurrency: config.concurrency,
     callTimeoutMs: config.callTimeoutMs,
     maxAttempts: config.maxAttempts,
@@ -68,7 +69,7 @@ export async function main(): Promise<void> {
     log,
   });
   await dispatcher.start();
-  log.info({ concurrency: config.concurrency }, 'dispatcher running');
+  log.info({ concurrency: config.concurrency, tokenizer: config.tokenizer }, 'dispatcher running');
   const shutdown = async () => {
     log.info({}, 'stopping: calls in flight finish first');
     await dispatcher.stop();

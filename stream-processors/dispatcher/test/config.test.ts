@@ -21,6 +21,7 @@ describe('dispatcher config', () => {
       concurrency: 512,
       maxAttempts: 6,
       callTimeoutMs: 60_000,
+      tokenizer: 'o200k_base',
     });
     expect(c.modelLimits['gpt-4o-mini']).toEqual({ requestsPerMinute: 500, tokensPerMinute: 200_000 });
   });
@@ -33,6 +34,9 @@ describe('dispatcher config', () => {
       /SLUICE_PROVIDER_API_KEY is not set/,
     );
     expect(() => loadDispatcherConfig({ ...base, SLUICE_DISPATCH_CONCURRENCY: 'lots' })).toThrow(/whole number/);
+    expect(() => loadDispatcherConfig({ ...base, SLUICE_TOKENIZER: 'p50k' })).toThrow(
+      /SLUICE_TOKENIZER=p50k: give one of o200k_base, cl100k_base, chars/,
+    );
     expect(() => loadDispatcherConfig({ ...base, SLUICE_MODEL_LIMITS: '{oops' })).toThrow(
       /SLUICE_MODEL_LIMITS is not JSON/,
     );
