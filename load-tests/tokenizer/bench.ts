@@ -82,11 +82,9 @@ if (values.child) {
 } else {
   const results: Figures[] = [];
   for (const name of tokenizerNames) {
-    const out = execFileSync(
-      process.execPath,
-      ['--import', 'tsx', here, '--child', name, '--rounds', values.rounds!],
-      { encoding: 'utf8' },
-    );
+    const out = execFileSync(process.execPath, ['--import', 'tsx', here, '--child', name, '--rounds', values.rounds!], {
+      encoding: 'utf8',
+    });
     const f = JSON.parse(out) as Figures;
     results.push(f);
     console.log(
@@ -95,6 +93,9 @@ if (values.child) {
     );
   }
   mkdirSync(dirname(values.json!), { recursive: true });
-  writeFileSync(values.json!, JSON.stringify({ at: new Date().toISOString(), rounds: Number(values.rounds), results }, null, 2) + '\n');
+  writeFileSync(
+    values.json!,
+    JSON.stringify({ at: new Date().toISOString(), rounds: Number(values.rounds), results }, null, 2) + '\n',
+  );
   console.log(`written to ${values.json}`);
 }

@@ -277,10 +277,4 @@ export {
 } from './learner.js';
 export { RefillEstimator } from './refill.js';
 export { InFlightCap } from './in-flight.js';
-export {
-  charsCounter,
-  loadTokenCounter,
-  tokenizerNames,
-  type TokenCounter,
-  type TokenizerName,
-} from './tokenizer.js';
+export { charsCounter, loadTokenCounter, tokenizerNames, type TokenCounter, type TokenizerName } from './tokenizer.js';

@@ -123,14 +123,21 @@ function killAt(role: Role, name: string, quick = true): Scenario {
   };
 }
 
-/** A key whose calls fail with a 500 one time in six: retries that go through the delay topics. */
+/** A key whose calls fail with a 500 15 % of the time: retries that go through the delay topics. */
 const delayTraffic: Scenario['key'] = { faults: { errorRate: 0.15 } };
+
+function ordinal(n: number): string {
+  const tens = n % 100;
+  const suffix =
+    tens >= 11 && tens <= 13 ? 'th' : (({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th');
+  return `${n}${suffix}`;
+}
 
 function crashPoint(role: Role, point: string, after: number): Scenario {
   return {
     name: `crash-${point.replace('.', '-')}`,
     quick: true,
-    what: `the ${role} kills itself at ${point} (the ${after}th time), and is restarted`,
+    what: `the ${role} kills itself at ${point} (when it reaches it for the ${ordinal(after)} time), and is restarted`,
     firstStart: { [role]: { SLUICE_CRASH_POINT: `${point}:${after}` } },
     // Delays are needed for the delay processor's point: a provider that fails often (its 5xx
     // are retried through the delay topics; 429s are waited out in place, not delayed).
