@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
+import { exitOnUnhandledErrors } from '@sluice/errors';
 import { createKafka } from '@sluice/kafka';
 import { openResultsAccess } from './routes/v1/results.js';
 import { createSchemaCodecs } from '@sluice/schemas';
@@ -13,6 +14,7 @@ export async function main(): Promise<void> {
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
   const codecs = await createSchemaCodecs({ registryUrl: config.schemaRegistryUrl });
   const log = pino({ name: 'ingest-api' });
+  exitOnUnhandledErrors(log);
   const kafka = createKafka({ brokers: config.kafkaBrokers, clientId: 'sluice-ingest-api', logger: log });
   const jobs = new JobService({
     kafka,

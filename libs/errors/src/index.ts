@@ -80,3 +80,4 @@ export function isSluiceError(err: unknown): err is SluiceError {
 }
 
 export { CrashPoint, crashPointNames, type CrashPointName } from './crash.js';
+export { exitOnUnhandledErrors } from './fatal.js';

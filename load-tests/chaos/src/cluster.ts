@@ -134,8 +134,11 @@ export class Cluster {
     mkdirSync(join(root, '.sluice', 'logs'), { recursive: true });
     const out = createWriteStream(logFile(role), { flags: 'a' });
     child.stdout?.pipe(out);
+    // Beside it, whatever the process wrote to stderr (an uncaught error's stack), kept whole.
+    const err = createWriteStream(logFile(role).replace(/\.log$/, '.stderr'), { flags: 'a' });
     let stderr = '';
     child.stderr?.on('data', (c: Buffer) => {
+      err.write(`${new Date().toISOString()} pid ${child.pid}: ${c.toString()}`);
       stderr = (stderr + c.toString()).slice(-2_000);
     });
     child.once('exit', (code, signal) => {

@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import { CrashPoint } from '@sluice/errors';
+import { CrashPoint, exitOnUnhandledErrors } from '@sluice/errors';
 import { createKafka } from '@sluice/kafka';
 import { DelayProcessor } from './delay-processor.js';
 
@@ -8,6 +8,7 @@ export async function main(): Promise<void> {
   const brokers = process.env['SLUICE_KAFKA_BROKERS'];
   if (!brokers) throw new Error('SLUICE_KAFKA_BROKERS is not set: run `npm run stack:up` and source .sluice/stack.env');
   const log = pino({ name: 'delay' });
+  exitOnUnhandledErrors(log);
   const delay = new DelayProcessor({
     kafka: createKafka({ brokers: brokers.split(','), clientId: 'sluice-delay', logger: log }),
     log,

@@ -227,6 +227,8 @@ export class Dispatcher {
       this.dirty.clear();
       // Pauses do not outlive an assignment here: partitions start unpaused and earn their share.
       this.fair.forgetWaiting();
+      // A held lane (outage breaker, parked key) stays held through a rejoin or a consumer restart.
+      if (this.laneHeld) this.flow('pause', [{ topic: this.lane }]);
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.lane, fromBeginning: true });
@@ -256,7 +258,7 @@ export class Dispatcher {
         }
       },
     });
-    if (this.laneHeld) consumer.pause([{ topic: this.lane }]);
+    if (this.laneHeld) this.flow('pause', [{ topic: this.lane }]);
     this.unwatch?.();
     this.unwatch = watchConsumer(consumer, {
       stallMs: this.o.consumerStallMs,
@@ -279,7 +281,7 @@ export class Dispatcher {
   async stop(graceMs = 30_000): Promise<void> {
     this.stopping = true;
     this.unwatch?.();
-    this.consumer?.pause([{ topic: this.lane }]);
+    this.flow('pause', [{ topic: this.lane }]);
     if (this.fair.inFlight > 0) {
       await Promise.race([new Promise<void>((r) => this.idle.push(r)), new Promise((r) => setTimeout(r, graceMs))]);
     }
@@ -313,11 +315,11 @@ export class Dispatcher {
   }
 
   private pausePartition(partition: number): void {
-    this.consumer?.pause([{ topic: this.lane, partitions: [partition] }]);
+    this.flow('pause', [{ topic: this.lane, partitions: [partition] }]);
   }
 
   private resumePartition(partition: number): void {
-    this.consumer?.resume([{ topic: this.lane, partitions: [partition] }]);
+    this.flow('resume', [{ topic: this.lane, partitions: [partition] }]);
   }
 
   private async commitDirty(): Promise<void> {
@@ -640,13 +642,28 @@ export class Dispatcher {
     if (!this.laneHeld || this.parkedUntil > now()) return;
     this.laneHeld = false;
     // Partitions over their fair share are paused again by the batch loop on their next prompt.
-    if (!this.stopping) this.consumer?.resume([{ topic: this.lane }]);
+    if (!this.stopping) this.flow('resume', [{ topic: this.lane }]);
+  }
+
+  /**
+   * Pauses or resumes lane partitions. kafkajs throws while its consumer restarts after a crash
+   * (a broker gone for longer than its retries: "consumer#run must be called first"); a call
+   * slot freed then, or a timer, must not take the process down. Nothing is lost by skipping it:
+   * the restarted consumer joins with every partition unpaused, the batch loop pauses those over
+   * their share again, and GROUP_JOIN holds the lane again if it is held.
+   */
+  private flow(action: 'pause' | 'resume', topics: Array<{ topic: string; partitions?: number[] }>): void {
+    try {
+      this.consumer?.[action](topics);
+    } catch (err) {
+      this.o.log.debug({ err, lane: this.lane, action }, 'lane consumer not running (restarting); skipped');
+    }
   }
 
   private holdLane(): void {
     if (this.laneHeld) return;
     this.laneHeld = true;
-    this.consumer?.pause([{ topic: this.lane }]);
+    this.flow('pause', [{ topic: this.lane }]);
   }
 
   /** What this process knows of a model's limits on a key: stated, configured, or being probed. */

@@ -8,6 +8,7 @@ import {
   createOpenAIAdapter,
   type ProviderAdapter,
 } from '@sluice/providers';
+import { exitOnUnhandledErrors } from '@sluice/errors';
 import { loadTokenCounter, RateLimiter } from '@sluice/rate-limit';
 import { createSchemaCodecs } from '@sluice/schemas';
 import { loadDispatcherConfig, type DispatcherConfig } from './config.js';
@@ -35,6 +36,7 @@ export async function main(): Promise<void> {
     name: 'dispatcher',
     base: { lane: config.lane, keyId: config.keys.map((k) => k.keyId).join(',') },
   });
+  exitOnUnhandledErrors(log);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
   // ioredis reconnects by itself; while it cannot, the rate limiter paces at this replica's share.
   let redisErrorAt = 0;

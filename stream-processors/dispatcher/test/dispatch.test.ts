@@ -55,6 +55,7 @@ beforeAll(async () => {
           latency: { baseMs: 20, perTokenMs: 0, sigma: 0.2 },
         },
         'sk-shared': { dialect: 'openai', limits: {}, latency: { baseMs: 100, perTokenMs: 0, sigma: 0 } },
+        'sk-calm': { dialect: 'openai', limits: {}, latency: { baseMs: 1_500, perTokenMs: 0, sigma: 0 } },
         // Two keys of 50 requests/s each, pooled (with a third whose account has no credit).
         'sk-pool-a': { dialect: 'openai', limits: { rpm: 3_000, burstWindowMs: 1_000 } },
         'sk-pool-b': { dialect: 'openai', limits: { rpm: 3_000, burstWindowMs: 1_000 } },
@@ -444,6 +445,40 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
       expect(all.every((o) => o.status === 'succeeded' && (o.result?.latencyMs ?? 0) >= 9_000)).toBe(true);
       expect(d.joins).toBe(1);
     } finally {
+      await d.stop();
+    }
+  }, 90_000);
+
+  it('survives its lane consumer stopping under it, as kafkajs does while it restarts after a broker outage', async () => {
+    const { provider, jobId } = await seedJob(60);
+    const d = dispatcher(provider, 'sk-calm', 60_000, {
+      concurrency: 8,
+      consumerStallMs: 3_000,
+      callTimeoutMs: 10_000,
+    });
+    await d.start();
+    const unhandled: unknown[] = [];
+    const note = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', note);
+    process.on('uncaughtException', note);
+    try {
+      // Wait for calls in flight, then stop the consumer the way kafkajs's crash handling does
+      // (its group is dropped until the restart): the calls that end meanwhile free their slots
+      // and resume partitions of a consumer that is not running.
+      const t0 = Date.now();
+      while ((d as unknown as { fair: { inFlight: number } }).fair.inFlight === 0 && Date.now() - t0 < 20_000)
+        await new Promise((r) => setTimeout(r, 50));
+      await (d as unknown as { consumer: { stop(): Promise<void> } }).consumer.stop();
+      // The process goes on, the calls in flight write their outcomes, and the watchdog replaces the
+      // consumer that no longer fetches: every prompt ends once.
+      const { all, unique } = await outcomes(jobId, 60, 60_000);
+      expect(unhandled).toEqual([]);
+      expect(unique.size).toBe(60);
+      expect(all.every((o) => o.status === 'succeeded')).toBe(true);
+      expect(d.consumerReplacements).toBeGreaterThanOrEqual(1);
+    } finally {
+      process.off('unhandledRejection', note);
+      process.off('uncaughtException', note);
       await d.stop();
     }
   }, 90_000);

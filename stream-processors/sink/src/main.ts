@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
+import { exitOnUnhandledErrors } from '@sluice/errors';
 import { createAnnouncer } from '@sluice/announcer';
 import { createKafka } from '@sluice/kafka';
 import { openObjectStore } from '@sluice/object-store';
@@ -61,6 +62,7 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
 export async function main(): Promise<void> {
   const config = loadSinkConfig();
   const log = pino({ name: 'sink' });
+  exitOnUnhandledErrors(log);
   const { sink, store, close } = await createSinkFromConfig(config, log);
   await sink.start();
   log.info({ store: store.uri(''), announces: config.pubsubProject ? config.pubsubTopic : null }, 'sink running');
