@@ -84,6 +84,7 @@ export class LimitLearner {
   private measuredSince = -Infinity;
   /** Prompt tokens a character / 4 costs, as the provider reports them. */
   private promptRatio = 1;
+  private promptReports = 0;
   private sentRequests = 0;
   private sentTokens = 0;
   private readonly growth: number;
@@ -193,7 +194,10 @@ export class LimitLearner {
   reported(counted: number, promptTokens: number): void {
     if (!(counted > 0) || !(promptTokens > 0)) return;
     const ratio = Math.min(4, Math.max(0.25, promptTokens / counted));
-    this.promptRatio += promptCalibration * (ratio - this.promptRatio);
+    // The plain mean of the first reports (the first answer already corrects a tokenizer of
+    // another family), then the moving average.
+    this.promptReports++;
+    this.promptRatio += Math.max(promptCalibration, 1 / this.promptReports) * (ratio - this.promptRatio);
   }
 
   /**

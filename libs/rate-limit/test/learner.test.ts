@@ -156,6 +156,18 @@ describe('LimitLearner', () => {
     expect(l.limits().requestsPerMinute).toBe(2_388);
   });
 
+  it('is calibrated by the first answer, then follows a moving average', () => {
+    const { l } = at();
+    // A tokenizer that counts 57 where the provider charges 100 (another family's encoding).
+    l.reported(57, 100);
+    expect(l.estimate(57, 0)).toBe(100);
+    // One odd answer later moves the estimate by a twentieth of the difference, not half of it.
+    for (let i = 0; i < 40; i++) l.reported(57, 100);
+    l.reported(57, 200);
+    expect(l.estimate(57, 0)).toBeGreaterThanOrEqual(104);
+    expect(l.estimate(57, 0)).toBeLessThanOrEqual(106);
+  });
+
   it("reserves a prompt at what the provider's usage says its counted tokens cost", () => {
     const { l } = at();
     expect(l.estimate(100, 100)).toBe(200); // as counted until told otherwise
