@@ -232,6 +232,14 @@ export class LimitLearner {
     const raised =
       (stated.requestsPerMinute ?? 0) > (this.stated.requestsPerMinute ?? Infinity) ||
       (stated.tokensPerMinute ?? 0) > (this.stated.tokensPerMinute ?? Infinity);
+    // A limit stated anew (raised or lowered) makes the refill measured from remaining headers
+    // under the old one void: kept, it would cap a doubled limit at what the old refill allowed
+    // until the bucket, full meanwhile, taught it otherwise. A new measure forms within seconds
+    // if another client still takes part of the key.
+    const moved = (next: number | undefined, was: number | undefined) =>
+      next !== undefined && was !== undefined && next !== was;
+    if (moved(stated.requestsPerMinute, this.stated.requestsPerMinute)) this.refill.requests.forget();
+    if (moved(stated.tokensPerMinute, this.stated.tokensPerMinute)) this.refill.tokens.forget();
     if (stated.requestsPerMinute !== undefined) this.stated.requestsPerMinute = stated.requestsPerMinute;
     if (stated.tokensPerMinute !== undefined) this.stated.tokensPerMinute = stated.tokensPerMinute;
     if (raised) {

@@ -117,6 +117,21 @@ describe('LimitLearner with remaining-only headers', () => {
     expect(Math.abs(settled.perMinute / 600_000 - 1)).toBeLessThan(0.02);
   });
 
+  it('under stated limits, paces at a doubled limit at once: the refill measured under the old one is dropped', () => {
+    const clock = { t: 1_000_000 };
+    const l = new LimitLearner({ configured: {}, now: () => clock.t });
+    let b = bucket(600_000);
+    l.learn({ tokensPerMinute: 600_000 }, true);
+    drain(l, b, clock);
+    paced(l, b, clock, 30_000);
+    b = bucket(1_200_000); // doubled (and full), as the next answer's headers say
+    l.learn({ tokensPerMinute: 1_200_000 }, true);
+    expect(l.limits().tokensPerMinute! / 1_200_000).toBeGreaterThan(0.97);
+    const after = paced(l, b, clock, 10_000);
+    expect(after.refused).toBe(0);
+    expect(after.perMinute / 1_200_000).toBeGreaterThan(0.97);
+  });
+
   it('finds a raised limit: while the bucket stays full the pace grows until it drains again', () => {
     const clock = { t: 1_000_000 };
     const l = new LimitLearner({ configured: {}, now: () => clock.t });
