@@ -44,11 +44,27 @@ export interface RateLimiterOptions {
   now?: () => number;
 }
 
+/**
+ * What a replica learned of a bucket's limits, shared through Redis so that the other replicas,
+ * and the next process after a restart, begin from it instead of from nothing: limits the
+ * provider stated (in an answer's headers, or only in a 429's body), or the rate probing settled
+ * at after a 429 where nothing states them. Per minute.
+ */
+export interface LearnedLimits {
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+  by: 'headers' | 'body' | 'probing';
+}
+
+/** How long learned limits are kept after they were last shared: a provider may change them. */
+const learnedTtlMs = 3_600_000;
+
 /** Whether the limiter's buckets are Redis's (shared by every replica) or this process's own. */
 export type LimiterState = 'shared' | 'local';
 
 // GCRA on both dimensions at once, on Redis's clock, so every replica shares one bucket.
-// KEYS[1] = bucket hash (fields r, t: theoretical arrival times in µs; p: paused until µs;
+// KEYS[1] = bucket hash (fields r, t: theoretical arrival times in µs, ri, ti: the intervals they
+// were set at, so that a pace changed since scales what is owed to the new one; p: paused until µs;
 // nr, nt: calls and tokens granted so far, which tell a provider's remaining-only headers apart
 // from what every replica sent)
 // ARGV = requests/min, tokens/min, burst ms, tokens
@@ -66,18 +82,21 @@ local function check(field, per_minute, cost)
   local interval = 60000000 / per_minute
   local capacity = per_minute * burst / 60000000
   local tat = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+  local was = tonumber(redis.call('HGET', KEYS[1], field .. 'i') or '0')
+  -- What is owed was counted at the interval then in force: owed calls (or tokens), not time.
+  if was > 0 and was ~= interval and tat > now then tat = now + (tat - now) * interval / was end
   local base = math.max(tat, now)
   local need = math.min(cost, capacity) * interval
   local used = base - now
   if used + need > capacity * interval + 1 then return nil, used + need - capacity * interval end
-  return base + cost * interval, 0
+  return base + cost * interval, 0, interval
 end
-local new_r, wait_r = check('r', rpm, 1)
+local new_r, wait_r, int_r = check('r', rpm, 1)
 if rpm > 0 and new_r == nil then return {0, wait_r, 'requests'} end
-local new_t, wait_t = check('t', tpm, tokens)
+local new_t, wait_t, int_t = check('t', tpm, tokens)
 if tpm > 0 and new_t == nil then return {0, wait_t, 'tokens'} end
-if new_r then redis.call('HSET', KEYS[1], 'r', new_r) end
-if new_t then redis.call('HSET', KEYS[1], 't', new_t) end
+if new_r then redis.call('HSET', KEYS[1], 'r', new_r, 'ri', int_r) end
+if new_t then redis.call('HSET', KEYS[1], 't', new_t, 'ti', int_t) end
 local sent_r = redis.call('HINCRBY', KEYS[1], 'nr', 1)
 local sent_t = redis.call('HINCRBY', KEYS[1], 'nt', tokens)
 redis.call('PEXPIRE', KEYS[1], 3600000)
@@ -178,6 +197,48 @@ export class RateLimiter {
     }
   }
 
+  /**
+   * Shares what this replica learned of a bucket's limits (see LearnedLimits), for an hour after
+   * the last share. Best effort: while Redis does not answer, nothing is shared.
+   */
+  async shareLearned(bucket: string, learned: LearnedLimits): Promise<void> {
+    if (this.onLocal) return;
+    const key = `${this.prefix}:${bucket}:learned`;
+    const fields: Record<string, string> = { by: learned.by, at: String(this.now()) };
+    if (learned.requestsPerMinute !== undefined) fields['rpm'] = String(learned.requestsPerMinute);
+    if (learned.tokensPerMinute !== undefined) fields['tpm'] = String(learned.tokensPerMinute);
+    try {
+      // One replace: what another replica learned before (a dimension since gone) is not mixed in.
+      await this.withTimeout(this.redis.multi().del(key).hset(key, fields).pexpire(key, learnedTtlMs).exec());
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /** What some replica last shared of a bucket's limits; undefined when nothing is (or Redis does not answer). */
+  async learned(bucket: string): Promise<LearnedLimits | undefined> {
+    if (this.onLocal) return undefined;
+    let h: Record<string, string>;
+    try {
+      h = await this.withTimeout(this.redis.hgetall(`${this.prefix}:${bucket}:learned`));
+    } catch (err) {
+      this.failed(err);
+      return undefined;
+    }
+    const by = h['by'];
+    if (by !== 'headers' && by !== 'body' && by !== 'probing') return undefined;
+    const perMinute = (v: string | undefined) => {
+      const n = Number(v);
+      return v !== undefined && Number.isFinite(n) && n > 0 ? n : undefined;
+    };
+    const out: LearnedLimits = { by };
+    const rpm = perMinute(h['rpm']);
+    const tpm = perMinute(h['tpm']);
+    if (rpm !== undefined) out.requestsPerMinute = rpm;
+    if (tpm !== undefined) out.tokensPerMinute = tpm;
+    return rpm === undefined && tpm === undefined ? undefined : out;
+  }
+
   private grantLocally(req: AcquireRequest): AcquireResult {
     return this.local.acquire(req, this.now());
   }
@@ -227,42 +288,44 @@ interface Scripts {
  * paces a replica while Redis does not answer. Times in ms on this process's clock.
  */
 export class LocalBuckets {
-  private readonly buckets = new Map<string, { r: number; t: number; p: number }>();
+  private readonly buckets = new Map<string, { r: number; t: number; ri: number; ti: number; p: number }>();
 
   acquire(req: AcquireRequest, now: number): AcquireResult {
     let b = this.buckets.get(req.bucket);
     if (!b) {
-      b = { r: 0, t: 0, p: 0 };
+      b = { r: 0, t: 0, ri: 0, ti: 0, p: 0 };
       this.buckets.set(req.bucket, b);
     }
     if (b.p > now) return { granted: false, retryAfterMs: Math.ceil(b.p - now), reason: 'paused' };
     const share = Math.min(1, Math.max(0.01, req.share ?? 1));
     const burstMs = req.limits.burstWindowMs ?? 1_000;
-    const check = (tat: number, perMinute: number | undefined, cost: number) => {
-      if (!perMinute || perMinute <= 0) return { next: undefined, wait: 0 };
+    const check = (tat: number, was: number, perMinute: number | undefined, cost: number) => {
+      if (!perMinute || perMinute <= 0) return { next: undefined, wait: 0, interval: 0 };
       const rate = perMinute * share;
       const interval = 60_000 / rate;
       const capacity = (rate * burstMs) / 60_000;
+      // What is owed was counted at the interval then in force (see the Lua script).
+      if (was > 0 && was !== interval && tat > now) tat = now + ((tat - now) * interval) / was;
       const base = Math.max(tat, now);
       const used = base - now;
       const need = Math.min(cost, capacity) * interval;
       if (used + need > capacity * interval + 0.001)
-        return { next: undefined, wait: used + need - capacity * interval };
-      return { next: base + cost * interval, wait: 0 };
+        return { next: undefined, wait: used + need - capacity * interval, interval };
+      return { next: base + cost * interval, wait: 0, interval };
     };
-    const r = check(b.r, req.limits.requestsPerMinute, 1);
+    const r = check(b.r, b.ri, req.limits.requestsPerMinute, 1);
     if (r.next === undefined && r.wait > 0)
       return { granted: false, retryAfterMs: Math.ceil(r.wait), reason: 'requests' };
-    const t = check(b.t, req.limits.tokensPerMinute, Math.max(0, Math.ceil(req.tokens)));
+    const t = check(b.t, b.ti, req.limits.tokensPerMinute, Math.max(0, Math.ceil(req.tokens)));
     if (t.next === undefined && t.wait > 0)
       return { granted: false, retryAfterMs: Math.ceil(t.wait), reason: 'tokens' };
-    if (r.next !== undefined) b.r = r.next;
-    if (t.next !== undefined) b.t = t.next;
+    if (r.next !== undefined) [b.r, b.ri] = [r.next, r.interval];
+    if (t.next !== undefined) [b.t, b.ti] = [t.next, t.interval];
     return { granted: true };
   }
 
   pause(bucket: string, ms: number, now: number): void {
-    const b = this.buckets.get(bucket) ?? { r: 0, t: 0, p: 0 };
+    const b = this.buckets.get(bucket) ?? { r: 0, t: 0, ri: 0, ti: 0, p: 0 };
     b.p = Math.max(b.p, now + Math.max(0, ms));
     this.buckets.set(bucket, b);
   }

@@ -1,4 +1,4 @@
-import type { BucketLimits } from './index.js';
+import type { BucketLimits, LearnedLimits } from './index.js';
 import { RefillEstimator } from './refill.js';
 
 /** Limits a provider stated: in x-ratelimit-limit-* headers, or in a 429's body. Per minute. */
@@ -63,16 +63,17 @@ export type LearnerMode = 'stated' | 'measured' | 'configured' | 'slow-start' | 
  *   0.95 of what was admitted just before, once per episode, and clean periods raise it again.
  *   Headers follow every change of a limit; a limit only 429 bodies stated may have been raised
  *   since, so after a clean `cleanMs` at it the learner probes above it in growing steps (1.1,
- *   1.2, 1.4, 1.8, 2.6 ×) until a 429's body states the limit again; a probe that met the same
- *   limit makes the next one wait twice as long (at most 16 periods).
+ *   1.2, 1.4, 1.8, 2.6 ×; the first after `cleanMs`, each next after half of it) until a 429's
+ *   body states the limit again; a probe that met the same limit makes the next one wait twice
+ *   as long (at most 16 periods).
  * - Else the refill rate measured from headers that say only what remains (Azure), paced at
  *   `measuredPace` of it when the bucket is 30 % full, less when emptier, more when fuller: see
  *   RefillEstimator and limits(). While the bucket stays full the measure says nothing
  *   new; clean periods then raise the pace by `growth` until the bucket drains and a new
  *   measure sets it back. A 429 lowers it as it lowers a stated limit's share.
  * - Else the configured limits.
- * - Else probing: slow start from `startRpm`, doubling each clean half second while the rate is in
- *   use, until the first 429; then 0.95 of the rate admitted just before it, and `growth` per
+ * - Else probing: slow start from `startRpm`, doubling each clean half second while calls go out
+ *   at it (counted as they are sent: answers come a latency later), until the first 429; then 0.95 of the rate admitted just before it, and `growth` per
  *   clean period. 5xx and timeouts are not the limit's doing and change nothing.
  */
 export class LimitLearner {
@@ -108,6 +109,8 @@ export class LimitLearner {
   private periodStart: number;
   private periodAdmitted = 0;
   private periodTokens = 0;
+  /** Calls sent this period: slow start's measure of use (admissions lag a latency behind). */
+  private periodSent = 0;
   /** Admissions in the last seconds (requests, tokens) per second: "the rate admitted just before". */
   private readonly recent = new Map<number, { requests: number; tokens: number }>();
   decreases = 0;
@@ -249,7 +252,43 @@ export class LimitLearner {
       this.periodStart = this.now();
       this.periodAdmitted = 0;
       this.periodTokens = 0;
+      this.periodSent = 0;
     }
+  }
+
+  /**
+   * What this learner found out, for the other replicas of the key (RateLimiter.shareLearned):
+   * limits the provider stated, or the rate probing settled at after a 429. Undefined while it
+   * knows nothing of its own: slow start, configured limits, or a refill measure (which forms
+   * again within seconds of a start).
+   */
+  knowledge(): LearnedLimits | undefined {
+    const mode = this.mode;
+    if (mode === 'stated') return { ...this.stated, by: this.statedByHeaders ? 'headers' : 'body' };
+    if (mode === 'probing') return { requestsPerMinute: Math.floor(this.probeRpm), by: 'probing' };
+    return undefined;
+  }
+
+  /**
+   * Begins from what another replica learned (`knowledge()`, through Redis), where this one knows
+   * less: stated limits are taken as a 429's body states them (the next answer's headers, where
+   * there are any, take over), a probed rate ends slow start. Returns whether it was taken.
+   */
+  adopt(k: LearnedLimits): boolean {
+    const mode = this.mode;
+    if (k.by === 'headers' || k.by === 'body') {
+      if (mode === 'stated') return false;
+      this.learn(k);
+      return true;
+    }
+    if (mode !== 'slow-start' || k.requestsPerMinute === undefined) return false;
+    this.slowStart = false;
+    this.probeRpm = k.requestsPerMinute;
+    this.periodStart = this.now();
+    this.periodAdmitted = 0;
+    this.periodTokens = 0;
+    this.periodSent = 0;
+    return true;
   }
 
   /**
@@ -261,7 +300,11 @@ export class LimitLearner {
     this.sentRequests++;
     this.sentTokens += tokens;
     const n = shared ?? { requests: this.sentRequests, tokens: this.sentTokens };
-    return { at: this.now(), requests: n.requests, tokens: n.tokens, cost: tokens };
+    const at = this.now();
+    this.periodSent++;
+    // Slow start doubles on schedule as calls go out, not a latency later as their answers come.
+    if (this.mode === 'slow-start') this.grow(at);
+    return { at, requests: n.requests, tokens: n.tokens, cost: tokens };
   }
 
   /**
@@ -281,6 +324,7 @@ export class LimitLearner {
     this.periodStart = this.now();
     this.periodAdmitted = 0;
     this.periodTokens = 0;
+    this.periodSent = 0;
   }
 
   /** A call went through (any answer but a 429), having reserved `tokens`. */
@@ -320,6 +364,7 @@ export class LimitLearner {
         this.periodStart = t;
         this.periodAdmitted = 0;
         this.periodTokens = 0;
+        this.periodSent = 0;
         return;
       }
       // 429s of calls sent before the limits were known, or before two seconds of use tell
@@ -342,6 +387,7 @@ export class LimitLearner {
     this.periodStart = t;
     this.periodAdmitted = 0;
     this.periodTokens = 0;
+    this.periodSent = 0;
   }
 
   /** Requests admitted in the last full second, per minute. */
@@ -378,18 +424,25 @@ export class LimitLearner {
     // (Azure's holds 10 s of rate): the refill shows once it drains.
     const slowPeriod = this.ample() ? 250 : 500;
     const probing = this.mode === 'stated' && !this.statedByHeaders && this.share >= this.pace;
+    // Above a limit a 429's body stated, the first step waits `probeWaitMs` at the limit; each next
+    // half a clean period: a step that went through means the limit has moved, and how far is
+    // found sooner in shorter steps (one too far costs a 429 episode, as any failed probe does).
     const period =
       this.slowStart && this.mode === 'slow-start'
         ? slowPeriod
-        : probing && this.above === 1
-          ? this.probeWaitMs
+        : probing
+          ? this.above === 1
+            ? this.probeWaitMs
+            : this.cleanMs / 2
           : this.cleanMs;
     if (t - this.periodStart < period) return;
     const elapsedMin = (t - this.periodStart) / 60_000;
     const mode = this.mode;
     const inUse = (rpm: number) => this.periodAdmitted >= 0.8 * rpm * elapsedMin;
-    if (mode === 'slow-start' || mode === 'probing') {
-      if (inUse(this.probeRpm)) this.probeRpm *= mode === 'slow-start' ? 2 : this.growth;
+    if (mode === 'slow-start') {
+      if (this.periodSent >= 0.8 * (this.probeRpm * elapsedMin)) this.probeRpm *= 2;
+    } else if (mode === 'probing') {
+      if (inUse(this.probeRpm)) this.probeRpm *= this.growth;
     } else if (mode === 'stated' && this.share < this.pace) {
       this.share = Math.min(this.pace, this.share * this.growth);
     } else if (mode === 'stated' && (this.refill.requests.full || this.refill.tokens.full)) {
@@ -407,5 +460,6 @@ export class LimitLearner {
     this.periodStart = t;
     this.periodAdmitted = 0;
     this.periodTokens = 0;
+    this.periodSent = 0;
   }
 }

@@ -16,6 +16,7 @@ function atPace() {
       const n = Math.round(l.limits().requestsPerMinute! / 60);
       for (let i = 0; i < n; i++) {
         advance(1_000 / n);
+        l.sent(10);
         l.admitted(10);
       }
     }
@@ -32,7 +33,7 @@ describe('LimitLearner', () => {
     expect(l.limits()).toEqual({ requestsPerMinute: 500, tokensPerMinute: 597_000, burstWindowMs: 250 });
   });
 
-  it('with nothing known, starts slow and doubles each second the rate is used', () => {
+  it('with nothing known, starts slow and doubles each second calls go out at the rate', () => {
     const { l, advance } = at();
     expect(l.mode).toBe('slow-start');
     expect(l.limits().requestsPerMinute).toBe(60);
@@ -41,6 +42,7 @@ describe('LimitLearner', () => {
       const perSecond = (l.limits().requestsPerMinute ?? 0) / 60;
       for (let i = 0; i < perSecond; i++) {
         advance(1_000 / perSecond);
+        l.sent(100);
         l.admitted(100);
       }
     }
@@ -53,6 +55,7 @@ describe('LimitLearner', () => {
       const n = (l.limits().requestsPerMinute ?? 0) / 120; // a half second's worth
       for (let i = 0; i < n; i++) {
         advance(500 / n);
+        l.sent(100);
         l.admitted(100);
       }
     }
@@ -63,6 +66,7 @@ describe('LimitLearner', () => {
     const { l, advance } = at();
     for (let s = 0; s < 5; s++) {
       advance(1_000);
+      l.sent(100);
       l.admitted(100); // 60 per minute allowed, 60 used: doubles once to 120, then 1 a second is not 80 %
     }
     expect(l.limits().requestsPerMinute).toBe(120);
@@ -74,6 +78,7 @@ describe('LimitLearner', () => {
     const second = (n: number) => {
       for (let i = 0; i < n; i++) {
         advance(1_000 / n);
+        l.sent(100);
         l.admitted(100);
       }
     };
@@ -128,13 +133,14 @@ describe('LimitLearner', () => {
     expect(l.limits().requestsPerMinute).toBe(2_626);
   });
 
-  it('finds a raised limit only a 429 states: steps of 1.1, 1.2, 1.4, 1.8, 2.6 until a 429 says it', () => {
+  it('finds a raised limit only a 429 states: steps of 1.1, 1.2, 1.4, 1.8, 2.6, each after a clean half period, until a 429 says it', () => {
     const { l, run } = atPace();
     l.learn({ requestsPerMinute: 2_400 });
-    // The provider now allows 4,800: every probe step goes through, a step each clean 10 s.
+    // The provider now allows 4,800: every probe step goes through; the first after a clean 10 s
+    // at the limit, each next after a clean 5 s.
     const seen: number[] = [];
     for (let i = 0; i < 5; i++) {
-      run(11);
+      run(i === 0 ? 11 : 6);
       seen.push(l.limits().requestsPerMinute!);
     }
     expect(seen).toEqual([2_626, 2_865, 3_343, 4_298, 6_208]);

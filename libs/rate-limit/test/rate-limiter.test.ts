@@ -1,7 +1,7 @@
 import { FaultProxy, freePort, stackSettings, uniqueName } from '@sluice/testing';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LocalBuckets, RateLimiter } from '../src/index.js';
+import { LimitLearner, LocalBuckets, RateLimiter } from '../src/index.js';
 
 describe('RateLimiter on real Redis', () => {
   const a = new Redis(stackSettings().redisUrl);
@@ -56,6 +56,58 @@ describe('RateLimiter on real Redis', () => {
     // Other buckets go on.
     expect(await two.acquire({ bucket: 'azure:gpt-4o:k3', limits, tokens: 1 })).toMatchObject({ granted: true });
     expect(await replicaA.acquire({ bucket: 'azure:gpt-4o:k2', limits, tokens: 1 })).toMatchObject({ granted: true });
+  });
+
+  it('owes calls, not time: a pace raised since a grant is not held back by the old pace, nor a lowered one left a burst', async () => {
+    const slow = { requestsPerMinute: 60, burstWindowMs: 1_000 };
+    const fast = { requestsPerMinute: 6_000, burstWindowMs: 1_000 };
+    const bucket = 'compatible:llama:k9';
+    expect(await one.acquire({ bucket, limits: slow, tokens: 0 })).toMatchObject({ granted: true });
+    expect(await two.acquire({ bucket, limits: slow, tokens: 0 })).toMatchObject({ granted: false });
+    // The pace rose 100×: the one call owed is 10 ms at the new pace, not the second it was at 60/min.
+    expect(await two.acquire({ bucket, limits: fast, tokens: 0 })).toMatchObject({ granted: true });
+    for (let i = 0; i < 48; i++) await one.acquire({ bucket, limits: fast, tokens: 0 });
+    // About 50 calls owed: at 60 per minute that is most of a minute, not the half second it was at 6,000.
+    const r = await two.acquire({ bucket, limits: slow, tokens: 0 });
+    expect(r).toMatchObject({ granted: false, reason: 'requests' });
+    expect(!r.granted && r.retryAfterMs).toBeGreaterThan(40_000);
+    // The local buckets (Redis not answering) count the same way.
+    const local = new LocalBuckets();
+    expect(local.acquire({ bucket, limits: slow, tokens: 0 }, 0)).toMatchObject({ granted: true });
+    expect(local.acquire({ bucket, limits: slow, tokens: 0 }, 10)).toMatchObject({ granted: false });
+    expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 10)).toMatchObject({ granted: true });
+  });
+
+  it("shares learned limits: a replica that knows nothing begins at another's, not from slow start", async () => {
+    const bucket = 'compatible:llama:k1';
+    expect(await two.learned(bucket)).toBeUndefined();
+    // Replica one met a 429 whose body stated 2,400 requests per minute.
+    const first = new LimitLearner({ configured: {} });
+    first.learn({ requestsPerMinute: 2_400 });
+    await one.shareLearned(bucket, first.knowledge()!);
+    const learned = await two.learned(bucket);
+    expect(learned).toEqual({ requestsPerMinute: 2_400, by: 'body' });
+    const second = new LimitLearner({ configured: {} });
+    expect(second.limits().requestsPerMinute).toBe(60); // slow start
+    expect(second.adopt(learned!)).toBe(true);
+    expect(second.mode).toBe('stated');
+    expect(second.limits().requestsPerMinute).toBe(2_388);
+    // A learner with limits of its own keeps them.
+    const third = new LimitLearner({ configured: {} });
+    third.learn({ requestsPerMinute: 1_200 }, true);
+    expect(third.adopt(learned!)).toBe(false);
+    expect(third.limits().requestsPerMinute).toBe(1_194);
+    // A later share replaces the whole entry; a probed rate ends slow start where nothing states limits.
+    await two.shareLearned(bucket, { requestsPerMinute: 900, by: 'probing' });
+    expect(await one.learned(bucket)).toEqual({ requestsPerMinute: 900, by: 'probing' });
+    const fourth = new LimitLearner({ configured: {} });
+    expect(fourth.adopt((await one.learned(bucket))!)).toBe(true);
+    expect(fourth.mode).toBe('probing');
+    expect(fourth.limits().requestsPerMinute).toBe(900);
+    // Shared for a bounded time: the entry expires (an hour after the last share).
+    const ttl = await a.pttl(`${prefix}:${bucket}:learned`);
+    expect(ttl).toBeGreaterThan(3_500_000);
+    expect(ttl).toBeLessThanOrEqual(3_600_000);
   });
 });
 

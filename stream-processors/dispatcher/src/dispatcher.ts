@@ -149,6 +149,9 @@ export class Dispatcher {
   private releaseTimer: NodeJS.Timeout | undefined;
   /** Per bucket (model and key): the limits stated, configured or probed, and what to pace at. */
   private readonly learners = new Map<string, LimitLearner>();
+  /** Per bucket: what this process last shared of its limits (JSON), and when it last read the shared ones. */
+  private readonly learnedShared = new Map<string, string>();
+  private readonly learnedRead = new Map<string, number>();
   /** Per model: the last call queued for a grant (see inTurn). */
   private readonly turns = new Map<string, Promise<void>>();
   /** Partitions of the lane topic, and how many this process owns (after its first join). */
@@ -159,6 +162,10 @@ export class Dispatcher {
   private statusUnread = false;
   private statusReading = false;
   private readonly paceLogged = new Map<string, { mode: string; rpm?: number; tpm?: number; at: number }>();
+  /** Per bucket: the pace last noted (see notePace). */
+  private readonly paceSeen = new Map<string, { mode: string; rpm?: number; tpm?: number }>();
+  /** Calls waiting for a bucket to admit them: woken early when a pace rises. */
+  private readonly bucketWaiters = new Set<() => void>();
 
   constructor(options: DispatcherOptions) {
     this.o = {
@@ -394,7 +401,8 @@ export class Dispatcher {
       // Stamped with what every replica has sent on the key, which the provider's remaining
       // headers count too. A local grant (Redis did not answer) knows only this process's count:
       // its answer's remaining headers are not measured against it.
-      const stamp = sent ? learner.sent(tokens, sent) : undefined;
+      const stamp = learner.sent(tokens, sent);
+      if (learner.mode === 'slow-start') this.notePace(request.model, key);
       const at = now();
       try {
         result = await key.adapter.chat({
@@ -413,8 +421,9 @@ export class Dispatcher {
         history = [...history, { attempt, at, outcome: 'ok', code: null, message: null, latencyMs: result.latencyMs }];
         this.inFlightCap.record(now() - at);
         learner.admitted(tokens);
+        this.notePace(request.model, key);
         calibration.reported(counted, result.usage.promptTokens);
-        if (stamp)
+        if (sent)
           learner.remaining(stamp, { requests: result.rate.remainingRequests, tokens: result.rate.remainingTokens });
         this.learn(request.model, key, result.rate, true);
         break;
@@ -500,7 +509,16 @@ export class Dispatcher {
         waitMs = Math.min(waitMs, grant.retryAfterMs + 5);
       }
       // Waiting here holds one call slot, not the consumer: the batch loop goes on.
-      await new Promise((r) => setTimeout(r, Math.max(1, Math.min(waitMs, 30_000))));
+      // A pace that rises meanwhile (slow start doubling, limits learned) wakes it early.
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.bucketWaiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.max(1, Math.min(waitMs, 30_000)));
+        this.bucketWaiters.add(done);
+      });
     }
   }
 
@@ -674,7 +692,25 @@ export class Dispatcher {
       l = new LimitLearner({ configured: this.o.limits(model) });
       this.learners.set(id, l);
     }
+    // Knowing nothing yet, begin from what another replica (or this key's last process) learned:
+    // asked at once, then every 2 s until this one knows something of its own.
+    if (l.mode === 'slow-start' && now() - (this.learnedRead.get(id) ?? -Infinity) >= 2_000) {
+      this.learnedRead.set(id, now());
+      void this.readLearned(model, key, l);
+    }
     return l;
+  }
+
+  private async readLearned(model: string, key: PoolKey, l: LimitLearner): Promise<void> {
+    const learned = await this.o.limiter.learned(this.bucketOf(model, key));
+    if (learned && l.adopt(learned)) {
+      this.o.log.info(
+        { lane: this.lane, model, keyId: key.keyId, by: learned.by },
+        'limits learned by another replica taken',
+      );
+      this.notePace(model, key);
+      this.resizeSlots(); // the slots for the pace taken, not for slow start's
+    }
   }
 
   /** Limits the provider states: x-ratelimit-limit-* headers of an answer, or a 429's headers or body. */
@@ -686,20 +722,33 @@ export class Dispatcher {
     this.notePace(model, key);
   }
 
-  /** Logs what a model is paced at on a key when its mode changes or a limit moves by a tenth (at most 1 a second). */
+  /**
+   * After anything that may move a model's pace on a key: when its mode changes or a limit moves
+   * by a tenth, calls waiting at the old pace try again at once if it rose, what the learner knows
+   * is shared with the other replicas, and the pace is logged (at most once a second).
+   */
   private notePace(model: string, key: PoolKey): void {
     const id = this.bucketOf(model, key);
     const l = this.learner(model, key);
+    const mode = l.mode;
     const { requestsPerMinute: rpm, tokensPerMinute: tpm } = l.limits();
-    const last = this.paceLogged.get(id);
+    const seen = this.paceSeen.get(id);
     const moved = (a?: number, b?: number) => (a ?? 0) !== (b ?? 0) && Math.abs((a ?? 0) - (b ?? 0)) > 0.1 * (b ?? 0);
-    if (last && last.mode === l.mode && (!(moved(rpm, last.rpm) || moved(tpm, last.tpm)) || now() - last.at < 1_000))
-      return;
-    this.paceLogged.set(id, { mode: l.mode, rpm, tpm, at: now() });
-    this.o.log.info(
-      { lane: this.lane, model, keyId: key.keyId, mode: l.mode, rpm, tpm, decreases: l.decreases },
-      'pace',
-    );
+    if (seen && seen.mode === mode && !moved(rpm, seen.rpm) && !moved(tpm, seen.tpm)) return;
+    this.paceSeen.set(id, { mode, rpm, tpm });
+    const above = (a?: number, b?: number) => (a ?? Infinity) > (b ?? Infinity);
+    if (!seen || seen.mode !== mode || above(rpm, seen.rpm) || above(tpm, seen.tpm))
+      for (const wake of [...this.bucketWaiters]) wake();
+    const knowledge = l.knowledge();
+    const shared = knowledge && JSON.stringify(knowledge);
+    if (knowledge && shared !== this.learnedShared.get(id)) {
+      this.learnedShared.set(id, shared!);
+      void this.o.limiter.shareLearned(id, knowledge);
+    }
+    const last = this.paceLogged.get(id);
+    if (last && last.mode === mode && now() - last.at < 1_000) return;
+    this.paceLogged.set(id, { mode, rpm, tpm, at: now() });
+    this.o.log.info({ lane: this.lane, model, keyId: key.keyId, mode, rpm, tpm, decreases: l.decreases }, 'pace');
   }
 
   private async terminal(

@@ -10,7 +10,7 @@ import { FaultProxy, freePort, stackSettings, uniqueName, waitFor } from '@sluic
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DelayProcessor } from '../../delay/src/delay-processor.js';
 import { Dispatcher, type DispatcherOptions } from '../src/dispatcher.js';
-import { createAzureAdapter, createGeminiAdapter } from '@sluice/providers';
+import { createAzureAdapter, createCompatibleAdapter, createGeminiAdapter } from '@sluice/providers';
 
 const s = stackSettings();
 const log = pino({ level: process.env['DISPATCH_LOG'] ?? 'warn' });
@@ -59,6 +59,8 @@ beforeAll(async () => {
         // Two keys of 50 requests/s each, pooled (with a third whose account has no credit).
         'sk-pool-a': { dialect: 'openai', limits: { rpm: 3_000, burstWindowMs: 1_000 } },
         'sk-pool-b': { dialect: 'openai', limits: { rpm: 3_000, burstWindowMs: 1_000 } },
+        // An OpenAI-compatible server that states its limit (50 requests/s) only in 429 messages.
+        'sk-learn': { dialect: 'compatible', limits: { rpm: 3_000, burstWindowMs: 1_000 } },
       },
     },
   });
@@ -289,6 +291,48 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
     } finally {
       await Promise.all(replicas.map((r) => r.stop()));
     }
+  }, 150_000);
+
+  it('shares a limit learned from a 429 through Redis: the next replica on the key begins at it, without slow start or 429', async () => {
+    const keyPrefix = uniqueName('rl-learn');
+    const groupId = uniqueName('learn');
+    const lane = { provider: `dlearn${randomBytes(4).toString('hex')}`, partition: 0 };
+    const compatible = () =>
+      dispatcher(lane.provider, 'sk-learn', 0, {
+        adapter: createCompatibleAdapter({ apiKey: 'sk-learn', baseURL: `${sim.url}/v1` }),
+        limits: () => ({}), // told nothing: the limit is learned
+        limiter: new RateLimiter({ redis, keyPrefix }),
+        groupId,
+        callTimeoutMs: 5_000,
+      });
+    /** Runs a job of `n` prompts through a new dispatcher on the lane; the key's ledger rows of it. */
+    const run = async (n: number) => {
+      const { jobId } = await seedJob(n, 'sealed', lane);
+      const d = compatible();
+      const t0 = sim.sim.elapsed();
+      await d.start();
+      try {
+        expect((await outcomes(jobId, n, 60_000)).unique.size).toBe(n);
+      } finally {
+        await d.stop();
+      }
+      const rows = sim.sim.ledger.since(0).filter((r) => r.key === 'sk-learn' && r.t >= t0);
+      const start = rows[0]!.t;
+      return {
+        firstTwoSeconds: rows.filter((r) => r.t < start + 2_000).length,
+        rejected: (ms: number) => rows.filter((r) => r.t < start + ms && r.outcome === 'rejected').length,
+      };
+    };
+    // The first process starts slow, meets the limit, and learns it from the 429's message.
+    const first = await run(400);
+    expect(first.rejected(Infinity)).toBeGreaterThan(0);
+    expect(first.firstTwoSeconds).toBeLessThan(40);
+    // The next one on the key (a restart here; another replica alike) begins at the learned pace:
+    // its first 2 s near the limit (50/s), and no 429 in its first 8 s (later it may probe above
+    // a limit only a 429 stated).
+    const second = await run(600);
+    expect(second.firstTwoSeconds).toBeGreaterThan(80);
+    expect(second.rejected(8_000)).toBe(0);
   }, 150_000);
 
   it("keeps two replicas under their key's limit while Redis does not answer, each at its share, and loses no prompt", async () => {
