@@ -85,10 +85,10 @@ export async function startDev(o: DevOptions): Promise<DevRunning> {
     const tokenCounter = await loadTokenCounter('o200k_base');
     for (const lane of o.lanes) {
       const c = {
-        provider: lane.adapter ?? lane.provider,
+        provider: (lane.adapter ?? lane.provider) as DispatcherConfig['provider'],
         apiKey: lane.apiKey,
         baseUrl: lane.baseUrl,
-      } as DispatcherConfig;
+      };
       const dispatcher = new Dispatcher({
         kafka,
         codecs,

@@ -24,8 +24,16 @@ export interface SendStamp {
 export interface LimitLearnerOptions {
   /** What the operator configured: a cap, never exceeded. */
   configured: BucketLimits;
-  /** Fraction of a stated limit to pace at. @default 0.995 */
+  /**
+   * Fraction of a stated token limit to pace at: tokens are estimated before the call, and the
+   * margin takes the estimate's error. @default 0.995
+   */
   pace?: number;
+  /**
+   * Fraction of a stated request limit to pace at: requests are counted exactly, one a call, so
+   * none need be kept back. @default 1
+   */
+  requestPace?: number;
   /**
    * Fraction of a refill rate measured from remaining-only headers to pace at when the bucket is
    * `levelTarget` full; a fuller bucket raises it, an emptier one lowers it. @default 1
@@ -78,6 +86,7 @@ export type LearnerMode = 'stated' | 'measured' | 'configured' | 'slow-start' | 
  */
 export class LimitLearner {
   private readonly pace: number;
+  private readonly requestPace: number;
   private readonly measuredPace: number;
   private readonly refill = { requests: new RefillEstimator(), tokens: new RefillEstimator() };
   /** Of the measured rates; reset to measuredPace by each new measure. */
@@ -117,6 +126,7 @@ export class LimitLearner {
 
   constructor(private readonly o: LimitLearnerOptions) {
     this.pace = o.pace ?? 0.995;
+    this.requestPace = o.requestPace ?? 1;
     this.measuredPace = o.measuredPace ?? 1;
     this.measuredShare = this.measuredPace;
     this.growth = o.growth ?? 1.1;
@@ -145,17 +155,21 @@ export class LimitLearner {
     switch (this.mode) {
       case 'stated': {
         const s = this.stated;
+        // The share runs up to `pace`; requests are paced at `requestPace` where tokens are at it.
         const f = this.share * this.above;
         // Remaining headers beside the limits may show less left than stated (another client on
         // the key): then the measured refill caps the pace.
-        const under = (stated: number | undefined, e: RefillEstimator) => {
+        const under = (stated: number | undefined, e: RefillEstimator, k: number) => {
           const m = this.measuredPaceOf(e);
-          return stated === undefined ? undefined : m === undefined ? stated * f : Math.min(stated * f, m);
+          return stated === undefined ? undefined : m === undefined ? stated * f * k : Math.min(stated * f * k, m);
         };
         return {
           ...c,
-          requestsPerMinute: cap(under(s.requestsPerMinute, this.refill.requests), c.requestsPerMinute),
-          tokensPerMinute: cap(under(s.tokensPerMinute, this.refill.tokens), c.tokensPerMinute),
+          requestsPerMinute: cap(
+            under(s.requestsPerMinute, this.refill.requests, this.requestPace / this.pace),
+            c.requestsPerMinute,
+          ),
+          tokensPerMinute: cap(under(s.tokensPerMinute, this.refill.tokens, 1), c.tokensPerMinute),
           // Close to the provider's limit, a burst of a second's rate meets its bucket when that is
           // low too (calls arrive bunched): a quarter of a second's worth at most.
           burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs),

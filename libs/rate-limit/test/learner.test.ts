@@ -25,7 +25,7 @@ function atPace() {
 }
 
 describe('LimitLearner', () => {
-  it('paces at 0.995 of the limits the provider states, under the configured cap', () => {
+  it('paces at the request limit and 0.995 of the token limit the provider states, under the configured cap', () => {
     const { l } = at({ configured: { requestsPerMinute: 500 } });
     expect(l.mode).toBe('configured');
     l.learn({ requestsPerMinute: 10_000, tokensPerMinute: 600_000 });
@@ -121,16 +121,16 @@ describe('LimitLearner', () => {
   it('probes above a limit only a 429 stated: back at once if it still holds, and less often', () => {
     const { l, run } = atPace();
     l.learn({ requestsPerMinute: 2_400 }); // in a 429's body
-    expect(l.limits().requestsPerMinute).toBe(2_388);
+    expect(l.limits().requestsPerMinute).toBe(2_400);
     run(11); // a clean 10 s at the limit: probe a tenth above it
-    expect(l.limits().requestsPerMinute).toBe(2_626);
+    expect(l.limits().requestsPerMinute).toBe(2_640);
     l.learn({ requestsPerMinute: 2_400 }); // the probe's 429 says the limit holds
     l.rateLimited();
-    expect(l.limits().requestsPerMinute).toBe(2_388);
+    expect(l.limits().requestsPerMinute).toBe(2_400);
     run(15); // the next probe waits 20 s
-    expect(l.limits().requestsPerMinute).toBe(2_388);
+    expect(l.limits().requestsPerMinute).toBe(2_400);
     run(6);
-    expect(l.limits().requestsPerMinute).toBe(2_626);
+    expect(l.limits().requestsPerMinute).toBe(2_640);
   });
 
   it('finds a raised limit only a 429 states: steps of 1.1, 1.2, 1.4, 1.8, 2.6, each after a clean half period, until a 429 says it', () => {
@@ -143,11 +143,11 @@ describe('LimitLearner', () => {
       run(i === 0 ? 11 : 6);
       seen.push(l.limits().requestsPerMinute!);
     }
-    expect(seen).toEqual([2_626, 2_865, 3_343, 4_298, 6_208]);
+    expect(seen).toEqual([2_640, 2_880, 3_360, 4_320, 6_240]);
     l.learn({ requestsPerMinute: 4_800 }); // 2.6 × is too much: the 429's body states the new limit
     l.rateLimited();
     expect(l.limits().requestsPerMinute).toBeGreaterThan(0.9 * 4_800);
-    expect(l.limits().requestsPerMinute).toBeLessThanOrEqual(4_776);
+    expect(l.limits().requestsPerMinute).toBeLessThanOrEqual(4_800);
   });
 
   it('never probes above limits an answer stated in its headers', () => {
@@ -159,7 +159,7 @@ describe('LimitLearner', () => {
         l.admitted(10);
       }
     }
-    expect(l.limits().requestsPerMinute).toBe(2_388);
+    expect(l.limits().requestsPerMinute).toBe(2_400);
   });
 
   it('is calibrated by the first answer, then follows a moving average', () => {

@@ -7,15 +7,11 @@ export interface DispatcherConfig {
   schemaRegistryUrl: string;
   /** The lane: openai | azure | gemini | compatible (SLUICE_PROVIDER). */
   provider: 'openai' | 'azure' | 'gemini' | 'compatible';
-  /** The provider API key (SLUICE_PROVIDER_API_KEY); never logged. The pool's first key. */
-  apiKey: string;
-  /** Names the key in buckets and logs (SLUICE_PROVIDER_KEY_ID). @default provider-default */
-  keyId: string;
-  /** OpenAI / compatible base URL, Azure endpoint, Gemini base URL (SLUICE_PROVIDER_BASE_URL). */
-  baseUrl: string | undefined;
   /**
-   * Every key of the lane's pool: SLUICE_PROVIDER_KEYS, a JSON array of {"id", "apiKey",
-   * "baseUrl"?} (baseUrl defaults to SLUICE_PROVIDER_BASE_URL), else the one key above.
+   * Every key of the lane's pool, never logged: SLUICE_PROVIDER_KEYS, a JSON array of {"id",
+   * "apiKey", "baseUrl"?} (baseUrl defaults to SLUICE_PROVIDER_BASE_URL), else the one key of
+   * SLUICE_PROVIDER_API_KEY, named by SLUICE_PROVIDER_KEY_ID (default provider-default). The base
+   * URL is OpenAI's or a compatible server's /v1, Azure's endpoint, or Gemini's base URL.
    */
   keys: ReadonlyArray<{ keyId: string; apiKey: string; baseUrl: string | undefined }>;
   /** Per model: {"gpt-4o-mini": {"requestsPerMinute": 500, "tokensPerMinute": 200000}} (SLUICE_MODEL_LIMITS). */
@@ -145,9 +141,6 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
       'run `npm run stack:up` and source .sluice/stack.env',
     ),
     provider: provider as DispatcherConfig['provider'],
-    apiKey: keys[0]!.apiKey,
-    keyId: keys[0]!.keyId,
-    baseUrl: keys[0]!.baseUrl,
     keys,
     modelLimits,
     concurrency: int(env, 'SLUICE_DISPATCH_CONCURRENCY', 512),

@@ -148,7 +148,8 @@ export class Dispatcher {
   private parkTimer: NodeJS.Timeout | undefined;
   private releaseTimer: NodeJS.Timeout | undefined;
   /** Per bucket (model and key): the limits stated, configured or probed, and what to pace at. */
-  private readonly learners = new Map<string, LimitLearner>();
+  /** Per bucket: its learner, and the key of the pool it paces. */
+  private readonly learners = new Map<string, { l: LimitLearner; key: KeyState }>();
   /** Per bucket: what this process last shared of its limits (JSON), and when it last read the shared ones. */
   private readonly learnedShared = new Map<string, string>();
   private readonly learnedRead = new Map<string, number>();
@@ -575,7 +576,9 @@ export class Dispatcher {
   private resizeSlots(): void {
     if (this.learners.size === 0) return;
     let perSecond: number | undefined = 0;
-    for (const l of this.learners.values()) {
+    // A parked key takes no calls: its pace needs no slots.
+    for (const { l, key } of this.learners.values()) {
+      if (this.isParked(key)) continue;
       const r = l.callsPerSecond(this.tokensPerCall);
       perSecond = r === undefined || perSecond === undefined ? undefined : perSecond + r;
     }
@@ -685,12 +688,12 @@ export class Dispatcher {
   }
 
   /** What this process knows of a model's limits on a key: stated, configured, or being probed. */
-  private learner(model: string, key: PoolKey): LimitLearner {
+  private learner(model: string, key: KeyState): LimitLearner {
     const id = this.bucketOf(model, key);
-    let l = this.learners.get(id);
+    let l = this.learners.get(id)?.l;
     if (!l) {
       l = new LimitLearner({ configured: this.o.limits(model) });
-      this.learners.set(id, l);
+      this.learners.set(id, { l, key });
     }
     // Knowing nothing yet, begin from what another replica (or this key's last process) learned:
     // asked at once, then every 2 s until this one knows something of its own.
@@ -701,7 +704,7 @@ export class Dispatcher {
     return l;
   }
 
-  private async readLearned(model: string, key: PoolKey, l: LimitLearner): Promise<void> {
+  private async readLearned(model: string, key: KeyState, l: LimitLearner): Promise<void> {
     const learned = await this.o.limiter.learned(this.bucketOf(model, key));
     if (learned && l.adopt(learned)) {
       this.o.log.info(
@@ -714,7 +717,7 @@ export class Dispatcher {
   }
 
   /** Limits the provider states: x-ratelimit-limit-* headers of an answer, or a 429's headers or body. */
-  private learn(model: string, key: PoolKey, rate: RateHeaders, inAnswer: boolean): void {
+  private learn(model: string, key: KeyState, rate: RateHeaders, inAnswer: boolean): void {
     this.learner(model, key).learn(
       { requestsPerMinute: rate.limitRequests, tokensPerMinute: rate.limitTokens },
       inAnswer,
@@ -727,7 +730,7 @@ export class Dispatcher {
    * by a tenth, calls waiting at the old pace try again at once if it rose, what the learner knows
    * is shared with the other replicas, and the pace is logged (at most once a second).
    */
-  private notePace(model: string, key: PoolKey): void {
+  private notePace(model: string, key: KeyState): void {
     const id = this.bucketOf(model, key);
     const l = this.learner(model, key);
     const mode = l.mode;

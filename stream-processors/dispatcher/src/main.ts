@@ -14,7 +14,11 @@ import { createSchemaCodecs } from '@sluice/schemas';
 import { loadDispatcherConfig, type DispatcherConfig } from './config.js';
 import { Dispatcher } from './dispatcher.js';
 
-export function adapterFor(c: Pick<DispatcherConfig, 'provider' | 'apiKey' | 'baseUrl'>): ProviderAdapter {
+export function adapterFor(c: {
+  provider: DispatcherConfig['provider'];
+  apiKey: string;
+  baseUrl: string | undefined;
+}): ProviderAdapter {
   switch (c.provider) {
     case 'openai':
       return createOpenAIAdapter({ apiKey: c.apiKey, baseURL: c.baseUrl });
