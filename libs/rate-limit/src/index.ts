@@ -63,8 +63,9 @@ const learnedTtlMs = 3_600_000;
 export type LimiterState = 'shared' | 'local';
 
 // GCRA on both dimensions at once, on Redis's clock, so every replica shares one bucket.
-// KEYS[1] = bucket hash (fields r, t: theoretical arrival times in µs, ri, ti: the intervals they
-// were set at, so that a pace changed since scales what is owed to the new one; p: paused until µs;
+// KEYS[1] = bucket hash (fields r, t: theoretical arrival times in µs; ri, ti and rb, tb: the
+// intervals and bursts they were set at, so that a bucket keeps its level across a change of
+// pace; p: paused until µs;
 // nr, nt: calls and tokens granted so far, which tell a provider's remaining-only headers apart
 // from what every replica sent)
 // ARGV = requests/min, tokens/min, burst ms, tokens
@@ -83,8 +84,14 @@ local function check(field, per_minute, cost)
   local capacity = per_minute * burst / 60000000
   local tat = tonumber(redis.call('HGET', KEYS[1], field) or '0')
   local was = tonumber(redis.call('HGET', KEYS[1], field .. 'i') or '0')
-  -- What is owed was counted at the interval then in force: owed calls (or tokens), not time.
-  if was > 0 and was ~= interval and tat > now then tat = now + (tat - now) * interval / was end
+  local was_burst = tonumber(redis.call('HGET', KEYS[1], field .. 'b') or tostring(burst))
+  -- At another pace than the arrival time was set at, the bucket keeps its level: the room it
+  -- holds (or what is owed beyond it) in calls or tokens, not in time. A raised pace then neither
+  -- waits out a debt counted at the old one nor frees a burst. Kept at once, refused or not.
+  if was > 0 and (was ~= interval or was_burst ~= burst) and tat > now then
+    tat = math.max(now, now + burst + (tat - now - was_burst) * interval / was)
+    redis.call('HSET', KEYS[1], field, tat, field .. 'i', interval, field .. 'b', burst)
+  end
   local base = math.max(tat, now)
   local need = math.min(cost, capacity) * interval
   local used = base - now
@@ -95,8 +102,8 @@ local new_r, wait_r, int_r = check('r', rpm, 1)
 if rpm > 0 and new_r == nil then return {0, wait_r, 'requests'} end
 local new_t, wait_t, int_t = check('t', tpm, tokens)
 if tpm > 0 and new_t == nil then return {0, wait_t, 'tokens'} end
-if new_r then redis.call('HSET', KEYS[1], 'r', new_r, 'ri', int_r) end
-if new_t then redis.call('HSET', KEYS[1], 't', new_t, 'ti', int_t) end
+if new_r then redis.call('HSET', KEYS[1], 'r', new_r, 'ri', int_r, 'rb', burst) end
+if new_t then redis.call('HSET', KEYS[1], 't', new_t, 'ti', int_t, 'tb', burst) end
 local sent_r = redis.call('HINCRBY', KEYS[1], 'nr', 1)
 local sent_t = redis.call('HINCRBY', KEYS[1], 'nt', tokens)
 redis.call('PEXPIRE', KEYS[1], 3600000)
@@ -288,44 +295,54 @@ interface Scripts {
  * paces a replica while Redis does not answer. Times in ms on this process's clock.
  */
 export class LocalBuckets {
-  private readonly buckets = new Map<string, { r: number; t: number; ri: number; ti: number; p: number }>();
+  /** Arrival times r, t (ms), the intervals ri, ti and bursts rb, tb they were set at, paused until p. */
+  private readonly buckets = new Map<
+    string,
+    { r: number; t: number; ri: number; ti: number; rb: number; tb: number; p: number }
+  >();
 
   acquire(req: AcquireRequest, now: number): AcquireResult {
     let b = this.buckets.get(req.bucket);
     if (!b) {
-      b = { r: 0, t: 0, ri: 0, ti: 0, p: 0 };
+      b = { r: 0, t: 0, ri: 0, ti: 0, rb: 0, tb: 0, p: 0 };
       this.buckets.set(req.bucket, b);
     }
     if (b.p > now) return { granted: false, retryAfterMs: Math.ceil(b.p - now), reason: 'paused' };
     const share = Math.min(1, Math.max(0.01, req.share ?? 1));
     const burstMs = req.limits.burstWindowMs ?? 1_000;
-    const check = (tat: number, was: number, perMinute: number | undefined, cost: number) => {
+    const bucket = b;
+    const check = (field: 'r' | 't', perMinute: number | undefined, cost: number) => {
       if (!perMinute || perMinute <= 0) return { next: undefined, wait: 0, interval: 0 };
       const rate = perMinute * share;
       const interval = 60_000 / rate;
       const capacity = (rate * burstMs) / 60_000;
-      // What is owed was counted at the interval then in force (see the Lua script).
-      if (was > 0 && was !== interval && tat > now) tat = now + ((tat - now) * interval) / was;
-      const base = Math.max(tat, now);
+      // At another pace, the bucket keeps its level in calls or tokens (see the Lua script).
+      const [at, bt] = field === 'r' ? (['ri', 'rb'] as const) : (['ti', 'tb'] as const);
+      if (bucket[at] > 0 && (bucket[at] !== interval || bucket[bt] !== burstMs) && bucket[field] > now) {
+        bucket[field] = Math.max(now, now + burstMs + ((bucket[field] - now - bucket[bt]) * interval) / bucket[at]);
+        bucket[at] = interval;
+        bucket[bt] = burstMs;
+      }
+      const base = Math.max(bucket[field], now);
       const used = base - now;
       const need = Math.min(cost, capacity) * interval;
       if (used + need > capacity * interval + 0.001)
         return { next: undefined, wait: used + need - capacity * interval, interval };
       return { next: base + cost * interval, wait: 0, interval };
     };
-    const r = check(b.r, b.ri, req.limits.requestsPerMinute, 1);
+    const r = check('r', req.limits.requestsPerMinute, 1);
     if (r.next === undefined && r.wait > 0)
       return { granted: false, retryAfterMs: Math.ceil(r.wait), reason: 'requests' };
-    const t = check(b.t, b.ti, req.limits.tokensPerMinute, Math.max(0, Math.ceil(req.tokens)));
+    const t = check('t', req.limits.tokensPerMinute, Math.max(0, Math.ceil(req.tokens)));
     if (t.next === undefined && t.wait > 0)
       return { granted: false, retryAfterMs: Math.ceil(t.wait), reason: 'tokens' };
-    if (r.next !== undefined) [b.r, b.ri] = [r.next, r.interval];
-    if (t.next !== undefined) [b.t, b.ti] = [t.next, t.interval];
+    if (r.next !== undefined) [b.r, b.ri, b.rb] = [r.next, r.interval, burstMs];
+    if (t.next !== undefined) [b.t, b.ti, b.tb] = [t.next, t.interval, burstMs];
     return { granted: true };
   }
 
   pause(bucket: string, ms: number, now: number): void {
-    const b = this.buckets.get(bucket) ?? { r: 0, t: 0, ri: 0, ti: 0, p: 0 };
+    const b = this.buckets.get(bucket) ?? { r: 0, t: 0, ri: 0, ti: 0, rb: 0, tb: 0, p: 0 };
     b.p = Math.max(b.p, now + Math.max(0, ms));
     this.buckets.set(bucket, b);
   }

@@ -58,24 +58,35 @@ describe('RateLimiter on real Redis', () => {
     expect(await replicaA.acquire({ bucket: 'azure:gpt-4o:k2', limits, tokens: 1 })).toMatchObject({ granted: true });
   });
 
-  it('owes calls, not time: a pace raised since a grant is not held back by the old pace, nor a lowered one left a burst', async () => {
+  it("keeps a bucket's level across a pace change: a raised pace neither waits out the old one nor bursts", async () => {
     const slow = { requestsPerMinute: 60, burstWindowMs: 1_000 };
-    const fast = { requestsPerMinute: 6_000, burstWindowMs: 1_000 };
+    // As slow start's pace and a stated limit's: the bursts differ too (1 s, a quarter second).
+    const fast = { requestsPerMinute: 6_000, burstWindowMs: 250 };
     const bucket = 'compatible:llama:k9';
     expect(await one.acquire({ bucket, limits: slow, tokens: 0 })).toMatchObject({ granted: true });
     expect(await two.acquire({ bucket, limits: slow, tokens: 0 })).toMatchObject({ granted: false });
-    // The pace rose 100×: the one call owed is 10 ms at the new pace, not the second it was at 60/min.
-    expect(await two.acquire({ bucket, limits: fast, tokens: 0 })).toMatchObject({ granted: true });
-    for (let i = 0; i < 48; i++) await one.acquire({ bucket, limits: fast, tokens: 0 });
-    // About 50 calls owed: at 60 per minute that is most of a minute, not the half second it was at 6,000.
-    const r = await two.acquire({ bucket, limits: slow, tokens: 0 });
-    expect(r).toMatchObject({ granted: false, reason: 'requests' });
-    expect(!r.granted && r.retryAfterMs).toBeGreaterThan(40_000);
-    // The local buckets (Redis not answering) count the same way.
+    // The bucket is spent. The pace rose 100×: the next call waits one interval of it (10 ms), not
+    // the second it was at 60 per minute; nor does the larger bucket of the new pace let a burst by.
+    const raised = await two.acquire({ bucket, limits: fast, tokens: 0 });
+    expect(raised).toMatchObject({ granted: false, reason: 'requests' });
+    expect(!raised.granted && raised.retryAfterMs).toBeLessThanOrEqual(11);
+    await new Promise((r) => setTimeout(r, 25));
+    const granted = [];
+    for (let i = 0; i < 10; i++) granted.push((await one.acquire({ bucket, limits: fast, tokens: 0 })).granted);
+    expect(granted.filter(Boolean).length).toBeGreaterThanOrEqual(1);
+    expect(granted.filter(Boolean).length).toBeLessThanOrEqual(4); // 25 ms of 100/s, not a burst of 25
+    // Back at 60 per minute the bucket is as spent as it was (less than a call of room): refused,
+    // for less than one interval (1 s).
+    const lowered = await two.acquire({ bucket, limits: slow, tokens: 0 });
+    expect(lowered).toMatchObject({ granted: false, reason: 'requests' });
+    expect(!lowered.granted && lowered.retryAfterMs).toBeLessThanOrEqual(1_000);
+    // The local buckets (Redis not answering) do the same.
     const local = new LocalBuckets();
     expect(local.acquire({ bucket, limits: slow, tokens: 0 }, 0)).toMatchObject({ granted: true });
     expect(local.acquire({ bucket, limits: slow, tokens: 0 }, 10)).toMatchObject({ granted: false });
-    expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 10)).toMatchObject({ granted: true });
+    expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 10)).toMatchObject({ granted: false });
+    expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 21)).toMatchObject({ granted: true });
+    expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 21)).toMatchObject({ granted: false });
   });
 
   it("shares learned limits: a replica that knows nothing begins at another's, not from slow start", async () => {
