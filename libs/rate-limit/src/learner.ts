@@ -81,8 +81,9 @@ export type LearnerMode = 'stated' | 'measured' | 'configured' | 'slow-start' | 
  *   measure sets it back. A 429 lowers it as it lowers a stated limit's share.
  * - Else the configured limits.
  * - Else probing: slow start from `startRpm`, doubling each clean half second while calls go out
- *   at it (counted as they are sent: answers come a latency later), until the first 429; then 0.95 of the rate admitted just before it, and `growth` per
- *   clean period. 5xx and timeouts are not the limit's doing and change nothing.
+ *   at it (counted as they are sent: answers come a latency later), until the first 429; then
+ *   0.95 of the rate admitted just before it, and `growth` per clean period. 5xx and timeouts are
+ *   not the limit's doing and change nothing.
  */
 export class LimitLearner {
   private readonly pace: number;

@@ -1,6 +1,7 @@
 /**
  * npm run bench:rate -- [--quick] [--only a,b] [--json FILE] [--cookbook FILE] [--serial]
  *
+ * --only names workloads to run; an optional one (gemini-long) runs only when named.
  * Rate control side by side: for each workload, every contender at once (--serial: in turn), each
  * on a fresh simulator key with the same limits, schedule, seed and prompt stream. Every figure comes from the simulator's
  * ledger. Writes JSON, prints a markdown table, and draws a PNG per workload.
@@ -86,7 +87,7 @@ const kafka = createKafka({ brokers: s.kafkaBrokers, clientId: 'bench-rate' });
 const codecs = await createSchemaCodecs({ registryUrl: s.schemaRegistryUrl });
 const contenders: ContenderName[] = ['sluice', ...(args.cookbook ? (['cookbook'] as const) : []), 'naive'];
 const only = args.only?.split(',');
-const chosen = workloads(args.quick).filter((w) => !only || only.includes(w.name));
+const chosen = workloads(args.quick).filter((w) => (only ? only.includes(w.name) : !w.optional));
 const results: Result[] = [];
 const startedAt = Date.now();
 console.log(

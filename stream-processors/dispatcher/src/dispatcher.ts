@@ -147,11 +147,10 @@ export class Dispatcher {
   private parkedUntil = 0;
   private parkTimer: NodeJS.Timeout | undefined;
   private releaseTimer: NodeJS.Timeout | undefined;
-  /** Per bucket (model and key): the limits stated, configured or probed, and what to pace at. */
-  /** Per bucket: its learner, and the key of the pool it paces. */
+  /** Per bucket (model and key): its learner (the limits stated, configured or probed), and the key. */
   private readonly learners = new Map<string, { l: LimitLearner; key: KeyState }>();
-  /** Per bucket: what this process last shared of its limits (JSON), and when it last read the shared ones. */
-  private readonly learnedShared = new Map<string, string>();
+  /** Per bucket: what this process last shared of its limits (JSON) and when, and when it last read the shared ones. */
+  private readonly learnedShared = new Map<string, { json: string; at: number }>();
   private readonly learnedRead = new Map<string, number>();
   /** Per model: the last call queued for a grant (see inTurn). */
   private readonly turns = new Map<string, Promise<void>>();
@@ -401,7 +400,8 @@ export class Dispatcher {
       const learner = this.learner(request.model, key);
       // Stamped with what every replica has sent on the key, which the provider's remaining
       // headers count too. A local grant (Redis did not answer) knows only this process's count:
-      // its answer's remaining headers are not measured against it.
+      // its answer's remaining headers are not measured against it (the send still counts for
+      // slow start).
       const stamp = learner.sent(tokens, sent);
       if (learner.mode === 'slow-start') this.notePace(request.model, key);
       const at = now();
@@ -737,19 +737,23 @@ export class Dispatcher {
     const { requestsPerMinute: rpm, tokensPerMinute: tpm } = l.limits();
     const seen = this.paceSeen.get(id);
     const moved = (a?: number, b?: number) => (a ?? 0) !== (b ?? 0) && Math.abs((a ?? 0) - (b ?? 0)) > 0.1 * (b ?? 0);
-    if (seen && seen.mode === mode && !moved(rpm, seen.rpm) && !moved(tpm, seen.tpm)) return;
+    const unmoved = seen && seen.mode === mode && !moved(rpm, seen.rpm) && !moved(tpm, seen.tpm);
+    // Shared again every 10 minutes while unchanged: the shared entry expires an hour after.
+    const last = this.learnedShared.get(id);
+    if (unmoved && last && now() - last.at < 600_000) return;
+    const knowledge = l.knowledge();
+    const json = knowledge && JSON.stringify(knowledge);
+    if (knowledge && (json !== last?.json || now() - (last?.at ?? 0) >= 600_000)) {
+      this.learnedShared.set(id, { json: json!, at: now() });
+      void this.o.limiter.shareLearned(id, knowledge);
+    }
+    if (unmoved) return;
     this.paceSeen.set(id, { mode, rpm, tpm });
     const above = (a?: number, b?: number) => (a ?? Infinity) > (b ?? Infinity);
     if (!seen || seen.mode !== mode || above(rpm, seen.rpm) || above(tpm, seen.tpm))
       for (const wake of [...this.bucketWaiters]) wake();
-    const knowledge = l.knowledge();
-    const shared = knowledge && JSON.stringify(knowledge);
-    if (knowledge && shared !== this.learnedShared.get(id)) {
-      this.learnedShared.set(id, shared!);
-      void this.o.limiter.shareLearned(id, knowledge);
-    }
-    const last = this.paceLogged.get(id);
-    if (last && last.mode === mode && now() - last.at < 1_000) return;
+    const logged = this.paceLogged.get(id);
+    if (logged && logged.mode === mode && now() - logged.at < 1_000) return;
     this.paceLogged.set(id, { mode, rpm, tpm, at: now() });
     this.o.log.info({ lane: this.lane, model, keyId: key.keyId, mode, rpm, tpm, decreases: l.decreases }, 'pace');
   }
