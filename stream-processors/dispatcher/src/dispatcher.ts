@@ -750,8 +750,12 @@ export class Dispatcher {
     if (unmoved) return;
     this.paceSeen.set(id, { mode, rpm, tpm });
     const above = (a?: number, b?: number) => (a ?? Infinity) > (b ?? Infinity);
-    if (!seen || seen.mode !== mode || above(rpm, seen.rpm) || above(tpm, seen.tpm))
+    if (!seen || seen.mode !== mode || above(rpm, seen.rpm) || above(tpm, seen.tpm)) {
+      // Slots for the new pace at once (slow start doubles faster than the 1 s resize): calls
+      // short of slots would stall, and the bucket's room then go in a burst.
+      this.resizeSlots();
       for (const wake of [...this.bucketWaiters]) wake();
+    }
     const logged = this.paceLogged.get(id);
     if (logged && logged.mode === mode && now() - logged.at < 1_000) return;
     this.paceLogged.set(id, { mode, rpm, tpm, at: now() });
