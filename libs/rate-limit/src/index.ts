@@ -76,15 +76,17 @@ local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3]) * 1000
 local tokens = tonumber(ARGV[4])
-local paused = tonumber(redis.call('HGET', KEYS[1], 'p') or '0')
+-- One read of every field a grant needs: p, then r, ri, rb, then t, ti, tb.
+local h = redis.call('HMGET', KEYS[1], 'p', 'r', 'ri', 'rb', 't', 'ti', 'tb')
+local paused = tonumber(h[1] or '0')
 if paused > now then return {0, paused - now, 'paused'} end
-local function check(field, per_minute, cost)
+local function check(field, at, per_minute, cost)
   if per_minute <= 0 then return nil, 0 end
   local interval = 60000000 / per_minute
   local capacity = per_minute * burst / 60000000
-  local tat = tonumber(redis.call('HGET', KEYS[1], field) or '0')
-  local was = tonumber(redis.call('HGET', KEYS[1], field .. 'i') or '0')
-  local was_burst = tonumber(redis.call('HGET', KEYS[1], field .. 'b') or tostring(burst))
+  local tat = tonumber(h[at] or '0')
+  local was = tonumber(h[at + 1] or '0')
+  local was_burst = tonumber(h[at + 2] or tostring(burst))
   -- At another pace than the arrival time was set at, the bucket keeps its level: the room it
   -- holds (or what is owed beyond it) in calls or tokens, not in time. A raised pace then neither
   -- waits out a debt counted at the old one nor frees a burst. Kept at once, refused or not.
@@ -98,9 +100,9 @@ local function check(field, per_minute, cost)
   if used + need > capacity * interval + 1 then return nil, used + need - capacity * interval end
   return base + cost * interval, 0, interval
 end
-local new_r, wait_r, int_r = check('r', rpm, 1)
+local new_r, wait_r, int_r = check('r', 2, rpm, 1)
 if rpm > 0 and new_r == nil then return {0, wait_r, 'requests'} end
-local new_t, wait_t, int_t = check('t', tpm, tokens)
+local new_t, wait_t, int_t = check('t', 5, tpm, tokens)
 if tpm > 0 and new_t == nil then return {0, wait_t, 'tokens'} end
 if new_r then redis.call('HSET', KEYS[1], 'r', new_r, 'ri', int_r, 'rb', burst) end
 if new_t then redis.call('HSET', KEYS[1], 't', new_t, 'ti', int_t, 'tb', burst) end
