@@ -79,7 +79,7 @@ export type LearnerMode = 'stated' | 'measured' | 'configured' | 'slow-start' | 
  *   RefillEstimator and limits(). While the bucket stays full the measure says nothing
  *   new; clean periods then raise the pace by `growth` until the bucket drains and a new
  *   measure sets it back. A 429 lowers it as it lowers a stated limit's share.
- * - Else the configured limits.
+ * - Else the configured limits, with the burst of stated ones (a quarter of a second of rate).
  * - Else probing: slow start from `startRpm`, doubling each clean half second while calls go out
  *   at it (counted as they are sent: answers come a latency later), until the first 429; then
  *   0.95 of the rate admitted just before it, and `growth` per clean period. 5xx and timeouts are
@@ -188,7 +188,10 @@ export class LimitLearner {
         };
       }
       case 'configured':
-        return c;
+        // An operator's limit is most often the provider's own: its bucket, full at the start,
+        // meets a second's burst of ours on top (2-3 429s in the first second where it holds one
+        // second of rate). A quarter of a second's, as for stated limits.
+        return { ...c, burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs) };
       default:
         return { ...c, requestsPerMinute: Math.max(1, Math.floor(this.probeRpm)) };
     }

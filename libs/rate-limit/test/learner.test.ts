@@ -28,6 +28,8 @@ describe('LimitLearner', () => {
   it('paces at the request limit and 0.995 of the token limit the provider states, under the configured cap', () => {
     const { l } = at({ configured: { requestsPerMinute: 500 } });
     expect(l.mode).toBe('configured');
+    // The operator's limit, with a quarter of a second's burst: the provider's bucket is full at the start too.
+    expect(l.limits()).toEqual({ requestsPerMinute: 500, burstWindowMs: 250 });
     l.learn({ requestsPerMinute: 10_000, tokensPerMinute: 600_000 });
     expect(l.mode).toBe('stated');
     expect(l.limits()).toEqual({ requestsPerMinute: 500, tokensPerMinute: 597_000, burstWindowMs: 250 });
