@@ -59,34 +59,36 @@ describe('RateLimiter on real Redis', () => {
   });
 
   it("keeps a bucket's level across a pace change: a raised pace neither waits out the old one nor bursts", async () => {
-    const slow = { requestsPerMinute: 60, burstWindowMs: 1_000 };
-    // As slow start's pace and a stated limit's: the bursts differ too (1 s, a quarter second).
-    const fast = { requestsPerMinute: 6_000, burstWindowMs: 250 };
+    // Paces far apart, so that a loaded machine's delays (tens of ms between calls) cannot change
+    // what is asserted: one call per 10 s, and 10 per second with a second of burst (10 calls).
+    const slow = { requestsPerMinute: 6, burstWindowMs: 10_000 };
+    const fast = { requestsPerMinute: 600, burstWindowMs: 1_000 };
     const bucket = 'compatible:llama:k9';
     expect(await one.acquire({ bucket, limits: slow, tokens: 0 })).toMatchObject({ granted: true });
     expect(await two.acquire({ bucket, limits: slow, tokens: 0 })).toMatchObject({ granted: false });
-    // The bucket is spent. The pace rose 100×: the next call waits one interval of it (10 ms), not
-    // the second it was at 60 per minute; nor does the larger bucket of the new pace let a burst by.
+    // The bucket is spent. The pace rose 100×: the next call waits one interval of it (100 ms), not
+    // the 10 s it was at 6 per minute; nor does the larger bucket of the new pace let a burst by.
     const raised = await two.acquire({ bucket, limits: fast, tokens: 0 });
     expect(raised).toMatchObject({ granted: false, reason: 'requests' });
-    expect(!raised.granted && raised.retryAfterMs).toBeLessThanOrEqual(11);
-    await new Promise((r) => setTimeout(r, 25));
+    expect(!raised.granted && raised.retryAfterMs).toBeLessThanOrEqual(101);
+    await new Promise((r) => setTimeout(r, 150));
     const granted = [];
     for (let i = 0; i < 10; i++) granted.push((await one.acquire({ bucket, limits: fast, tokens: 0 })).granted);
     expect(granted.filter(Boolean).length).toBeGreaterThanOrEqual(1);
-    expect(granted.filter(Boolean).length).toBeLessThanOrEqual(4); // 25 ms of 100/s, not a burst of 25
-    // Back at 60 per minute the bucket is as spent as it was (less than a call of room): refused,
-    // for less than one interval (1 s).
+    expect(granted.filter(Boolean).length).toBeLessThanOrEqual(4); // 150 ms (and the loop's) of 10/s, not a burst of 10
+    // Back at 6 per minute the bucket is as spent as it was (less than a call of room, unless 10 s
+    // went by): refused, for less than one interval (10 s).
     const lowered = await two.acquire({ bucket, limits: slow, tokens: 0 });
     expect(lowered).toMatchObject({ granted: false, reason: 'requests' });
-    expect(!lowered.granted && lowered.retryAfterMs).toBeLessThanOrEqual(1_000);
-    // The local buckets (Redis not answering) do the same.
+    expect(!lowered.granted && lowered.retryAfterMs).toBeLessThanOrEqual(10_000);
+    // The local buckets (Redis not answering) do the same, on a clock of the test's.
     const local = new LocalBuckets();
     expect(local.acquire({ bucket, limits: slow, tokens: 0 }, 0)).toMatchObject({ granted: true });
     expect(local.acquire({ bucket, limits: slow, tokens: 0 }, 10)).toMatchObject({ granted: false });
     expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 10)).toMatchObject({ granted: false });
-    expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 21)).toMatchObject({ granted: true });
-    expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 21)).toMatchObject({ granted: false });
+    expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 110)).toMatchObject({ granted: true });
+    expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 110)).toMatchObject({ granted: false });
+    expect(local.acquire({ bucket, limits: slow, tokens: 0 }, 120)).toMatchObject({ granted: false });
   });
 
   it("shares learned limits: a replica that knows nothing begins at another's, not from slow start", async () => {
