@@ -135,8 +135,9 @@ describe('RateLimiter when Redis does not answer (real Redis behind a fault prox
     await proxy.start();
     const redis = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
     const limiter = new RateLimiter({ redis, keyPrefix: uniqueName('rl-down'), timeoutMs: 300, retryMs: 500 });
-    // 600 rpm, 1 s window: 10 at once shared; a third of it (one replica of three) is 3 at once.
-    const limits = { requestsPerMinute: 600, burstWindowMs: 1_000 };
+    // 60 rpm, 10 s window: 10 at once shared; a third of it (one replica of three) is 3 at once. A
+    // call comes back only every 1 s (3 s locally), so a loaded machine's delays cannot add one.
+    const limits = { requestsPerMinute: 60, burstWindowMs: 10_000 };
     const burst = async (bucket: string, n: number) => {
       const out = [];
       for (let i = 0; i < n; i++) out.push(await limiter.acquire({ bucket, limits, tokens: 0, share: 1 / 3 }));
@@ -159,10 +160,10 @@ describe('RateLimiter when Redis does not answer (real Redis behind a fault prox
       expect(local.filter((r) => r.granted)).toHaveLength(3);
       expect(local[0]).toEqual({ granted: true });
       const refused = local[3]!;
-      // A third of 600 rpm holds 3.3 calls, one every 300 ms: the 4th fits about 200 ms on.
+      // A third of 60 rpm holds 3.3 calls, one every 3 s: the 4th fits about 2 s on.
       expect(!refused.granted && refused.reason).toBe('requests');
-      expect(!refused.granted && refused.retryAfterMs).toBeGreaterThan(100);
-      expect(!refused.granted && refused.retryAfterMs).toBeLessThanOrEqual(300);
+      expect(!refused.granted && refused.retryAfterMs).toBeGreaterThan(1_000);
+      expect(!refused.granted && refused.retryAfterMs).toBeLessThanOrEqual(3_000);
       // A provider's retry-after holds locally too.
       await limiter.pause('openai:m:k3', 5_000);
       expect(await limiter.acquire({ bucket: 'openai:m:k3', limits, tokens: 0 })).toMatchObject({
