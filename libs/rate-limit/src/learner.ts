@@ -153,6 +153,10 @@ export class LimitLearner {
     const c = this.o.configured;
     const cap = (v: number | undefined, limit: number | undefined) =>
       v === undefined ? limit : limit === undefined ? Math.floor(v) : Math.min(limit, Math.floor(v));
+    // At a known limit (stated, measured, configured), a burst of a second's rate meets the
+    // provider's bucket when that is low or, at the start, full (calls arrive bunched; 2-3 429s in
+    // the first second of a configured limit): a quarter of a second's worth at most.
+    const nearLimitBurstMs = Math.min(c.burstWindowMs ?? 1_000, statedBurstMs);
     switch (this.mode) {
       case 'stated': {
         const s = this.stated;
@@ -171,9 +175,7 @@ export class LimitLearner {
             c.requestsPerMinute,
           ),
           tokensPerMinute: cap(under(s.tokensPerMinute, this.refill.tokens, 1), c.tokensPerMinute),
-          // Close to the provider's limit, a burst of a second's rate meets its bucket when that is
-          // low too (calls arrive bunched): a quarter of a second's worth at most.
-          burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs),
+          burstWindowMs: nearLimitBurstMs,
         };
       }
       case 'measured': {
@@ -184,14 +186,11 @@ export class LimitLearner {
           ...c,
           requestsPerMinute: cap(this.measuredPaceOf(this.refill.requests), c.requestsPerMinute),
           tokensPerMinute: cap(this.measuredPaceOf(this.refill.tokens), c.tokensPerMinute),
-          burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs),
+          burstWindowMs: nearLimitBurstMs,
         };
       }
       case 'configured':
-        // An operator's limit is most often the provider's own: its bucket, full at the start,
-        // meets a second's burst of ours on top (2-3 429s in the first second where it holds one
-        // second of rate). A quarter of a second's, as for stated limits.
-        return { ...c, burstWindowMs: Math.min(c.burstWindowMs ?? 1_000, statedBurstMs) };
+        return { ...c, burstWindowMs: nearLimitBurstMs };
       default:
         return { ...c, requestsPerMinute: Math.max(1, Math.floor(this.probeRpm)) };
     }
