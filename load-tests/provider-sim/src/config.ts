@@ -1,4 +1,6 @@
 /** The API dialect a key speaks: which paths, headers and error bodies it answers with. */
+import { accountings, type Accounting } from './accounting.js';
+
 export type Dialect = 'openai' | 'azure' | 'gemini' | 'compatible';
 export const dialects: readonly Dialect[] = ['openai', 'azure', 'gemini', 'compatible'];
 
@@ -9,9 +11,28 @@ export interface Limits {
   tpm?: number;
   /** Requests per day; absent: unlimited. */
   rpd?: number;
-  /** How much rate a bucket holds. @default 60000 (openai, gemini), 10000 (azure) */
+  /**
+   * The window a limit is counted over: how much rate a bucket holds, or a window's length.
+   * @default 60000 (openai, gemini, compatible), 10000 (azure)
+   */
   burstWindowMs?: number;
+  /** How the limits are counted (see accounting.ts). @default "bucket" */
+  accounting?: Accounting;
 }
+
+/**
+ * Which rate headers answers carry: OpenAI's six `x-ratelimit-*` (limit per minute, remaining,
+ * reset), Azure's remaining ones only, the IETF draft's `RateLimit-Policy` and `RateLimit`
+ * fields, or none (a 429 is the only signal).
+ */
+export type RateHeaderStyle = 'openai' | 'remaining' | 'ietf' | 'none';
+export const rateHeaderStyles: readonly RateHeaderStyle[] = ['openai', 'remaining', 'ietf', 'none'];
+export const defaultRateHeaders: Record<Dialect, RateHeaderStyle> = {
+  openai: 'openai',
+  azure: 'remaining',
+  gemini: 'none',
+  compatible: 'none',
+};
 
 export interface LatencyModel {
   /** @default 200 */
@@ -66,6 +87,8 @@ export interface KeyConfig {
   defaultMaxTokens?: number;
   /** azure: probability that a rate header reads -1, as Azure sometimes sends. @default 0 */
   minusOneHeaderRate?: number;
+  /** Which rate headers answers carry. @default by dialect: openai, remaining (azure), none */
+  rateHeaders?: RateHeaderStyle;
 }
 
 export interface SimConfig {
@@ -147,9 +170,15 @@ function optNum(o: Obj, key: string, path: string, opts?: Parameters<typeof num>
 
 const probability = { min: 0, max: 1 };
 
+function oneOf<T extends string>(v: unknown, path: string, allowed: readonly T[]): T {
+  if (typeof v !== 'string' || !allowed.includes(v as T))
+    throw new SimConfigError(path, `must be one of ${allowed.join(', ')}, got ${describe(v)}`);
+  return v as T;
+}
+
 export function parseLimits(v: unknown, path: string): Limits {
   const o = object(v, path);
-  noUnknown(o, path, ['rpm', 'tpm', 'rpd', 'burstWindowMs']);
+  noUnknown(o, path, ['rpm', 'tpm', 'rpd', 'burstWindowMs', 'accounting']);
   const limits: Limits = {};
   const rpm = optNum(o, 'rpm', path, { min: 0, exclusiveMin: true });
   const tpm = optNum(o, 'tpm', path, { min: 0, exclusiveMin: true });
@@ -159,6 +188,7 @@ export function parseLimits(v: unknown, path: string): Limits {
   if (tpm !== undefined) limits.tpm = tpm;
   if (rpd !== undefined) limits.rpd = rpd;
   if (burstWindowMs !== undefined) limits.burstWindowMs = burstWindowMs;
+  if (o['accounting'] !== undefined) limits.accounting = oneOf(o['accounting'], `${path}.accounting`, accountings);
   return limits;
 }
 
@@ -207,6 +237,7 @@ const keyFields = [
   'maxInFlight',
   'defaultMaxTokens',
   'minusOneHeaderRate',
+  'rateHeaders',
 ] as const;
 
 export function parseKeyConfig(v: unknown, path: string): KeyConfig {
@@ -250,6 +281,8 @@ export function parseKeyConfig(v: unknown, path: string): KeyConfig {
   if (defaultMaxTokens !== undefined) key.defaultMaxTokens = defaultMaxTokens;
   const minusOne = optNum(o, 'minusOneHeaderRate', path, probability);
   if (minusOne !== undefined) key.minusOneHeaderRate = minusOne;
+  if (o['rateHeaders'] !== undefined)
+    key.rateHeaders = oneOf(o['rateHeaders'], `${path}.rateHeaders`, rateHeaderStyles);
   return key;
 }
 

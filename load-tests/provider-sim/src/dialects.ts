@@ -1,4 +1,4 @@
-import type { Dialect } from './config.js';
+import type { Dialect, RateHeaderStyle } from './config.js';
 
 /** What the simulator needs of a request, whatever the dialect. */
 export interface ParsedRequest {
@@ -28,6 +28,10 @@ export interface RateState {
   limitTokens?: number;
   remainingTokens?: number;
   resetTokensMs?: number;
+  /** What one window allows, and the window: the IETF fields' `q` and `w`. */
+  quotaRequests?: number;
+  quotaTokens?: number;
+  windowMs?: number;
 }
 
 export interface Reply {
@@ -138,6 +142,43 @@ function openaiRateHeaders(s: RateState, h: Record<string, string>): Record<stri
     h['x-ratelimit-reset-tokens'] = goDuration(s.resetTokensMs ?? 0);
   }
   return h;
+}
+
+/**
+ * The IETF draft's fields (draft-ietf-httpapi-ratelimit-headers-09): a policy per limit with its
+ * quota `q` per window `w` (seconds) and unit `qu`, and the state: remaining `r`, seconds to reset `t`.
+ */
+function ietfRateHeaders(s: RateState, h: Record<string, string>): Record<string, string> {
+  const w = Math.max(1, Math.round((s.windowMs ?? 60_000) / 1_000));
+  const policy: string[] = [];
+  const state: string[] = [];
+  if (s.limitRequests !== undefined) {
+    policy.push(`"requests";q=${Math.floor(s.quotaRequests ?? s.limitRequests)};w=${w}`);
+    state.push(`"requests";r=${s.remainingRequests ?? 0};t=${Math.ceil((s.resetRequestsMs ?? 0) / 1_000)}`);
+  }
+  if (s.limitTokens !== undefined) {
+    policy.push(`"tokens";q=${Math.floor(s.quotaTokens ?? s.limitTokens)};qu="tokens";w=${w}`);
+    state.push(`"tokens";r=${s.remainingTokens ?? 0};t=${Math.ceil((s.resetTokensMs ?? 0) / 1_000)}`);
+  }
+  if (policy.length > 0) {
+    h['ratelimit-policy'] = policy.join(', ');
+    h['ratelimit'] = state.join(', ');
+  }
+  return h;
+}
+
+/** The rate headers of a key's style. */
+function rateHeaders(ctx: FormatContext, h: Record<string, string>): Record<string, string> {
+  switch (ctx.headers ?? 'openai') {
+    case 'openai':
+      return openaiRateHeaders(ctx.rate, h);
+    case 'remaining':
+      return Object.assign(h, azureRateHeaders(ctx.rate, ctx.minusOne === true));
+    case 'ietf':
+      return ietfRateHeaders(ctx.rate, h);
+    case 'none':
+      return h;
+  }
 }
 
 function azureRateHeaders(s: RateState, minusOne: boolean): Record<string, string> {
@@ -298,23 +339,27 @@ function azureReject(r: Rejection, model: string, headers: Record<string, string
   }
 }
 
-function geminiSuccess(s: Success): Reply {
-  return json(200, {
-    candidates: [
-      {
-        content: { parts: [{ text: s.text }], role: 'model' },
-        finishReason: s.finishReason === 'length' ? 'MAX_TOKENS' : 'STOP',
-        index: 0,
+function geminiSuccess(s: Success, headers: Record<string, string>): Reply {
+  return json(
+    200,
+    {
+      candidates: [
+        {
+          content: { parts: [{ text: s.text }], role: 'model' },
+          finishReason: s.finishReason === 'length' ? 'MAX_TOKENS' : 'STOP',
+          index: 0,
+        },
+      ],
+      usageMetadata: {
+        promptTokenCount: s.promptTokens,
+        candidatesTokenCount: s.completionTokens,
+        totalTokenCount: s.promptTokens + s.completionTokens,
       },
-    ],
-    usageMetadata: {
-      promptTokenCount: s.promptTokens,
-      candidatesTokenCount: s.completionTokens,
-      totalTokenCount: s.promptTokens + s.completionTokens,
+      modelVersion: s.model,
+      responseId: s.id,
     },
-    modelVersion: s.model,
-    responseId: s.id,
-  });
+    headers,
+  );
 }
 
 const quotaIds: Record<Dimension, { id: string; metric: string }> = {
@@ -332,9 +377,9 @@ const quotaIds: Record<Dimension, { id: string; metric: string }> = {
   },
 };
 
-function geminiReject(r: Rejection, model: string): Reply {
+function geminiReject(r: Rejection, model: string, headers: Record<string, string>): Reply {
   const err = (code: number, status: string, message: string, details: unknown[] = []) =>
-    json(code, { error: { code, message, status, ...(details.length ? { details } : {}) } });
+    json(code, { error: { code, message, status, ...(details.length ? { details } : {}) } }, { ...headers });
   switch (r.kind) {
     case 'rate_limited':
     case 'quota': {
@@ -412,26 +457,24 @@ export interface FormatContext {
   minusOne?: boolean;
   apiVersion?: string;
   requestId: string;
+  /** Which rate headers to write. @default "openai" */
+  headers?: RateHeaderStyle;
 }
 
 function baseHeaders(ctx: FormatContext): Record<string, string> {
   switch (ctx.dialect) {
     case 'openai':
-      return openaiRateHeaders(ctx.rate, { 'x-request-id': ctx.requestId, 'openai-processing-ms': '1' });
+      return rateHeaders(ctx, { 'x-request-id': ctx.requestId, 'openai-processing-ms': '1' });
     case 'azure':
-      return {
-        'apim-request-id': ctx.requestId,
-        'x-request-id': ctx.requestId,
-        ...azureRateHeaders(ctx.rate, ctx.minusOne === true),
-      };
+      return rateHeaders(ctx, { 'apim-request-id': ctx.requestId, 'x-request-id': ctx.requestId });
     case 'gemini':
     case 'compatible':
-      return {};
+      return rateHeaders(ctx, {});
   }
 }
 
 export function formatSuccess(ctx: FormatContext, s: Success): Reply {
-  if (ctx.dialect === 'gemini') return geminiSuccess(s);
+  if (ctx.dialect === 'gemini') return geminiSuccess(s, baseHeaders(ctx));
   return openaiSuccess(s, baseHeaders(ctx));
 }
 
@@ -443,6 +486,6 @@ export function formatRejection(ctx: FormatContext, r: Rejection): Reply {
     case 'azure':
       return azureReject(r, ctx.model, baseHeaders(ctx), ctx.apiVersion ?? '2024-10-21');
     case 'gemini':
-      return geminiReject(r, ctx.model);
+      return geminiReject(r, ctx.model, baseHeaders(ctx));
   }
 }

@@ -1,5 +1,6 @@
 import {
   defaultFaults,
+  defaultRateHeaders,
   defaultLatency,
   type Dialect,
   type Faults,
@@ -17,7 +18,8 @@ import {
   type Rejection,
   type Reply,
 } from './dialects.js';
-import { DailyCounter, Gcra } from './gcra.js';
+import { createLimiter, type Limiter } from './accounting.js';
+import { DailyCounter } from './gcra.js';
 import { Ledger, type LedgerRow, type Outcome } from './ledger.js';
 import { normal, prng } from './random.js';
 import { completion, providerTokens } from './tokens.js';
@@ -31,8 +33,8 @@ export type Action =
   | { type: 'reset'; delayMs: number };
 
 interface ModelState {
-  rpm?: Gcra;
-  tpm?: Gcra;
+  rpm?: Limiter;
+  tpm?: Limiter;
   rpd?: DailyCounter;
   flowAt: number;
   limits: Limits;
@@ -146,6 +148,7 @@ export class ProviderSim {
       rate: noRate,
       requestId: `req_sim${++this.seq}`,
       apiVersion: req.apiVersion,
+      headers: state?.config.rateHeaders ?? defaultRateHeaders[dialect],
     };
     const draft: Omit<LedgerRow, 'seq'> = {
       t,
@@ -330,8 +333,9 @@ export class ProviderSim {
       state.models.set(model, ms);
     }
     ms.limits = limits;
-    ms.rpm = syncBucket(ms.rpm, limits.rpm, burst, now);
-    ms.tpm = syncBucket(ms.tpm, limits.tpm, burst, now);
+    const accounting = limits.accounting ?? 'bucket';
+    ms.rpm = syncLimiter(ms.rpm, accounting, limits.rpm, burst, now, this.epoch);
+    ms.tpm = syncLimiter(ms.tpm, accounting, limits.tpm, burst, now, this.epoch);
     if (limits.rpd === undefined) ms.rpd = undefined;
     else if (!ms.rpd) ms.rpd = new DailyCounter(limits.rpd, this.epoch);
     const share = state.config.externalShare ?? 0;
@@ -350,12 +354,16 @@ export class ProviderSim {
       s.limitRequests = ms.rpm.limitPerMinute;
       s.remainingRequests = p.remaining;
       s.resetRequestsMs = p.resetMs;
+      s.quotaRequests = ms.rpm.quota;
+      s.windowMs = ms.rpm.windowMs;
     }
     if (ms.tpm) {
       const p = ms.tpm.peek(now);
       s.limitTokens = ms.tpm.limitPerMinute;
       s.remainingTokens = p.remaining;
       s.resetTokensMs = p.resetMs;
+      s.quotaTokens = ms.tpm.quota;
+      s.windowMs = ms.tpm.windowMs;
     }
     return s;
   }
@@ -374,17 +382,18 @@ function routeServes(route: IncomingRequest['route'], dialect: Dialect): boolean
   return route === 'chat' ? dialect === 'openai' || dialect === 'compatible' : route === dialect;
 }
 
-function syncBucket(
-  bucket: Gcra | undefined,
+function syncLimiter(
+  limiter: Limiter | undefined,
+  accounting: Limiter['accounting'],
   limit: number | undefined,
-  burstWindowMs: number,
+  windowMs: number,
   now: number,
-): Gcra | undefined {
+  epoch: number,
+): Limiter | undefined {
   if (limit === undefined) return undefined;
-  if (!bucket) return new Gcra({ limitPerMinute: limit, burstWindowMs });
-  if (bucket.limitPerMinute !== limit || bucket.burstWindow !== burstWindowMs)
-    bucket.setLimit(now, limit, burstWindowMs);
-  return bucket;
+  if (!limiter || limiter.accounting !== accounting) return createLimiter(accounting, limit, windowMs, epoch);
+  if (limiter.limitPerMinute !== limit || limiter.windowMs !== windowMs) limiter.setLimit(now, limit, windowMs);
+  return limiter;
 }
 
 export { defaultFaults, defaultLatency };
