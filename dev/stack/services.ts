@@ -88,7 +88,8 @@ export function kafkaService(ports: StackPorts): Service {
       if (!existsSync(join(logDirs, 'meta.properties'))) {
         // Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
         const clusterId = randomBytes(16).toString('base64url');
-        run('java', java(['kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config]));
+        // One argument with '=': an id that begins with '-' (one in 64) is otherwise read as an option.
+        run('java', java(['kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', config]));
       }
       return startDetached('kafka', 'java', java(['kafka.Kafka', config]));
     },
