@@ -36,10 +36,88 @@ function num(h: HeaderSource, name: string): number | undefined {
   return Number.isFinite(v) && v >= 0 ? v : undefined;
 }
 
-/** x-ratelimit-* headers (OpenAI sends all six, Azure the remaining ones). */
+/** One item of a Structured Fields list: its name (a string or a token) and its parameters. */
+interface SfItem {
+  name: string;
+  params: Map<string, string>;
+}
+
+/** A Structured Fields list (RFC 9651) as the RateLimit fields use it; malformed items are dropped. */
+function sfList(text: string): SfItem[] {
+  const items: SfItem[] = [];
+  for (const raw of text.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+/g) ?? []) {
+    const parts = raw.match(/(?:[^;"]|"(?:[^"\\]|\\.)*")+/g) ?? [];
+    const name = parts[0]?.trim().replace(/^"(.*)"$/, '$1');
+    if (!name) continue;
+    const params = new Map<string, string>();
+    for (const p of parts.slice(1)) {
+      const eq = p.indexOf('=');
+      const k = (eq < 0 ? p : p.slice(0, eq)).trim();
+      if (k)
+        params.set(
+          k,
+          eq < 0
+            ? '?1'
+            : p
+                .slice(eq + 1)
+                .trim()
+                .replace(/^"(.*)"$/, '$1'),
+        );
+    }
+    items.push({ name, params });
+  }
+  return items;
+}
+
+/**
+ * The IETF draft's fields (draft-ietf-httpapi-ratelimit-headers): `RateLimit-Policy` states a
+ * quota `q` per window `w` seconds in a unit `qu` (requests unless it names tokens), `RateLimit`
+ * what remains (`r`) and the seconds until it resets (`t`), matched by policy name. Limits are
+ * turned into per-minute figures; the window is kept beside them.
+ */
+function readIetfHeaders(h: HeaderSource, out: RateHeaders): void {
+  const policy = h.get('ratelimit-policy');
+  const state = h.get('ratelimit');
+  if (!policy && !state) return;
+  const units = new Map<string, 'requests' | 'tokens'>();
+  const finite = (v: string | undefined) =>
+    v !== undefined && Number.isFinite(Number(v)) && Number(v) >= 0 ? Number(v) : undefined;
+  for (const p of sfList(policy ?? '')) {
+    const dim = /token/i.test(p.params.get('qu') ?? '') ? 'tokens' : 'requests';
+    units.set(p.name, dim);
+    const q = finite(p.params.get('q'));
+    const w = finite(p.params.get('w')) ?? 60;
+    if (q === undefined || w <= 0) continue;
+    if (dim === 'requests') {
+      out.limitRequests = (q * 60) / w;
+      out.windowRequestsMs = w * 1_000;
+    } else {
+      out.limitTokens = (q * 60) / w;
+      out.windowTokensMs = w * 1_000;
+    }
+  }
+  for (const s of sfList(state ?? '')) {
+    const dim = units.get(s.name) ?? 'requests';
+    const r = finite(s.params.get('r'));
+    const t = finite(s.params.get('t'));
+    if (dim === 'requests') {
+      if (r !== undefined) out.remainingRequests = r;
+      if (t !== undefined) out.resetRequestsMs = t * 1_000;
+    } else {
+      if (r !== undefined) out.remainingTokens = r;
+      if (t !== undefined) out.resetTokensMs = t * 1_000;
+    }
+  }
+}
+
+/**
+ * Rate headers: x-ratelimit-* (OpenAI sends all six, Azure the remaining ones), or the IETF
+ * draft's RateLimit-Policy and RateLimit fields.
+ */
 export function readRateHeaders(h: HeaderSource | undefined): RateHeaders {
   if (!h) return {};
   const out: RateHeaders = {};
+  readIetfHeaders(h, out);
   const set = <K extends keyof RateHeaders>(k: K, v: number | undefined) => {
     if (v !== undefined) out[k] = v;
   };

@@ -29,6 +29,9 @@ export interface RateHeaders {
   limitTokens?: number;
   remainingTokens?: number;
   resetTokensMs?: number;
+  /** The window a limit was stated over (IETF `w`), where the provider says; limits are per minute. */
+  windowRequestsMs?: number;
+  windowTokensMs?: number;
 }
 
 export interface Usage {

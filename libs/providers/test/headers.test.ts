@@ -12,6 +12,30 @@ describe('rate headers', () => {
     expect(parseGoDuration('soon')).toBeUndefined();
   });
 
+  it("reads the IETF draft's RateLimit-Policy (q per w, unit qu) and RateLimit (r, t) as per-minute limits", () => {
+    expect(
+      readRateHeaders(
+        headers({
+          'ratelimit-policy': '"requests";q=20;w=10, "tokens";q=10000;qu="tokens";w=10',
+          ratelimit: '"requests";r=19;t=8, "tokens";r=9800;t=8',
+        }),
+      ),
+    ).toEqual({
+      limitRequests: 120,
+      windowRequestsMs: 10_000,
+      remainingRequests: 19,
+      resetRequestsMs: 8_000,
+      limitTokens: 60_000,
+      windowTokensMs: 10_000,
+      remainingTokens: 9_800,
+      resetTokensMs: 8_000,
+    });
+    // Cloudflare's form: one policy, default unit; a malformed item is ignored.
+    expect(
+      readRateHeaders(headers({ 'ratelimit-policy': '"burst";q=100;w=60, ;;', ratelimit: '"burst";r=50;t=30' })),
+    ).toEqual({ limitRequests: 100, windowRequestsMs: 60_000, remainingRequests: 50, resetRequestsMs: 30_000 });
+  });
+
   it("reads OpenAI's six headers and ignores Azure's -1", () => {
     expect(
       readRateHeaders(
