@@ -7,10 +7,25 @@ export interface StatedLimits {
   tokensPerMinute?: number;
 }
 
-/** What remains of each limit, from an answer's headers (Azure sends nothing else). */
+/**
+ * What remains of each limit, from an answer's headers (Azure sends nothing else), and in how
+ * many milliseconds each resets (OpenAI's reset-*, the IETF `t`).
+ */
 export interface RemainingLimits {
   requests?: number;
   tokens?: number;
+  resetRequestsMs?: number;
+  resetTokensMs?: number;
+}
+
+/**
+ * What an answer said remains of a limit until its reset: a budget, not a rate. `count` is what
+ * had been sent on the key when the call it answers went out, that call included.
+ */
+interface Budget {
+  count: number;
+  remaining: number;
+  until: number;
 }
 
 /** A call's place among those this process sent: sent at `at`, `requests` and `tokens` so far, it included. */
@@ -90,6 +105,9 @@ export class LimitLearner {
   private readonly requestPace: number;
   private readonly measuredPace: number;
   private readonly refill = { requests: new RefillEstimator(), tokens: new RefillEstimator() };
+  /** The newest budget each answer stated (remaining until reset), and the newest send count. */
+  private readonly budget: { requests?: Budget; tokens?: Budget } = {};
+  private newestSent = { requests: 0, tokens: 0 };
   /** Of the measured rates; reset to measuredPace by each new measure. */
   private measuredShare: number;
   private measuredSince = -Infinity;
@@ -162,19 +180,16 @@ export class LimitLearner {
         const s = this.stated;
         // The share runs up to `pace`; requests are paced at `requestPace` where tokens are at it.
         const f = this.share * this.above;
-        // Remaining headers beside the limits may show less left than stated (another client on
-        // the key): then the measured refill caps the pace.
-        const under = (stated: number | undefined, e: RefillEstimator, k: number) => {
-          const m = this.measuredPaceOf(e);
-          return stated === undefined ? undefined : m === undefined ? stated * f * k : Math.min(stated * f * k, m);
-        };
+        const t = this.now();
+        const paced = (stated: number | undefined, dim: 'requests' | 'tokens', k: number) =>
+          stated === undefined ? undefined : Math.max(1, this.budgetPace(dim, stated * f * k, t));
         return {
           ...c,
           requestsPerMinute: cap(
-            under(s.requestsPerMinute, this.refill.requests, this.requestPace / this.pace),
+            paced(s.requestsPerMinute, 'requests', this.requestPace / this.pace),
             c.requestsPerMinute,
           ),
-          tokensPerMinute: cap(under(s.tokensPerMinute, this.refill.tokens, 1), c.tokensPerMinute),
+          tokensPerMinute: cap(paced(s.tokensPerMinute, 'tokens', 1), c.tokensPerMinute),
           burstWindowMs: nearLimitBurstMs,
         };
       }
@@ -231,6 +246,49 @@ export class LimitLearner {
       l.tokensPerMinute !== undefined ? l.tokensPerMinute / 60 / Math.max(1, tokensPerCall) : undefined,
     ].filter((r): r is number => r !== undefined);
     return rates.length === 0 ? undefined : Math.min(...rates);
+  }
+
+  /**
+   * Under a stated ceiling (per minute), the pace the newest budget allows: what remains of it,
+   * less what was sent since the call it answers, spread over the time left until its reset, plus
+   * what the provider was seen to free meanwhile (a bucket refills, a sliding window's oldest
+   * calls leave it; a fixed window frees nothing). The ceiling while the budget lasts at it, and
+   * once its reset has passed: a budget says nothing beyond its reset, so no measure holds the
+   * pace down for longer than one window.
+   */
+  private budgetPace(dim: 'requests' | 'tokens', ceiling: number, t: number): number {
+    const b = this.budget[dim];
+    if (!b) {
+      // Remaining without a reset (Azure beside stated limits): with less than half left, the
+      // refill measured from it is the evidence that another client takes part of the key.
+      const e = this.refill[dim];
+      const m = this.measuredPaceOf(e);
+      return m !== undefined && (e.level ?? 1) < 0.5 ? Math.min(ceiling, m) : ceiling;
+    }
+    if (t >= b.until) return ceiling;
+    const left = Math.max(0, b.remaining - (this.newestSent[dim] - b.count));
+    // Signed: under a window that frees nothing before its reset, another client's use shows as
+    // a falling slope, and the budget is left to it rather than met with a 429 at the end.
+    const freed = this.refill[dim].slopePerMinute ?? 0;
+    const span = Math.max(1, b.until - t);
+    // A little kept back (a quarter second of the ceiling, at most 2 % of the time left): where
+    // the provider frees room exactly as fast as it is used (a sliding window at its limit), a
+    // pace that meets every freed unit at once meets a 429 on each one that comes late.
+    // Another client's use (a falling slope) takes room between two of this lane's calls too.
+    const reserve = (ceiling / 60_000) * Math.min(250, 0.02 * span) + (2 * Math.max(0, -freed)) / Math.max(1, ceiling);
+    return Math.max(0, Math.min(ceiling, (Math.max(0, left - reserve) / span) * 60_000 + freed));
+  }
+
+  /**
+   * Milliseconds until the newest budget's reset, when the pace goes back to the ceiling: a call
+   * waiting for a bucket at a budget's pace asks again then. Undefined when no budget holds.
+   */
+  changesInMs(): number | undefined {
+    const t = this.now();
+    const untils = [this.budget.requests?.until, this.budget.tokens?.until].filter(
+      (u): u is number => u !== undefined && u > t,
+    );
+    return untils.length === 0 ? undefined : Math.min(...untils) - t;
   }
 
   /** The pace a measured refill allows at the bucket's level now; undefined without a measure. */
@@ -317,6 +375,10 @@ export class LimitLearner {
     this.sentRequests++;
     this.sentTokens += tokens;
     const n = shared ?? { requests: this.sentRequests, tokens: this.sentTokens };
+    if (shared) {
+      this.newestSent.requests = Math.max(this.newestSent.requests, shared.requests);
+      this.newestSent.tokens = Math.max(this.newestSent.tokens, shared.tokens);
+    }
     const at = this.now();
     this.periodSent++;
     // Slow start doubles on schedule as calls go out, not a latency later as their answers come.
@@ -329,6 +391,16 @@ export class LimitLearner {
    * measured; beside stated limits, it shows when less is left than stated (another client).
    */
   remaining(s: SendStamp, left: RemainingLimits): void {
+    // A budget with a reset (OpenAI's headers, the IETF fields): the newest send's answer holds.
+    const keep = (dim: 'requests' | 'tokens', remaining?: number, resetMs?: number) => {
+      if (remaining === undefined || resetMs === undefined) return;
+      const count = dim === 'requests' ? s.requests : s.tokens;
+      const b = this.budget[dim];
+      if (b && b.count > count && b.until > this.now()) return;
+      this.budget[dim] = { count, remaining, until: s.at + resetMs };
+    };
+    keep('requests', left.requests, left.resetRequestsMs);
+    keep('tokens', left.tokens, left.resetTokensMs);
     const before = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
     if (left.requests !== undefined) this.refill.requests.observe(s.at, left.requests, s.requests, 1);
     if (left.tokens !== undefined) this.refill.tokens.observe(s.at, left.tokens, s.tokens, s.cost);
@@ -358,16 +430,18 @@ export class LimitLearner {
     this.grow(t);
   }
 
-  /** A 429. */
-  rateLimited(): void {
+  /** A 429 to a call that had reserved `tokens`. */
+  rateLimited(tokens = 0): void {
     const t = this.now();
+    this.refill.requests.uncharged(1);
+    this.refill.tokens.uncharged(tokens);
     if (t - this.lastDecreaseAt < this.episodeMs) return; // the same episode
     this.lastDecreaseAt = t;
     this.decreases++;
     const before = this.admittedPerMinute(t);
-    this.refill.requests.restart();
-    this.refill.tokens.restart();
     if (this.mode === 'measured') {
+      this.refill.requests.restart();
+      this.refill.tokens.restart();
       if (t - this.measuredSince < 2_000) return;
       const r = this.refill.requests.perMinute;
       const k = this.refill.tokens.perMinute;

@@ -14,8 +14,16 @@ export class RefillEstimator {
   private largestCost = 0;
   private newestAt = -Infinity;
   private fittedAt = -Infinity;
+  /** What calls refused with a 429 were counted as sent, and so never charged: taken off each sum. */
+  private refused = 0;
   /** The last estimate, per minute; undefined until a fit had enough to go on. */
   perMinute: number | undefined;
+  /**
+   * The slope of the newest fit, per minute, whatever its sign (under a window that does not
+   * refill before its reset it is about 0, or below with another client); undefined after a
+   * restart until the next fit.
+   */
+  slopePerMinute: number | undefined;
   /** What the newest answer said remains. */
   last: number | undefined;
   /** Whether the newest answer found the bucket (about) full. */
@@ -38,7 +46,7 @@ export class RefillEstimator {
     if (at >= this.newestAt) this.last = remaining;
     this.full = remaining >= this.fullest - 2 * this.largestCost;
     if (this.full) return this.restart();
-    this.samples.push({ at, sum: remaining + charged });
+    this.samples.push({ at, sum: remaining + charged - this.refused });
     this.newestAt = Math.max(this.newestAt, at);
     const oldest = this.newestAt - this.windowMs;
     if (this.samples[0]!.at < oldest) this.samples = this.samples.filter((x) => x.at >= oldest);
@@ -57,10 +65,19 @@ export class RefillEstimator {
     this.restart();
   }
 
-  /** A 429: the call was counted as sent and not charged. */
+  /**
+   * A call of `cost` met a 429: it was counted as sent, and not charged. The fit goes on: the next
+   * sums are taken without it (a restart would leave no measure until several answers came).
+   */
+  uncharged(cost: number): void {
+    this.refused += cost;
+  }
+
+  /** Starts the fit afresh. */
   restart(): void {
     this.samples = [];
     this.newestAt = -Infinity;
+    this.slopePerMinute = undefined;
   }
 
   private fit(at: number): void {
@@ -87,6 +104,7 @@ export class RefillEstimator {
       vt += (s.at - mt) ** 2;
     }
     const perMs = cov / vt;
+    this.slopePerMinute = perMs * 60_000;
     if (perMs > 0) this.perMinute = perMs * 60_000;
   }
 }

@@ -13,6 +13,8 @@ export {
   type Faults,
   type LatencyModel,
   type Dialect,
+  type RateHeaderStyle,
 } from './config.js';
+export { createLimiter, accountings, type Accounting, type Limiter } from './accounting.js';
 export { goDuration } from './dialects.js';
 export { providerTokens, completion } from './tokens.js';

@@ -104,7 +104,8 @@ async function runOne(w: Workload, contender: ContenderName): Promise<Result> {
   const outage = w.name === 'faults' ? { startMs: sim.sim.elapsed() + 15_000, durationMs: 10_000 } : undefined;
   const key: KeyConfig = {
     dialect: w.dialect,
-    limits: { rpm: first.rpm, tpm: first.tpm, burstWindowMs: w.burstWindowMs ?? 1_000 },
+    limits: { rpm: first.rpm, tpm: first.tpm, burstWindowMs: w.burstWindowMs ?? 1_000, accounting: w.accounting },
+    rateHeaders: w.rateHeaders,
     externalShare: external || undefined,
     faults: { ...w.faults, outages: outage ? [outage] : [] },
     maxInFlight: w.dialect === 'compatible' ? 1_000 : undefined,

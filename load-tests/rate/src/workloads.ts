@@ -1,4 +1,4 @@
-import type { Faults, KeyConfig } from '@sluice/provider-sim';
+import type { Accounting, Faults, KeyConfig, RateHeaderStyle } from '@sluice/provider-sim';
 import type { Dimension } from './figures.js';
 
 export interface Workload {
@@ -22,6 +22,10 @@ export interface Workload {
   burstWindowMs?: number;
   /** Run only when named in --only (too long for the suite's 10 minutes). */
   optional?: boolean;
+  /** How the provider counts its limits. @default "bucket" */
+  accounting?: Accounting;
+  /** Which rate headers answers carry. @default the dialect's */
+  rateHeaders?: RateHeaderStyle;
 }
 
 // Time is compressed: limits are high and phases short, so a workload runs in tens of seconds.
@@ -139,6 +143,20 @@ export function workloads(quick: boolean): Workload[] {
       replicas: 3,
       externalShare: 0.2,
     },
+    // Window accountings (RATE-LIMITS.md): gateways count in fixed or sliding windows and state
+    // the limit in OpenAI's headers; the windows are 10 s here, as time is compressed.
+    ...(['fixed', 'sliding-log', 'sliding-counter'] as const).map((accounting): Workload => ({
+      name: `${accounting}-10s`,
+      quick: accounting === 'fixed',
+      what: `OpenAI headers over a ${accounting} 10 s window; 2,400 RPM bind`,
+      dialect: 'openai',
+      dim: 'rpm',
+      phases: [{ atMs: 0, rpm: 2_400, tpm: 60_000_000 }],
+      durationMs: d(40_000),
+      prompt,
+      accounting,
+      burstWindowMs: 10_000,
+    })),
   ];
   return all.filter((w) => !quick || w.quick);
 }

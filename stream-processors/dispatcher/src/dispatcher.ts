@@ -425,7 +425,12 @@ export class Dispatcher {
         this.notePace(request.model, key);
         calibration.reported(counted, result.usage.promptTokens);
         if (sent)
-          learner.remaining(stamp, { requests: result.rate.remainingRequests, tokens: result.rate.remainingTokens });
+          learner.remaining(stamp, {
+            requests: result.rate.remainingRequests,
+            tokens: result.rate.remainingTokens,
+            resetRequestsMs: result.rate.resetRequestsMs,
+            resetTokensMs: result.rate.resetTokensMs,
+          });
         this.learn(request.model, key, result.rate, true);
         break;
       } catch (err) {
@@ -443,7 +448,7 @@ export class Dispatcher {
         if (e.kind === 'transient') this.recordOutcome('transient', probe);
         else this.recordOutcome('ok', probe); // the provider answered: it is up
         if (e.kind === 'rate_limited') {
-          learner.rateLimited();
+          learner.rateLimited(tokens);
           this.notePace(request.model, key);
           if (e.retryAfterMs !== undefined) await this.o.limiter.pause(bucket, e.retryAfterMs);
           // A long wait (minutes, a daily quota) parks the key, and the lane once every key of the
@@ -496,9 +501,10 @@ export class Dispatcher {
       if (open.length === 0) waitMs = Math.min(...this.keys.map((k) => k.parkedUntil - now()));
       for (let i = 0; i < open.length; i++) {
         const key = open[(this.nextKey + i) % open.length]!;
+        const learner = this.learner(model, key);
         const grant = await this.o.limiter.acquire({
           bucket: this.bucketOf(model, key),
-          limits: this.learner(model, key).limits(),
+          limits: learner.limits(),
           tokens,
           share: this.share(),
         });
@@ -507,7 +513,8 @@ export class Dispatcher {
           this.nextKey = (this.nextKey + i + 1) % Math.max(1, open.length);
           return { key, sent: grant.sent };
         }
-        waitMs = Math.min(waitMs, grant.retryAfterMs + 5);
+        // A budget's reset puts the pace back at the ceiling: ask again then, not a slow grant later.
+        waitMs = Math.min(waitMs, grant.retryAfterMs + 5, (learner.changesInMs() ?? Infinity) + 1);
       }
       // Waiting here holds one call slot, not the consumer: the batch loop goes on.
       // A pace that rises meanwhile (slow start doubling, limits learned) wakes it early.
