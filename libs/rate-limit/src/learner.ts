@@ -1,5 +1,6 @@
 import type { BucketLimits, LearnedLimits } from './index.js';
 import { RefillEstimator } from './refill.js';
+import { ResetWatch } from './resets.js';
 
 /** Limits a provider stated: in x-ratelimit-limit-* headers, or in a 429's body. Per minute. */
 export interface StatedLimits {
@@ -108,6 +109,8 @@ export class LimitLearner {
   /** The newest budget each answer stated (remaining until reset), and the newest send count. */
   private readonly budget: { requests?: Budget; tokens?: Budget } = {};
   private newestSent = { requests: 0, tokens: 0 };
+  /** Where answers state no reset: the fixed window found from what remains, if any. */
+  private readonly resets = { requests: new ResetWatch(), tokens: new ResetWatch() };
   /** Of the measured rates; reset to measuredPace by each new measure. */
   private measuredShare: number;
   private measuredSince = -Infinity;
@@ -160,7 +163,13 @@ export class LimitLearner {
 
   get mode(): LearnerMode {
     if (this.stated.requestsPerMinute !== undefined || this.stated.tokensPerMinute !== undefined) return 'stated';
-    if (this.refill.requests.perMinute !== undefined || this.refill.tokens.perMinute !== undefined) return 'measured';
+    if (
+      this.refill.requests.perMinute !== undefined ||
+      this.refill.tokens.perMinute !== undefined ||
+      this.resets.requests.windowMs !== undefined ||
+      this.resets.tokens.windowMs !== undefined
+    )
+      return 'measured';
     const c = this.o.configured;
     if (c.requestsPerMinute !== undefined || c.tokensPerMinute !== undefined) return 'configured';
     return this.slowStart ? 'slow-start' : 'probing';
@@ -197,10 +206,17 @@ export class LimitLearner {
         // The provider's bucket is the integrator: fuller than `levelTarget`, pace a little above
         // the measure; emptier, below. Over time the whole refill is used and the bucket stays
         // about a third full, so a burst or an estimate a little high meets room, not a 429.
+        // Under a fixed window found from what remains, its budget alone sets the pace: what is
+        // left spread over the time to the window's end.
+        const t = this.now();
+        const pace = (dim: 'requests' | 'tokens') =>
+          this.resets[dim].perMinute !== undefined && this.budget[dim]
+            ? Math.max(1, this.budgetPace(dim, this.resets[dim].perMinute!, t))
+            : this.measuredPaceOf(this.refill[dim]);
         return {
           ...c,
-          requestsPerMinute: cap(this.measuredPaceOf(this.refill.requests), c.requestsPerMinute),
-          tokensPerMinute: cap(this.measuredPaceOf(this.refill.tokens), c.tokensPerMinute),
+          requestsPerMinute: cap(pace('requests'), c.requestsPerMinute),
+          tokensPerMinute: cap(pace('tokens'), c.tokensPerMinute),
           burstWindowMs: nearLimitBurstMs,
         };
       }
@@ -399,8 +415,16 @@ export class LimitLearner {
       if (b && b.count > count && b.until > this.now()) return;
       this.budget[dim] = { count, remaining, until: s.at + resetMs };
     };
-    keep('requests', left.requests, left.resetRequestsMs);
-    keep('tokens', left.tokens, left.resetTokensMs);
+    // Without a reset beside what remains, a fixed window's reset as found from the jumps.
+    const found = (dim: 'requests' | 'tokens', remaining?: number, resetMs?: number) => {
+      if (remaining === undefined || resetMs !== undefined) return resetMs;
+      const w = this.resets[dim];
+      w.observe(s.at, remaining, dim === 'requests' ? s.requests : s.tokens);
+      const next = w.nextReset(s.at);
+      return next === undefined ? undefined : next - s.at;
+    };
+    keep('requests', left.requests, found('requests', left.requests, left.resetRequestsMs));
+    keep('tokens', left.tokens, found('tokens', left.tokens, left.resetTokensMs));
     const before = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
     if (left.requests !== undefined) this.refill.requests.observe(s.at, left.requests, s.requests, 1);
     if (left.tokens !== undefined) this.refill.tokens.observe(s.at, left.tokens, s.tokens, s.cost);

@@ -109,3 +109,51 @@ describe('budgets: remaining until reset, whatever the accounting', () => {
     expect(r.perMinute).toBeLessThanOrEqual(1.01 * 600);
   });
 });
+
+describe('remaining-only answers (Azure): a fixed window found from what remains', () => {
+  /** As closedLoop, but answers say only what remains: no limit, no reset. */
+  function remainingOnly(o: {
+    accounting: Accounting;
+    rpm: number;
+    windowMs: number;
+    runMs: number;
+    measureMs: number;
+  }) {
+    let t = 0;
+    const provider = createLimiter(o.accounting, o.rpm, o.windowMs, 0);
+    const l = new LimitLearner({ configured: {}, now: () => t });
+    let sent = 0;
+    let admitted = 0;
+    let rejected = 0;
+    let pausedUntil = 0;
+    while (t < o.runMs) {
+      const rpm = l.limits().requestsPerMinute ?? 60;
+      if (t >= pausedUntil) {
+        sent++;
+        const stamp = l.sent(1, { requests: sent, tokens: sent });
+        const d = provider.take(t, 1);
+        if (d.allowed) {
+          if (t >= o.runMs - o.measureMs) admitted++;
+          l.admitted(1);
+          l.remaining(stamp, { requests: d.remaining });
+        } else {
+          if (t >= o.runMs - o.measureMs) rejected++;
+          l.rateLimited(1);
+          pausedUntil = t + d.retryAfterMs;
+        }
+      }
+      const step = 60_000 / Math.max(1, rpm);
+      t += pausedUntil > t ? pausedUntil - t : Math.min(step, (l.changesInMs() ?? Infinity) + 1);
+    }
+    return { perMinute: (admitted / o.measureMs) * 60_000, rejected, mode: l.mode };
+  }
+
+  for (const windowMs of [1_000, 10_000]) {
+    it(`a fixed ${windowMs / 1_000} s window: once three resets are seen, each window's budget is used, with few 429s`, () => {
+      const r = remainingOnly({ accounting: 'fixed', rpm: 1_200, windowMs, runMs: 200_000, measureMs: 120_000 });
+      expect(r.mode).toBe('measured');
+      expect(r.perMinute).toBeGreaterThanOrEqual(0.95 * 1_200);
+      expect(r.rejected).toBeLessThanOrEqual(3);
+    });
+  }
+});
