@@ -1,1 +1,1 @@
-export { JobView, viewReadyKey, type RunCounts } from './job-view.js';
+export { JobView, heldBackKey, viewReadyKey, type HeldBack, type RunCounts } from './job-view.js';

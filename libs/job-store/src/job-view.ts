@@ -5,6 +5,20 @@ const jobKey = (id: string) => `sluice:job:${id}`;
 const tenantKey = (tenant: string) => `sluice:tenant:${tenant}:jobs`;
 const countsKey = (id: string) => `sluice:job:${id}:counts`;
 export const viewReadyKey = 'sluice:view:ready';
+/**
+ * A lane's note that one of its buckets (provider:model:key) paces under half of its stated
+ * limit with no 429: the dispatcher writes it while that lasts, with a short expiry.
+ */
+export const heldBackKey = (provider: string, bucket: string) => `sluice:lane:${provider}:held:${bucket}`;
+
+/** Why a lane runs under half of its stated limit, as the dispatcher noted it. */
+export interface HeldBack {
+  reason: string;
+  /** ms since the epoch */
+  since: number;
+  keyId: string;
+  bucket: string;
+}
 
 /** Progress counters the stream processors keep per job (absent until they run). */
 export interface RunCounts {
@@ -52,6 +66,22 @@ export class JobView {
     const h = await this.redis.hgetall(countsKey(id));
     const n = (k: string) => Number(h[k] ?? 0);
     return { inFlight: n('in_flight'), succeeded: n('succeeded'), failed: n('failed'), retrying: n('retrying') };
+  }
+
+  /** The lane's held-back notes, for a provider's models (empty while it runs at its limits). */
+  async heldBack(provider: string, model?: string): Promise<HeldBack[]> {
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, found] = await this.redis.scan(cursor, 'MATCH', heldBackKey(provider, '*'), 'COUNT', 100);
+      cursor = next;
+      keys.push(...found);
+    } while (cursor !== '0');
+    if (keys.length === 0) return [];
+    const notes = (await this.redis.mget(keys))
+      .filter((r): r is string => r !== null)
+      .map((r) => JSON.parse(r) as HeldBack);
+    return model === undefined ? notes : notes.filter((n) => n.bucket.startsWith(`${provider}:${model}:`));
   }
 
   async isReady(): Promise<boolean> {

@@ -99,7 +99,10 @@ function readIetfHeaders(h: HeaderSource, out: RateHeaders): void {
   for (const s of sfList(state ?? '')) {
     const dim = units.get(s.name) ?? 'requests';
     const r = finite(s.params.get('r'));
-    const t = finite(s.params.get('t'));
+    // `t` is whole seconds, the true reset anywhere in the second before it: the middle of that
+    // second is taken (a budget spread to its end would leave up to a second of it unused).
+    const whole = finite(s.params.get('t'));
+    const t = whole === undefined ? undefined : Math.max(0, whole - 0.5);
     if (dim === 'requests') {
       if (r !== undefined) out.remainingRequests = r;
       if (t !== undefined) out.resetRequestsMs = t * 1_000;

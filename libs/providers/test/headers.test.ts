@@ -24,16 +24,16 @@ describe('rate headers', () => {
       limitRequests: 120,
       windowRequestsMs: 10_000,
       remainingRequests: 19,
-      resetRequestsMs: 8_000,
+      resetRequestsMs: 7_500,
       limitTokens: 60_000,
       windowTokensMs: 10_000,
       remainingTokens: 9_800,
-      resetTokensMs: 8_000,
+      resetTokensMs: 7_500,
     });
     // Cloudflare's form: one policy, default unit; a malformed item is ignored.
     expect(
       readRateHeaders(headers({ 'ratelimit-policy': '"burst";q=100;w=60, ;;', ratelimit: '"burst";r=50;t=30' })),
-    ).toEqual({ limitRequests: 100, windowRequestsMs: 60_000, remainingRequests: 50, resetRequestsMs: 30_000 });
+    ).toEqual({ limitRequests: 100, windowRequestsMs: 60_000, remainingRequests: 50, resetRequestsMs: 29_500 });
   });
 
   it("reads OpenAI's six headers and ignores Azure's -1", () => {

@@ -307,6 +307,33 @@ export class LimitLearner {
     return untils.length === 0 ? undefined : Math.min(...untils) - t;
   }
 
+  /**
+   * Why the pace is under half of a limit the provider states, or undefined when it is not: the
+   * operator's cap, 429s that lowered the share, a budget that would run out before its reset,
+   * or the refill measured from remaining headers (both: another client takes part of the key).
+   */
+  heldBack(): string | undefined {
+    if (this.mode !== 'stated') return undefined;
+    const l = this.limits();
+    const c = this.o.configured;
+    const t = this.now();
+    for (const [dim, stated, paced, configured] of [
+      ['requests', this.stated.requestsPerMinute, l.requestsPerMinute, c.requestsPerMinute],
+      ['tokens', this.stated.tokensPerMinute, l.tokensPerMinute, c.tokensPerMinute],
+    ] as const) {
+      if (stated === undefined || paced === undefined || paced >= 0.5 * stated) continue;
+      const perMinute = `${Math.round(paced)} of ${Math.round(stated)} ${dim} per minute`;
+      if (configured !== undefined && configured < 0.5 * stated)
+        return `${perMinute}: the configured limit is ${configured}`;
+      if (this.share * this.above < 0.5 * this.pace) return `${perMinute}: 429s lowered the share in use`;
+      const b = this.budget[dim];
+      if (b && t < b.until)
+        return `${perMinute}: what remains of the limit would run out before its reset (another client on the key?)`;
+      return `${perMinute}: what remains refills slower than stated (another client on the key?)`;
+    }
+    return undefined;
+  }
+
   /** The pace a measured refill allows at the bucket's level now; undefined without a measure. */
   private measuredPaceOf(e: RefillEstimator): number | undefined {
     if (e.perMinute === undefined) return undefined;

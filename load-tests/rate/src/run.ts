@@ -27,7 +27,7 @@ import {
   type LaunchContext,
 } from './contenders.js';
 import { figures, round, type Figures, type Phase } from './figures.js';
-import { workloads, type Workload } from './workloads.js';
+import { matrix, workloads, type Workload } from './workloads.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const { values: args } = parseArgs({
@@ -39,6 +39,8 @@ const { values: args } = parseArgs({
     cookbook: { type: 'string', default: process.env['SLUICE_COOKBOOK_SCRIPT'] },
     // One contender after another instead of all at once (each on its own key either way).
     serial: { type: 'boolean', default: false },
+    // Every accounting × scenario × header style (--quick: a subset in about 4 minutes).
+    matrix: { type: 'boolean', default: false },
   },
 });
 
@@ -87,7 +89,13 @@ const kafka = createKafka({ brokers: s.kafkaBrokers, clientId: 'bench-rate' });
 const codecs = await createSchemaCodecs({ registryUrl: s.schemaRegistryUrl });
 const contenders: ContenderName[] = ['sluice', ...(args.cookbook ? (['cookbook'] as const) : []), 'naive'];
 const only = args.only?.split(',');
-const chosen = workloads(args.quick).filter((w) => (only ? only.includes(w.name) : !w.optional));
+const chosen = (args.matrix ? matrix(args.quick) : workloads(args.quick)).filter((w) =>
+  only ? only.includes(w.name) : !w.optional,
+);
+if (args.matrix) {
+  if (!process.argv.some((a) => a.startsWith('--json'))) args.json = join(root, 'load-tests/results/rate-matrix.json');
+  if (!process.argv.some((a) => a.startsWith('--charts'))) args.charts = join(root, 'load-tests/results/rate-matrix');
+}
 const results: Result[] = [];
 const startedAt = Date.now();
 console.log(
@@ -220,6 +228,7 @@ try {
           `${r.figures.requests} requests; CPU ${r.cpuSecondsPer1000} s per 1,000`,
       );
     }
+    if (args.matrix) continue; // one summary chart at the end, not one per row
     mkdirSync(args.charts, { recursive: true });
     const limitSeries = (() => {
       const out: number[] = [];
@@ -255,6 +264,34 @@ const table = [
   ),
 ].join('\n');
 console.log(`\n${table}\n\nbench:rate: ${round((Date.now() - startedAt) / 1_000, 1)} s; charts in ${args.charts}`);
+const verdicts = args.matrix ? matrixVerdicts(results) : undefined;
+if (verdicts) {
+  console.log(
+    [
+      '',
+      '| row | Sluice over the run | naive | 429s per 10k | back above 0.9 after the change, s | goal |',
+      '| --- | ---: | ---: | ---: | ---: | --- |',
+      ...verdicts.map(
+        (v) =>
+          `| ${v.row} | ${v.sluice.toFixed(3)} | ${v.naive?.toFixed(3) ?? '–'} | ${v.per10k} | ${v.backS ?? '–'} | ${v.ok ? 'met' : `missed: ${v.why}`} |`,
+      ),
+      '',
+      `matrix: ${verdicts.filter((v) => v.ok).length} of ${verdicts.length} rows meet the goal`,
+    ].join('\n'),
+  );
+  mkdirSync(args.charts, { recursive: true });
+  writeFileSync(
+    join(args.charts, 'summary.png'),
+    chart({
+      title: 'rate matrix: admitted / sustainable, x 100, one point per row (goal line: 95)',
+      limit: verdicts.map(() => 95),
+      lines: [
+        { name: 'sluice', points: verdicts.map((v) => v.sluice * 100) },
+        { name: 'naive', points: verdicts.map((v) => (v.naive ?? 0) * 100) },
+      ],
+    }),
+  );
+}
 mkdirSync(dirname(args.json), { recursive: true });
 writeFileSync(
   args.json,
@@ -268,9 +305,48 @@ writeFileSync(
         : 'not run: no script given (--cookbook FILE)',
       seconds: round((Date.now() - startedAt) / 1_000, 1),
       results: results.map(({ series, ...r }) => ({ ...r, seriesPerSecond: series })),
+      ...(verdicts ? { verdicts } : {}),
     },
     null,
     2,
   ) + '\n',
 );
 process.exit(0);
+
+/**
+ * The matrix's goals per row (issue: rate control on any provider): with headers, at least 0.95
+ * of the sustainable rate over the run and at most 10 429s per 10k calls; 429-only rows at least
+ * 0.85; back above 0.9 within two windows of a change; never more than 0.05 behind the naive peer.
+ */
+function matrixVerdicts(rs: Result[]) {
+  const over = (r: Result) => {
+    const ps = r.figures.phases;
+    const span = ps.reduce((a, p) => a + (p.toS - p.fromS), 0);
+    return ps.reduce((a, p) => a + p.utilization * (p.toS - p.fromS), 0) / Math.max(1, span);
+  };
+  return rs
+    .filter((r) => r.contender === 'sluice')
+    .map((r) => {
+      const naive = rs.find((n) => n.workload === r.workload && n.contender === 'naive');
+      const headers = !r.workload.endsWith('/429-only');
+      const windowS = r.workload.includes('-1s/') ? 1 : 10;
+      const sluice = round(over(r), 3);
+      const naiveU = naive ? round(over(naive), 3) : undefined;
+      const backS = r.figures.phases.length > 1 ? r.figures.phases[1]!.convergeS : null;
+      const why: string[] = [];
+      if (sluice < (headers ? 0.95 : 0.85)) why.push(`below ${headers ? 0.95 : 0.85}`);
+      if (headers && r.figures.rateLimitedPer10k > 10) why.push('over 10 429s per 10k');
+      if (r.figures.phases.length > 1 && (backS === null || backS > 2 * windowS))
+        why.push('slow back after the change');
+      if (naiveU !== undefined && sluice < naiveU - 0.05) why.push('behind the naive peer');
+      return {
+        row: r.workload,
+        sluice,
+        naive: naiveU,
+        per10k: r.figures.rateLimitedPer10k,
+        backS,
+        ok: why.length === 0,
+        why: why.join(', '),
+      };
+    });
+}

@@ -160,3 +160,68 @@ export function workloads(quick: boolean): Workload[] {
   ];
   return all.filter((w) => !quick || w.quick);
 }
+
+/** The rate matrix's axes: how the provider counts, what changes mid-run, what it says. */
+export const matrixAccountings = [
+  { name: 'bucket-10s', accounting: 'bucket', windowMs: 10_000 },
+  { name: 'fixed-1s', accounting: 'fixed', windowMs: 1_000 },
+  { name: 'fixed-10s', accounting: 'fixed', windowMs: 10_000 },
+  { name: 'sliding-log-10s', accounting: 'sliding-log', windowMs: 10_000 },
+  { name: 'sliding-counter-10s', accounting: 'sliding-counter', windowMs: 10_000 },
+] as const;
+export const matrixScenarios = ['steady', 'halved', 'doubled', 'other-half'] as const;
+/** full: OpenAI's limit, remaining and reset; remaining: Azure's remaining only; 429: no header. */
+export const matrixHeaders = [
+  { name: 'full', style: 'openai' },
+  { name: 'remaining', style: 'remaining' },
+  { name: '429-only', style: 'none' },
+] as const;
+
+/** Rows of the quick matrix (about 4 minutes): each accounting steady with full headers, and one of each other kind. */
+const quickRows = new Set([
+  'bucket-10s/steady/full',
+  'fixed-1s/steady/remaining',
+  'fixed-10s/steady/full',
+  'fixed-10s/halved/full',
+  'sliding-log-10s/steady/full',
+  'sliding-counter-10s/other-half/full',
+  'fixed-10s/steady/429-only',
+]);
+
+/**
+ * Every accounting × scenario × header style, RPM-bound (2,400 RPM = 40 a second; a change at
+ * half time). The sustainable rate is the limit less the other client's share.
+ */
+export function matrix(quick: boolean): Workload[] {
+  const out: Workload[] = [];
+  const durationMs = quick ? 24_000 : 30_000;
+  const changeAt = durationMs / 2;
+  for (const a of matrixAccountings)
+    for (const scenario of matrixScenarios)
+      for (const h of matrixHeaders) {
+        const name = `${a.name}/${scenario}/${h.name}`;
+        if (quick && !quickRows.has(name)) continue;
+        const base = { atMs: 0, rpm: 2_400, tpm: 60_000_000 };
+        const phases =
+          scenario === 'halved'
+            ? [base, { ...base, atMs: changeAt, rpm: 1_200 }]
+            : scenario === 'doubled'
+              ? [base, { ...base, atMs: changeAt, rpm: 4_800 }]
+              : [base];
+        out.push({
+          name,
+          quick: true,
+          what: `${a.accounting} over ${a.windowMs / 1_000} s, ${scenario}, ${h.name} headers`,
+          dialect: 'openai',
+          dim: 'rpm',
+          phases,
+          durationMs,
+          prompt,
+          accounting: a.accounting,
+          rateHeaders: h.style,
+          burstWindowMs: a.windowMs,
+          externalShare: scenario === 'other-half' ? 0.5 : undefined,
+        });
+      }
+  return out;
+}

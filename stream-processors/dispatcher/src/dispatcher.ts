@@ -1,3 +1,4 @@
+import { heldBackKey } from '@sluice/job-store';
 import type { Redis } from 'ioredis';
 import {
   replaceHungConsumer,
@@ -68,6 +69,11 @@ export interface DispatcherOptions {
   consumerStallMs?: number;
   /** A 429 asking to wait longer than this parks the lane (the key is quota-blocked). @default 30000 */
   parkAfterMs?: number;
+  /**
+   * A model's pace under half of its stated limit for this long without a 429 is reported: a
+   * warning, and the lane's held-back note that job views show. @default 60000
+   */
+  heldBackAfterMs?: number;
   /** When the lane pauses for a provider outage (see OutageBreaker for the defaults). */
   breaker?: OutageBreakerOptions;
   /** The fault suite's crash point (SLUICE_CRASH_POINT); absent in normal runs. */
@@ -149,6 +155,11 @@ export class Dispatcher {
   private releaseTimer: NodeJS.Timeout | undefined;
   /** Per bucket (model and key): its learner (the limits stated, configured or probed), and the key. */
   private readonly learners = new Map<string, { l: LimitLearner; key: KeyState }>();
+  /** Buckets whose pace is under half of the stated limit: since when, and whether reported. */
+  private readonly heldBack = new Map<
+    string,
+    { since: number; decreases: number; reported: boolean; loggedAt?: number }
+  >();
   /** Per bucket: what this process last shared of its limits (JSON) and when, and when it last read the shared ones. */
   private readonly learnedShared = new Map<string, { json: string; at: number }>();
   private readonly learnedRead = new Map<string, number>();
@@ -178,6 +189,7 @@ export class Dispatcher {
       sessionTimeoutMs: 10_000,
       consumerStallMs: 45_000,
       parkAfterMs: 30_000,
+      heldBackAfterMs: 60_000,
       lanePartitions: 12,
       ...options,
     };
@@ -205,7 +217,45 @@ export class Dispatcher {
     await this.producer.connect();
     await this.startConsumer();
     this.flushTimer = setInterval(() => void this.commitDirty(), 200);
-    this.capTimer = setInterval(() => this.resizeSlots(), 1_000);
+    this.capTimer = setInterval(() => {
+      this.resizeSlots();
+      this.checkHeldBack();
+    }, 1_000);
+  }
+
+  /**
+   * The slow-lane guard: a model whose pace stays under half of what the provider states for
+   * `heldBackAfterMs` with no 429 meanwhile is logged with its learner's reason, and the lane's
+   * note in Redis (what job views show) says so while it lasts.
+   */
+  private checkHeldBack(): void {
+    const t = now();
+    for (const [id, { l, key }] of this.learners) {
+      const reason = l.heldBack();
+      const was = this.heldBack.get(id);
+      if (!reason || (was && l.decreases !== was.decreases)) {
+        // Healthy again, or a 429 since: a limit met, not a lane starved.
+        if (was?.reported) void this.o.redis.del(heldBackKey(this.o.provider, id)).catch(() => undefined);
+        if (reason) this.heldBack.set(id, { since: t, decreases: l.decreases, reported: false });
+        else this.heldBack.delete(id);
+        continue;
+      }
+      if (!was) {
+        this.heldBack.set(id, { since: t, decreases: l.decreases, reported: false });
+        continue;
+      }
+      if (t - was.since < this.o.heldBackAfterMs) continue;
+      const note = { reason, since: was.since, keyId: key.keyId, bucket: id };
+      void this.o.redis.set(heldBackKey(this.o.provider, id), JSON.stringify(note), 'PX', 5_000).catch(() => undefined);
+      if (!was.reported || t - (was.loggedAt ?? 0) >= 300_000) {
+        this.o.log.warn(
+          { lane: this.lane, bucket: id, keyId: key.keyId, reason },
+          'lane held back under its stated limit',
+        );
+        was.loggedAt = t;
+      }
+      was.reported = true;
+    }
   }
 
   /**

@@ -5,11 +5,12 @@ import { createKafka } from '@sluice/kafka';
 import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
 import { createOpenAIAdapter } from '@sluice/providers';
 import { RateLimiter } from '@sluice/rate-limit';
-import { createSchemaCodecs, type PromptOutcome, type PromptRequest, type SchemaCodecs } from '@sluice/schemas';
+import { createSchemaCodecs, type PromptOutcome, type SchemaCodecs } from '@sluice/schemas';
 import { FaultProxy, freePort, stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DelayProcessor } from '../../delay/src/delay-processor.js';
 import { Dispatcher, type DispatcherOptions } from '../src/dispatcher.js';
+import { collectOutcomes, seedLaneJob } from './helpers.js';
 import { createAzureAdapter, createCompatibleAdapter, createGeminiAdapter } from '@sluice/providers';
 
 const s = stackSettings();
@@ -77,47 +78,8 @@ afterAll(async () => {
 });
 
 /** A job of `n` prompts on a lane of its own, its results topic, and its view in Redis. */
-async function seedJob(n: number, status = 'sealed', lane?: { provider: string; partition: number }) {
-  const provider = lane?.provider ?? `d${randomBytes(4).toString('hex')}`;
-  const jobId = `job_${randomBytes(6).toString('hex')}`;
-  await kafka.ensureTopics([
-    { topic: `sluice.requests.${provider}`, partitions: 4 },
-    { topic: `sluice.results.${jobId}`, partitions: 1 },
-  ]);
-  await redis.set(`sluice:job:${jobId}`, JSON.stringify({ jobId, status }));
-  const producer = kafka.producer();
-  await producer.connect();
-  const messages = Array.from({ length: n }, (_, i) => {
-    const request: PromptRequest = {
-      jobId,
-      promptId: `${jobId}:${i}`,
-      rowIndex: i,
-      tenant: 'alice',
-      provider,
-      model: 'gpt-4o-mini',
-      messages: [{ role: 'user', content: `Classify headline ${i}.` }],
-      parameters: {
-        temperature: 0,
-        topP: null,
-        maxTokens: 16,
-        responseFormat: null,
-        stop: null,
-        seed: null,
-        extra: null,
-      },
-      attempt: 0,
-      customId: `c${i}`,
-      priority: 0,
-      submittedAt: Date.now(),
-      source: 'http',
-    };
-    return { key: jobId, partition: lane?.partition ?? i % 4, value: codecs.promptRequest.encodeSync(request) };
-  });
-  for (let i = 0; i < messages.length; i += 500)
-    await producer.send({ topic: `sluice.requests.${provider}`, messages: messages.slice(i, i + 500) });
-  await producer.disconnect();
-  return { provider, jobId };
-}
+const seedJob = (n: number, status = 'sealed', lane?: { provider: string; partition: number }) =>
+  seedLaneJob({ kafka, codecs, redis }, n, status, lane);
 
 function dispatcher(provider: string, apiKey: string, rpm: number, over: Partial<DispatcherOptions> = {}) {
   return new Dispatcher({
@@ -137,46 +99,8 @@ function dispatcher(provider: string, apiKey: string, rpm: number, over: Partial
   });
 }
 
-async function outcomes(jobId: string, expectedUnique: number, timeoutMs: number) {
-  const consumer = kafka.consumer({ groupId: uniqueName('results') });
-  const all: PromptOutcome[] = [];
-  const unique = new Set<string>();
-  await consumer.connect();
-  await consumer.subscribe({ topic: `sluice.results.${jobId}`, fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      const o = await codecs.promptOutcome.decode(message.value!);
-      all.push(o);
-      unique.add(o.promptId);
-    },
-  });
-  try {
-    let last = 0;
-    await waitFor(
-      `${expectedUnique} outcomes of ${jobId}`,
-      () => {
-        if (process.env['DISPATCH_DEBUG'] && Date.now() - last > 5_000) {
-          last = Date.now();
-          const st = sim.sim.ledger
-            .stats()
-            .map((k) => `${k.key}:${JSON.stringify(k.byReason)}`)
-            .join(' ');
-          console.log(
-            `progress ${unique.size}/${expectedUnique} (${all.length} records) ledger ${sim.sim.ledger.size} ${st}`,
-          );
-        }
-        return unique.size >= expectedUnique ? true : undefined;
-      },
-      { timeoutMs, intervalMs: 200 },
-    ).catch((e: Error) => {
-      throw new Error(`${e.message}: ${unique.size} of ${expectedUnique} arrived`);
-    });
-    await new Promise((r) => setTimeout(r, 1_000)); // late duplicates, if any, arrive now
-  } finally {
-    await consumer.disconnect();
-  }
-  return { all, unique };
-}
+const outcomes = (jobId: string, expectedUnique: number, timeoutMs: number) =>
+  collectOutcomes({ kafka, codecs, sim }, jobId, expectedUnique, timeoutMs);
 
 describe('dispatcher and delay processor (real Kafka and Redis, simulated provider)', () => {
   it('ends 10,000 prompts under 429s, 5xx bursts and timeouts in exactly one outcome each', async () => {

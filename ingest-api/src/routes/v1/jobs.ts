@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { SluiceError } from '@sluice/errors';
 import type { Job } from '@sluice/schemas';
 import { formatOf } from '../../input/reader.js';
-import type { RunCounts } from '@sluice/job-store';
+import type { HeldBack, RunCounts } from '@sluice/job-store';
 import type { JobService } from '../../services/jobs.js';
 
 const Parameters = Type.Object(
@@ -66,6 +66,18 @@ const JobView = Type.Object({
     retrying: Type.Integer(),
   }),
   kafka: Type.Object({ laneTopic: Type.String(), partitions: Type.Array(Type.Integer()), resultsTopic: Type.String() }),
+  /**
+   * GET of one unfinished job: whether its lane runs under half of the limit the provider states
+   * for its model, with no 429, and the reason its rate control gives (null: it does not).
+   */
+  lane: Type.Optional(
+    Type.Object({
+      heldBack: Type.Union([
+        Type.Null(),
+        Type.Object({ reason: Type.String(), since: Type.String(), keyId: Type.String() }),
+      ]),
+    }),
+  ),
 });
 
 const ErrorReply = Type.Object({
@@ -73,8 +85,18 @@ const ErrorReply = Type.Object({
 });
 const IdParams = Type.Object({ id: Type.String({ pattern: '^job_[a-z0-9]+$' }) });
 
-function view(job: Job, counts: RunCounts): Static<typeof JobView> {
+function view(job: Job, counts: RunCounts, heldBack?: HeldBack[]): Static<typeof JobView> {
+  const held = heldBack?.[0];
   return {
+    ...(heldBack === undefined
+      ? {}
+      : {
+          lane: {
+            heldBack: held
+              ? { reason: held.reason, since: new Date(held.since).toISOString(), keyId: held.keyId }
+              : null,
+          },
+        }),
     id: job.jobId,
     status: job.status,
     provider: job.provider,
@@ -164,7 +186,8 @@ export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes
     { schema: { summary: 'A job: status and counts', params: IdParams, response: { 200: JobView, 404: ErrorReply } } },
     async (request) => {
       const { job, counts } = await jobs.get(request.tenant, (request.params as { id: string }).id);
-      return view(job, counts);
+      const open = job.finalizedAt === null && job.status !== 'cancelled';
+      return view(job, counts, open ? await jobs.view.heldBack(job.provider, job.model) : undefined);
     },
   );
 
