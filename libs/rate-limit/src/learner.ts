@@ -106,9 +106,27 @@ export class LimitLearner {
   private readonly requestPace: number;
   private readonly measuredPace: number;
   private readonly refill = { requests: new RefillEstimator(), tokens: new RefillEstimator() };
+  /**
+   * The room the provider frees meanwhile, for budgets: the same fit over the last 1.5 s, so that
+   * a sliding counter's new window (its previous one's weight falling at a new rate) shows within
+   * a second, not five.
+   */
+  private readonly freed = {
+    requests: new RefillEstimator(1_500, 500, 8),
+    tokens: new RefillEstimator(1_500, 500, 8),
+  };
   /** The newest budget each answer stated (remaining until reset), and the newest send count. */
   private readonly budget: { requests?: Budget; tokens?: Budget } = {};
   private newestSent = { requests: 0, tokens: 0 };
+  /**
+   * The room freed between the two newest answers, per minute: where calls are too sparse for a
+   * fit (a pace held low by a budget), two answers are the evidence that room comes back.
+   */
+  private readonly pair: Record<'requests' | 'tokens', { at: number; sum: number; perMinute?: number } | undefined> = {
+    requests: undefined,
+    tokens: undefined,
+  };
+  private fullest = { requests: 0, tokens: 0 };
   /** Where answers state no reset: the fixed window found from what remains, if any. */
   private readonly resets = { requests: new ResetWatch(), tokens: new ResetWatch() };
   /** Of the measured rates; reset to measuredPace by each new measure. */
@@ -285,14 +303,20 @@ export class LimitLearner {
     const left = Math.max(0, b.remaining - (this.newestSent[dim] - b.count));
     // Signed: under a window that frees nothing before its reset, another client's use shows as
     // a falling slope, and the budget is left to it rather than met with a 429 at the end.
-    const freed = this.refill[dim].slopePerMinute ?? 0;
+    const freed = this.freed[dim].slopePerMinute ?? this.pair[dim]?.perMinute ?? 0;
     const span = Math.max(1, b.until - t);
     // A little kept back (a quarter second of the ceiling, at most 2 % of the time left): where
     // the provider frees room exactly as fast as it is used (a sliding window at its limit), a
     // pace that meets every freed unit at once meets a 429 on each one that comes late.
     // Another client's use (a falling slope) takes room between two of this lane's calls too.
     const reserve = (ceiling / 60_000) * Math.min(250, 0.02 * span) + (2 * Math.max(0, -freed)) / Math.max(1, ceiling);
-    return Math.max(0, Math.min(ceiling, (Math.max(0, left - reserve) / span) * 60_000 + freed));
+    const paced = (Math.max(0, left - reserve) / span) * 60_000 + freed;
+    // While a call's worth is left and the reset is more than 2 s off, at least one call a second
+    // goes: its answer is the evidence that room came back (a sliding counter frees its previous window's weight continuously;
+    // a fit needs answers, and a pace held near 0 brings none).
+    const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
+    const probe = left >= perCall && span > 2_000 ? 60 * perCall : 0;
+    return Math.max(0, Math.min(ceiling, Math.max(paced, probe)));
   }
 
   /**
@@ -450,11 +474,28 @@ export class LimitLearner {
       const next = w.nextReset(s.at);
       return next === undefined ? undefined : next - s.at;
     };
+    const pairUp = (dim: 'requests' | 'tokens', remaining?: number) => {
+      if (remaining === undefined) return;
+      this.fullest[dim] = Math.max(this.fullest[dim], remaining);
+      const sum = remaining + (dim === 'requests' ? s.requests : s.tokens);
+      const p = this.pair[dim];
+      if (p && s.at <= p.at) return;
+      // Not across a window's reset (a jump of more than half of the most seen), nor within 50 ms.
+      const perMinute =
+        p && s.at - p.at >= 50 && sum - p.sum <= 0.5 * this.fullest[dim]
+          ? ((sum - p.sum) / (s.at - p.at)) * 60_000
+          : undefined;
+      this.pair[dim] = { at: s.at, sum, perMinute };
+    };
+    pairUp('requests', left.requests);
+    pairUp('tokens', left.tokens);
     keep('requests', left.requests, found('requests', left.requests, left.resetRequestsMs));
     keep('tokens', left.tokens, found('tokens', left.tokens, left.resetTokensMs));
     const before = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
     if (left.requests !== undefined) this.refill.requests.observe(s.at, left.requests, s.requests, 1);
     if (left.tokens !== undefined) this.refill.tokens.observe(s.at, left.tokens, s.tokens, s.cost);
+    if (left.requests !== undefined) this.freed.requests.observe(s.at, left.requests, s.requests, 1);
+    if (left.tokens !== undefined) this.freed.tokens.observe(s.at, left.tokens, s.tokens, s.cost);
     const after = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
     // Under stated limits a measure only caps them (limits()); the periods are the share's.
     if ((after.r === before.r && after.t === before.t) || this.mode !== 'measured') return;
@@ -486,6 +527,8 @@ export class LimitLearner {
     const t = this.now();
     this.refill.requests.uncharged(1);
     this.refill.tokens.uncharged(tokens);
+    this.freed.requests.uncharged(1);
+    this.freed.tokens.uncharged(tokens);
     if (t - this.lastDecreaseAt < this.episodeMs) return; // the same episode
     this.lastDecreaseAt = t;
     this.decreases++;

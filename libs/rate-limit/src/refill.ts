@@ -46,7 +46,11 @@ export class RefillEstimator {
     if (at >= this.newestAt) this.last = remaining;
     this.full = remaining >= this.fullest - 2 * this.largestCost;
     if (this.full) return this.restart();
-    this.samples.push({ at, sum: remaining + charged - this.refused });
+    const sum = remaining + charged - this.refused;
+    // A jump of more than half of the most seen is a window's reset, not a refill: fit afresh.
+    const last = this.samples[this.samples.length - 1];
+    if (last && at > last.at && sum - last.sum > 0.5 * this.fullest) this.restart();
+    this.samples.push({ at, sum });
     this.newestAt = Math.max(this.newestAt, at);
     const oldest = this.newestAt - this.windowMs;
     if (this.samples[0]!.at < oldest) this.samples = this.samples.filter((x) => x.at >= oldest);
@@ -82,7 +86,12 @@ export class RefillEstimator {
 
   private fit(at: number): void {
     const n = this.samples.length;
-    if (n < this.minSamples) return;
+    // Too few answers in the window for a fit: the last slope is old news, and is dropped (the
+    // last rate stays: a measured pace holds until a new measure).
+    if (n < this.minSamples) {
+      this.slopePerMinute = undefined;
+      return;
+    }
     this.fittedAt = at;
     let minAt = Infinity;
     let maxAt = -Infinity;
@@ -94,7 +103,10 @@ export class RefillEstimator {
       mt += s.at;
       ms += s.sum;
     }
-    if (maxAt - minAt < this.minSpanMs) return;
+    if (maxAt - minAt < this.minSpanMs) {
+      this.slopePerMinute = undefined;
+      return;
+    }
     mt /= n;
     ms /= n;
     let cov = 0;

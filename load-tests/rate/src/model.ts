@@ -1,0 +1,107 @@
+/**
+ * npm run bench:rate-model -- [--json FILE]
+ *
+ * The rate matrix in closed loop, without the stack: the dispatcher's limit learner
+ * (`@sluice/rate-limit`) against each of the simulator's accountings (`@sluice/provider-sim`), on a
+ * simulated clock (1 ms steps), with a modelled client: calls granted by a GCRA bucket that keeps
+ * its level across a change of pace (as the Redis limiter does), answered 80 ms later, a 429
+ * waited out for its retry-after. It runs the whole matrix in seconds, to try a change of the
+ * learner before `bench:rate --matrix` measures it on the real stack; its figures are the
+ * model's, not Sluice's.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createLimiter, type Accounting } from '@sluice/provider-sim';
+import { LimitLearner } from '@sluice/rate-limit';
+import { matrixAccountings, matrixHeaders, matrixScenarios } from './workloads.js';
+
+const { values: args } = parseArgs({ options: { json: { type: 'string' } } });
+
+type Headers = (typeof matrixHeaders)[number]['name'];
+
+function run(accounting: Accounting, windowMs: number, scenario: string, headers: Headers) {
+  const rpm0 = 2_400;
+  const runMs = 30_000;
+  const latencyMs = 80;
+  const burstMs = 250;
+  const other = scenario === 'other-half' ? 0.5 : 0;
+  const provider = createLimiter(accounting, rpm0, windowMs, 0);
+  let t = 0;
+  const learner = new LimitLearner({ configured: {}, now: () => t });
+  let sent = 0;
+  let admitted = 0;
+  let rejected = 0;
+  let sustainable = 0;
+  let pausedUntil = 0;
+  let flowAt = 0;
+  let tat = 0;
+  let lastInterval = 0;
+  const due: Array<{ at: number; answer: () => void }> = [];
+  for (; t < runMs; t++) {
+    if (t === runMs / 2 && scenario === 'halved') provider.setLimit(t, rpm0 / 2, windowMs);
+    if (t === runMs / 2 && scenario === 'doubled') provider.setLimit(t, rpm0 * 2, windowMs);
+    if (other) provider.consumeFlow(flowAt, t, other * provider.limitPerMinute);
+    flowAt = t;
+    due.sort((a, b) => a.at - b.at);
+    while (due.length > 0 && due[0]!.at <= t) due.shift()!.answer();
+    const interval = 60_000 / Math.max(1, learner.limits().requestsPerMinute ?? 60);
+    // The Redis limiter's GCRA: the level is kept across a change of pace.
+    if (lastInterval && lastInterval !== interval && tat > t)
+      tat = Math.max(t, t + burstMs + ((tat - t - burstMs) * interval) / lastInterval);
+    lastInterval = interval;
+    const capacity = burstMs / interval;
+    sustainable += (provider.limitPerMinute * (1 - other)) / 60_000;
+    if (t < pausedUntil || Math.max(tat, t) - t + Math.min(1, capacity) * interval > capacity * interval + 1) continue;
+    tat = Math.max(tat, t) + interval;
+    sent++;
+    const stamp = learner.sent(1, { requests: sent, tokens: sent });
+    const d = provider.take(t, 1);
+    const limit = provider.limitPerMinute;
+    if (d.allowed) {
+      admitted++;
+      due.push({
+        at: t + latencyMs,
+        answer: () => {
+          learner.admitted(1);
+          if (headers !== '429-only')
+            learner.remaining(stamp, {
+              requests: d.remaining,
+              resetRequestsMs: headers === 'full' ? d.resetMs : undefined,
+            });
+          if (headers === 'full') learner.learn({ requestsPerMinute: limit }, true);
+        },
+      });
+    } else {
+      rejected++;
+      due.push({
+        at: t + 5,
+        answer: () => {
+          // OpenAI's 429 message states the limit whatever the headers.
+          learner.learn({ requestsPerMinute: limit }, false);
+          learner.rateLimited(1);
+          pausedUntil = Math.max(pausedUntil, t + d.retryAfterMs);
+        },
+      });
+    }
+  }
+  return {
+    utilization: Math.round((admitted / sustainable) * 1_000) / 1_000,
+    per10k: Math.round((rejected / sent) * 10_000),
+  };
+}
+
+const rows = [];
+for (const a of matrixAccountings)
+  for (const scenario of matrixScenarios)
+    for (const h of matrixHeaders) {
+      const r = run(a.accounting, a.windowMs, scenario, h.name);
+      rows.push({ row: `${a.name}/${scenario}/${h.name}`, ...r });
+      console.log(
+        `${`${a.name}/${scenario}/${h.name}`.padEnd(40)} ${r.utilization.toFixed(3)}  ${r.per10k} 429s per 10k`,
+      );
+    }
+if (args.json) {
+  mkdirSync(dirname(args.json), { recursive: true });
+  writeFileSync(args.json, JSON.stringify({ at: new Date().toISOString(), model: true, rows }, null, 2) + '\n');
+}
