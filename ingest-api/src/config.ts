@@ -27,6 +27,8 @@ export interface IngestConfig {
   resultsPartitions: number;
   /** Rows per Kafka transaction of an upload. @default 5000 */
   chunkRows: number;
+  /** Bytes of prompt records per Kafka transaction of an upload, at most (about). @default 16 MiB */
+  chunkBytes: number;
   /** Largest upload. @default 4 GiB */
   maxUploadBytes: number;
   /** Largest line / element / record. @default 1 MiB */
@@ -117,6 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
     lanePartitions: int(env, 'SLUICE_LANE_PARTITIONS', 12),
     resultsPartitions: int(env, 'SLUICE_RESULTS_PARTITIONS', 1),
     chunkRows: int(env, 'SLUICE_UPLOAD_CHUNK_ROWS', 5_000),
+    chunkBytes: int(env, 'SLUICE_UPLOAD_CHUNK_BYTES', 16 * 1024 * 1024),
     maxUploadBytes: int(env, 'SLUICE_MAX_UPLOAD_BYTES', 4 * 1024 ** 3),
     maxLineBytes: int(env, 'SLUICE_MAX_LINE_BYTES', 1024 ** 2),
     maxFields: int(env, 'SLUICE_MAX_FIELDS', 64),

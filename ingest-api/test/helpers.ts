@@ -27,7 +27,10 @@ export interface TestApi {
  * The ingest API wired to the real local stack, with two tenants and a lane of its own.
  * Close it in afterAll.
  */
-export async function createTestApi(overrides: Record<string, string> = {}): Promise<TestApi> {
+export async function createTestApi(
+  overrides: Record<string, string> = {},
+  o: { laneTopicConfig?: Record<string, string> } = {},
+): Promise<TestApi> {
   const s = stackSettings();
   const provider = `t${randomBytes(4).toString('hex')}`;
   const keys = { alice: `sk-alice-${randomBytes(8).toString('hex')}`, bob: `sk-bob-${randomBytes(8).toString('hex')}` };
@@ -45,6 +48,11 @@ export async function createTestApi(overrides: Record<string, string> = {}): Pro
   const redis = new Redis(s.redisUrl, { maxRetriesPerRequest: 2 });
   const kafka = createKafka({ brokers: config.kafkaBrokers, clientId: uniqueName('ingest-test'), logger: log });
   const codecs = await createSchemaCodecs({ registryUrl: config.schemaRegistryUrl });
+  // A lane topic made beforehand with settings of the test's (as an older deployment's may be).
+  if (o.laneTopicConfig)
+    await kafka.ensureTopics([
+      { topic: `sluice.requests.${provider}`, partitions: config.lanePartitions, config: o.laneTopicConfig },
+    ]);
   const jobs = new JobService({ kafka, redis, codecs, config, log, uploadLockMs: 2_000 });
   await jobs.start();
   const app = await buildApp({ config, jobs, logger: false });

@@ -2,7 +2,14 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import { SluiceError } from '@sluice/errors';
-import type { Logger, Message as KafkaMessage, SluiceKafka, Transaction } from '@sluice/kafka';
+import {
+  messageBytes,
+  splitByBytes,
+  type Logger,
+  type Message as KafkaMessage,
+  type SluiceKafka,
+  type Transaction,
+} from '@sluice/kafka';
 import type { Job, JobEvent, Parameters, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import type { IngestConfig } from '../config.js';
 import { HashedIdSet } from '../input/id-set.js';
@@ -251,6 +258,13 @@ export class JobService {
     let outcomes: KafkaMessage[] = [];
     let chunkAccepted = 0;
     let chunkInvalid = 0;
+    let chunkBytes = 0;
+    // What one record batch of each topic may hold, as the broker says: sends are split under
+    // it, and a prompt record over it is its row's error, not the upload's.
+    const [laneMax, resultsMax] = await Promise.all([
+      this.deps.kafka.maxMessageBytes(job.laneTopic),
+      this.deps.kafka.maxMessageBytes(job.resultsTopic),
+    ]);
 
     const commit = async (seal: boolean): Promise<void> => {
       const next: Job = {
@@ -271,9 +285,13 @@ export class JobService {
         const topicMessages = [
           { topic: jobsTopic, messages: [this.eventMessage(seal ? 'sealed' : 'input_progress', next)] },
         ];
-        if (lanes.length > 0) topicMessages.push({ topic: job.laneTopic, messages: lanes });
-        if (outcomes.length > 0) topicMessages.push({ topic: job.resultsTopic, messages: outcomes });
-        await txn.sendBatch({ topicMessages, acks: -1 });
+        // Each send under a tenth less than a batch may hold, so that no partition's batch is
+        // refused as too large ("larger than the max message size the server will accept").
+        for (const messages of splitByBytes(lanes, 0.9 * laneMax))
+          topicMessages.push({ topic: job.laneTopic, messages });
+        for (const messages of splitByBytes(outcomes, 0.9 * resultsMax))
+          topicMessages.push({ topic: job.resultsTopic, messages });
+        for (const t of topicMessages) await txn.sendBatch({ topicMessages: [t], acks: -1 });
         await txn.commit();
       } catch (err) {
         await txn.abort().catch(() => undefined);
@@ -284,6 +302,7 @@ export class JobService {
       outcomes = [];
       chunkAccepted = 0;
       chunkInvalid = 0;
+      chunkBytes = 0;
       await this.view.put(job);
       await this.deps.redis.del(pendingKey);
       await this.deps.redis.pexpire(lockKey, this.lockMs);
@@ -332,19 +351,36 @@ export class JobService {
           fail(item, item.error, null);
         } else {
           const request = this.toRequest(job, item, rowIndex, jobParameters, models, submittedAt);
+          const message =
+            'code' in request
+              ? undefined
+              : {
+                  key: jobId,
+                  partition: job.partitions[rowIndex % job.partitions.length]!,
+                  value: this.deps.codecs.promptRequest.encodeSync(request),
+                };
+          const bytes = message ? messageBytes(message) : 0;
           if ('code' in request) fail(item, request, customId);
+          else if (bytes > laneMax)
+            fail(
+              item,
+              {
+                code: 'INPUT_RECORD_TOO_LARGE',
+                message:
+                  `its prompt record is ${bytes} bytes, more than the ${laneMax} bytes of max.message.bytes ` +
+                  `of ${job.laneTopic}: shorten the prompt, or raise the topic's max.message.bytes`,
+              },
+              customId,
+            );
           else {
-            lanes.push({
-              key: jobId,
-              partition: job.partitions[rowIndex % job.partitions.length]!,
-              value: this.deps.codecs.promptRequest.encodeSync(request),
-            });
+            lanes.push(message!);
+            chunkBytes += bytes;
             chunkAccepted++;
             accepted++;
           }
         }
         rowIndex++;
-        if (chunkAccepted + chunkInvalid >= c.chunkRows) await commit(false);
+        if (chunkAccepted + chunkInvalid >= c.chunkRows || chunkBytes >= c.chunkBytes) await commit(false);
       }
       if (rowIndex === 0) {
         throw new SluiceError('INPUT_EMPTY', 'the upload has no rows', {

@@ -5,6 +5,7 @@ import {
   logLevel,
   Partitioners,
   type Admin,
+  type ConfigResourceTypes,
   type Consumer,
   type ConsumerConfig,
   type ITopicConfig,
@@ -58,6 +59,57 @@ export interface SluiceKafka {
   /** Creates the topics that do not exist yet; existing topics are left as they are. */
   ensureTopics(specs: TopicSpec[]): Promise<void>;
   deleteTopics(topics: string[]): Promise<void>;
+  /**
+   * The largest record batch a topic takes (its `max.message.bytes`, which defaults to the
+   * broker's `message.max.bytes`), read from the broker once per topic.
+   */
+  maxMessageBytes(topic: string): Promise<number>;
+}
+
+/**
+ * Settings of every topic Sluice creates, unless its spec says otherwise: a record batch of up to
+ * 8 MiB, so that any row the API accepts (a line of up to 1 MiB, its prompt record, the same with
+ * its attempt history on a delay topic, a completion of 16k tokens and its raw body) fits in one,
+ * where the broker's default (`message.max.bytes`, 1 MiB) would refuse it.
+ */
+export const topicDefaults: Readonly<Record<string, string>> = Object.freeze({
+  'max.message.bytes': String(8 * 1024 * 1024),
+});
+
+/** What a record costs in a batch beyond its key and value (Kafka's v2 record and batch headers). */
+export const recordOverheadBytes = 80;
+
+/** The bytes a message takes in a record batch, near enough to keep batches under a limit. */
+export function messageBytes(m: Message): number {
+  const size = (v: Message['value'] | Message['key']) =>
+    v === null || v === undefined ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : v.length;
+  let headers = 0;
+  for (const [k, v] of Object.entries(m.headers ?? {}))
+    headers += Buffer.byteLength(k) + (Array.isArray(v) ? v.reduce((a, x) => a + size(x), 0) : size(v as Buffer));
+  return size(m.key) + size(m.value) + headers + recordOverheadBytes;
+}
+
+/**
+ * Splits messages into sends whose bytes stay under `maxBytes` in all (so under it in every
+ * partition's batch too, whatever partitions they go to). A message over it alone gets a send of
+ * its own: the broker's refusal is then that message's, not its neighbours'.
+ */
+export function splitByBytes<M extends Message>(messages: M[], maxBytes: number): M[][] {
+  const out: M[][] = [];
+  let current: M[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const b = messageBytes(m);
+    if (current.length > 0 && bytes + b > maxBytes) {
+      out.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(m);
+    bytes += b;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
 }
 
 /** Bridges kafkajs's log calls to Sluice's logger, at warn and above unless debugging. */
@@ -151,7 +203,7 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
         topic: s.topic,
         numPartitions: s.partitions,
         replicationFactor: s.replicationFactor ?? 1,
-        configEntries: Object.entries(s.config ?? {}).map(([name, value]) => ({ name, value })),
+        configEntries: Object.entries({ ...topicDefaults, ...s.config }).map(([name, value]) => ({ name, value })),
       }));
       // kafkajs's own wait for leaders gives up at the first metadata answer that does not know
       // the topic yet ("This server does not host this topic-partition"), which a broker that has
@@ -166,7 +218,35 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
       await admin.disconnect();
     }
   };
+  const maxBytes = new Map<string, Promise<number>>();
+  const maxMessageBytes = (topic: string): Promise<number> => {
+    let p = maxBytes.get(topic);
+    if (!p) {
+      p = (async () => {
+        const admin = kafka.admin();
+        await admin.connect();
+        try {
+          const r = await admin.describeConfigs({
+            includeSynonyms: false,
+            // ConfigResourceTypes.TOPIC: Node's ESM import of kafkajs (CommonJS) does not see that export.
+            resources: [{ type: 2 as ConfigResourceTypes, name: topic, configNames: ['max.message.bytes'] }],
+          });
+          const v = Number(
+            r.resources[0]?.configEntries.find((e) => e.configName === 'max.message.bytes')?.configValue,
+          );
+          if (!Number.isFinite(v) || v <= 0) throw new Error(`topic ${topic} states no max.message.bytes`);
+          return v;
+        } finally {
+          await admin.disconnect();
+        }
+      })();
+      maxBytes.set(topic, p);
+      p.catch(() => maxBytes.delete(topic));
+    }
+    return p;
+  };
   return {
+    maxMessageBytes,
     admin: () => kafka.admin(),
     producer: (o = {}) =>
       kafka.producer({
