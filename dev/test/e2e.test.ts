@@ -166,4 +166,56 @@ describe('end to end: HTTP upload to GCS files and a Pub/Sub announcement', () =
       await sub.close();
     }
   }, 180_000);
+
+  // Real workloads: prompts of 2 KB and completions of up to 16k tokens (64 KB of text, and the
+  // raw body beside it) through every topic to GCS.
+  it('delivers 2 KB prompts with completions of up to 16k tokens whole to GCS', async () => {
+    const sub = await subscribe(s.pubsubProject, s.pubsubEmulatorHost, topic);
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    try {
+      const created = await fetch(`${dev.url}/v1/jobs`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ provider: lane, model: 'gpt-4o-mini', parameters: { maxTokens: 16_384 } }),
+      });
+      const job = (await created.json()) as { id: string };
+      const n = 30;
+      const lines = Array.from({ length: n }, (_, i) =>
+        JSON.stringify({ custom_id: `doc${i}`, prompt: `Document ${i}: ${'the filing states '.repeat(120)}` }),
+      );
+      expect(lines.every((l) => l.length > 2_000)).toBe(true);
+      const upload = await fetch(`${dev.url}/v1/jobs/${job.id}/input`, {
+        method: 'PUT',
+        headers: { ...headers, 'content-type': 'application/jsonl' },
+        body: lines.join('\n') + '\n',
+      });
+      expect(upload.status).toBe(200);
+      await waitFor('the announcement', () => sub.messages.find((m) => m.attributes['jobId'] === job.id), {
+        timeoutMs: 120_000,
+        intervalMs: 250,
+      });
+      const message = sub.messages.find((m) => m.attributes['jobId'] === job.id)!;
+      expect(message.attributes['status']).toBe('COMPLETED');
+      const download = await fetch(`${dev.url}/v1/jobs/${job.id}/results/results`, { headers });
+      const results = (await download.text())
+        .trim()
+        .split('\n')
+        .map(
+          (l) =>
+            JSON.parse(l) as {
+              custom_id: string;
+              response: {
+                body: { choices: Array<{ message: { content: string } }>; usage: { completion_tokens: number } };
+              };
+            },
+        );
+      expect(results).toHaveLength(n);
+      const longest = Math.max(...results.map((r) => r.response.body.choices[0]!.message.content.length));
+      // 30-100 % of 16,384 tokens at about four characters a token.
+      expect(longest).toBeGreaterThan(40_000);
+      expect(Math.max(...results.map((r) => r.response.body.usage.completion_tokens))).toBeGreaterThan(10_000);
+    } finally {
+      await sub.close();
+    }
+  }, 180_000);
 });
