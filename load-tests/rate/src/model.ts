@@ -16,7 +16,9 @@ import { createLimiter, type Accounting } from '@sluice/provider-sim';
 import { LimitLearner } from '@sluice/rate-limit';
 import { matrixAccountings, matrixHeaders, matrixScenarios } from './workloads.js';
 
-const { values: args } = parseArgs({ options: { json: { type: 'string' } } });
+const { values: args } = parseArgs({
+  options: { json: { type: 'string' }, only: { type: 'string' }, trace: { type: 'boolean', default: false } },
+});
 
 type Headers = (typeof matrixHeaders)[number]['name'];
 
@@ -46,6 +48,10 @@ function run(accounting: Accounting, windowMs: number, scenario: string, headers
     due.sort((a, b) => a.at - b.at);
     while (due.length > 0 && due[0]!.at <= t) due.shift()!.answer();
     const interval = 60_000 / Math.max(1, learner.limits().requestsPerMinute ?? 60);
+    if (args.trace && t % 500 === 0)
+      console.log(
+        `${t} ms: ${learner.mode} ${Math.round(60_000 / interval)}/min, admitted ${admitted}, 429s ${rejected}, remaining ${provider.peek(t).remaining}`,
+      );
     // The Redis limiter's GCRA: the level is kept across a change of pace.
     if (lastInterval && lastInterval !== interval && tat > t)
       tat = Math.max(t, t + burstMs + ((tat - t - burstMs) * interval) / lastInterval);
@@ -95,6 +101,7 @@ const rows = [];
 for (const a of matrixAccountings)
   for (const scenario of matrixScenarios)
     for (const h of matrixHeaders) {
+      if (args.only && !args.only.split(',').includes(`${a.name}/${scenario}/${h.name}`)) continue;
       const r = run(a.accounting, a.windowMs, scenario, h.name);
       rows.push({ row: `${a.name}/${scenario}/${h.name}`, ...r });
       console.log(
