@@ -1,5 +1,6 @@
-// Must stay the first import: it replaces a kafkajs module before kafkajs loads it.
+// Must stay the first imports: they replace or wrap kafkajs modules before kafkajs loads them.
 import './linear-grouping.js';
+import './forget-deleted-topics.js';
 import {
   Kafka,
   logLevel,

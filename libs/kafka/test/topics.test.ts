@@ -50,3 +50,37 @@ describe('ensureTopics against the real broker', () => {
     }
   }, 60_000);
 });
+
+describe('topics that come and go (real broker)', () => {
+  // Regression: once a topic a producer had written to was deleted (a results topic after its
+  // retention), kafkajs failed every metadata refresh, and so every send to every other topic,
+  // with "This server does not host this topic-partition", until the process restarted.
+  it('a producer goes on writing to other topics after one it wrote to is deleted', async () => {
+    const { kafkaBrokers } = stackSettings();
+    const kafka = createKafka({ brokers: kafkaBrokers, clientId: uniqueName('deleted') });
+    const [gone, kept, later] = [uniqueName('gone'), uniqueName('kept'), uniqueName('later')];
+    await kafka.ensureTopics([gone, kept].map((topic) => ({ topic, partitions: 1 })));
+    const producer = kafka.producer();
+    await producer.connect();
+    try {
+      await producer.send({ topic: gone, messages: [{ value: 'a' }] });
+      await producer.send({ topic: kept, messages: [{ value: 'b' }] });
+      await kafka.deleteTopics([gone]);
+      // A new topic makes the producer refresh its metadata for every topic it knows.
+      await kafka.ensureTopics([{ topic: later, partitions: 1 }]);
+      await producer.send({ topic: later, messages: [{ value: 'c' }] });
+      await producer.send({ topic: kept, messages: [{ value: 'd' }] });
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        expect((await admin.fetchTopicOffsets(kept)).map((o) => o.high)).toEqual(['2']);
+        expect((await admin.fetchTopicOffsets(later)).map((o) => o.high)).toEqual(['1']);
+      } finally {
+        await admin.disconnect();
+      }
+    } finally {
+      await producer.disconnect();
+      await kafka.deleteTopics([kept, later]);
+    }
+  }, 60_000);
+});
