@@ -30,6 +30,14 @@ export const subjects = {
   jobEvent: 'sluice.v1.JobEvent',
 } as const;
 
+/** A writer schema by its registry id, as the Confluent REST API serves it. */
+async function writerSchema(registryUrl: string, id: number): Promise<unknown> {
+  const res = await fetch(`${registryUrl.replace(/\/$/, '')}/schemas/ids/${id}`);
+  if (!res.ok) throw new Error(`schema id ${id}: the registry answered ${res.status} ${await res.text()}`);
+  const { schema } = (await res.json()) as { schema: string };
+  return JSON.parse(schema) as unknown;
+}
+
 /**
  * Registers Sluice's schemas (a no-op when already registered) and returns encoders and decoders
  * using Confluent framing (magic byte 0, schema id, Avro body). Decoding reads any registered
@@ -40,6 +48,27 @@ export async function createSchemaCodecs(options: SchemaCodecOptions): Promise<S
   const make = async <T>(subject: string, schema: Record<string, unknown>): Promise<Codec<T>> => {
     const { id } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject });
     const type = avro.Type.forSchema(schema as avro.Schema, { registry: {} });
+    // Per writer schema id: a resolver from it to this reader schema (Confluent's schema
+    // evolution: a producer's BACKWARD-compatible schema, fields it leaves out given defaults).
+    const resolvers = new Map<number, Promise<ReturnType<avro.Type['createResolver']>>>();
+    const resolverFor = (writerId: number) => {
+      let r = resolvers.get(writerId);
+      if (!r) {
+        r = writerSchema(options.registryUrl, writerId).then((writer) => {
+          try {
+            return type.createResolver(avro.Type.forSchema(writer as avro.Schema, { registry: {} }));
+          } catch (err) {
+            throw new Error(
+              `schema id ${writerId} cannot be read as ${subject}: ${(err as Error).message}; ` +
+                'register a schema BACKWARD compatible with it',
+            );
+          }
+        });
+        resolvers.set(writerId, r);
+        r.catch(() => resolvers.delete(writerId));
+      }
+      return r;
+    };
     return {
       schemaId: id,
       encode: (value: T) => registry.encode(id, value),
@@ -51,7 +80,14 @@ export async function createSchemaCodecs(options: SchemaCodecOptions): Promise<S
         body.copy(frame, 5);
         return frame;
       },
-      decode: (buffer: Buffer) => registry.decode(buffer) as Promise<T>,
+      decode: async (buffer: Buffer) => {
+        if (buffer.length < 5 || buffer[0] !== 0)
+          throw new Error('not a Confluent-framed Avro record (magic byte 0, schema id, body)');
+        const writerId = buffer.readInt32BE(1);
+        const body = buffer.subarray(5);
+        if (writerId === id) return type.fromBuffer(body) as T;
+        return type.fromBuffer(body, await resolverFor(writerId)) as T;
+      },
     };
   };
   const [promptRequest, promptOutcome, jobEvent] = await Promise.all([

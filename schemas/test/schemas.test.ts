@@ -101,6 +101,45 @@ describe('schema registry codecs (real registry)', () => {
     expect(again.promptRequest.schemaId).toBe(codecs.promptRequest.schemaId);
   });
 
+  // Regression: lane records were decoded with the writer's schema only, so a producer whose
+  // BACKWARD-compatible schema left out optional fields gave records with `priority` undefined
+  // (the fair share's weight NaN, and the whole lane stalled).
+  it("reads a producer's leaner BACKWARD-compatible schema with Sluice's defaults filled in", async () => {
+    const { schemaRegistryUrl } = stackSettings();
+    const codecs = await createSchemaCodecs({ registryUrl: schemaRegistryUrl });
+    const dropped = new Set(['attempt', 'customId', 'priority']);
+    const lean = {
+      ...promptRequestSchema,
+      fields: (promptRequestSchema as { fields: Array<{ name: string }> }).fields.filter((f) => !dropped.has(f.name)),
+    };
+    // Registered as a Confluent client registers it by default: the topic-name strategy.
+    const res = await fetch(`${schemaRegistryUrl}/subjects/sluice.requests.lean-${Date.now()}-value/versions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+      body: JSON.stringify({ schema: JSON.stringify(lean) }),
+    });
+    expect(res.status).toBe(200);
+    const { id } = (await res.json()) as { id: number };
+    const full = read('valid', 'prompt-request.json') as PromptRequest;
+    const leanValue = Object.fromEntries(Object.entries(full).filter(([k]) => !dropped.has(k)));
+    const body = avro.Type.forSchema(lean as avro.Schema, { registry: {} }).toBuffer(leanValue);
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body]);
+    frame.writeInt32BE(id, 1);
+    expect(await codecs.promptRequest.decode(frame)).toEqual({ ...full, attempt: 0, customId: null, priority: 0 });
+    // A schema that cannot be read as Sluice's says so, naming the id.
+    const other = await fetch(`${schemaRegistryUrl}/subjects/unrelated-${Date.now()}-value/versions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+      body: JSON.stringify({
+        schema: JSON.stringify({ type: 'record', name: 'X', fields: [{ name: 'a', type: 'int' }] }),
+      }),
+    });
+    const otherId = ((await other.json()) as { id: number }).id;
+    const bad = Buffer.from([0, 0, 0, 0, 0, 2]);
+    bad.writeInt32BE(otherId, 1);
+    await expect(codecs.promptRequest.decode(bad)).rejects.toThrow(new RegExp(`schema id ${otherId} cannot be read`));
+  });
+
   it('refuses to encode a record that does not fit the schema', async () => {
     const codecs = await createSchemaCodecs({ registryUrl: stackSettings().schemaRegistryUrl });
     await expect(codecs.promptRequest.encode({ jobId: 'x' } as unknown as PromptRequest)).rejects.toThrow();

@@ -298,7 +298,9 @@ export class Dispatcher {
           if (!isRunning() || isStale() || generation !== this.generation) return;
           const offset = Number(message.offset);
           const request = await this.decode(message.value, partition, offset);
-          if (request && !this.fair.admit(partition, 1 + Math.max(0, request.priority))) {
+          // A weight is a finite number whatever a record says: one NaN made every share NaN.
+          const priority = Number.isFinite(request?.priority) ? Math.max(0, request!.priority) : 0;
+          if (request && !this.fair.admit(partition, 1 + priority)) {
             // Over its share: stop here; the unresolved rest is fetched again after resume.
             this.pausePartition(partition);
             return;
