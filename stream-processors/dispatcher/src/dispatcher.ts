@@ -315,7 +315,22 @@ export class Dispatcher {
           }
           void this.runTracked({ request, history: readAttempts(message.headers), partition, offset, tracker });
         }
+        // Control records after the last message (an upload's transaction marker) are passed too.
+        // (eachBatch has messages, so lastOffset() is the last record fetched, not the log's end.)
+        if (generation === this.generation) this.skipControl(partition, Number(batch.lastOffset()));
       },
+    });
+    // A fetch of nothing but a control record never reaches eachBatch: kafkajs passes it alone.
+    consumer.on(consumer.events.START_BATCH_PROCESS, ({ payload }) => {
+      // firstOffset is null when nothing was fetched at all: lastOffset() is then the log's end,
+      // which may lie past an open transaction's records.
+      if (
+        payload.batchSize === 0 &&
+        payload.firstOffset !== null &&
+        payload.topic === this.lane &&
+        generation === this.generation
+      )
+        this.skipControl(payload.partition, Number(payload.lastOffset));
     });
     if (this.laneHeld) this.flow('pause', [{ topic: this.lane }]);
     this.unwatch?.();
@@ -379,6 +394,12 @@ export class Dispatcher {
 
   private resumePartition(partition: number): void {
     this.flow('resume', [{ topic: this.lane, partitions: [partition] }]);
+  }
+
+  /** A control record at `offset` of `partition`: committed past once the records before it are done. */
+  private skipControl(partition: number, offset: number): void {
+    if (!Number.isFinite(offset)) return;
+    if (this.tracker(partition).skip(offset) !== undefined) this.dirty.add(partition);
   }
 
   private async commitDirty(): Promise<void> {

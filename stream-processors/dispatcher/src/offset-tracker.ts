@@ -25,6 +25,18 @@ export class OffsetTracker {
   }
 
   /**
+   * A transaction marker (or another control record) at `offset`: nothing to process, but the
+   * commit may pass it once every record before it is done, so that an idle partition's
+   * committed offset reaches the log's end (lag 0, not 1 forever). Returns what finish() does;
+   * a marker at or before the last record started is already behind the commit.
+   */
+  skip(offset: number): number | undefined {
+    if (this.lastStarted !== undefined && offset <= this.lastStarted) return undefined;
+    this.start(offset);
+    return this.finish(offset);
+  }
+
+  /**
    * Marks `offset` done. Returns the offset to commit (the next one to read, as Kafka wants it)
    * when the contiguous finished prefix grew, else undefined.
    */

@@ -23,4 +23,15 @@ describe('OffsetTracker', () => {
     expect(() => t.start(7)).toThrow(/start in order/);
     expect(() => t.finish(5)).toThrow(/not started or is already committed/);
   });
+
+  it('passes a transaction marker after the last record once the records before it are done', () => {
+    const t = new OffsetTracker();
+    t.start(20);
+    t.start(21);
+    expect(t.skip(22)).toBeUndefined(); // 20 and 21 still run
+    expect(t.finish(21)).toBeUndefined();
+    expect(t.finish(20)).toBe(23); // past the marker: the log's end
+    expect(t.skip(22)).toBeUndefined(); // seen again (a refetch): already behind the commit
+    expect(t.skip(25)).toBe(26);
+  });
 });
