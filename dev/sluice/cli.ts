@@ -207,9 +207,10 @@ async function demo(args: string[]): Promise<void> {
 
 const [command, ...rest] = process.argv.slice(2);
 const run = command === 'dev' ? dev : command === 'demo' ? demo : undefined;
-if (!run) {
+const help = (a: string) => a === '--help' || a === '-h';
+if (!run || rest.some(help)) {
   process.stdout.write(usage);
-  process.exit(command === undefined || command === '--help' || command === '-h' ? 0 : 2);
+  process.exit(command === undefined || help(command) || rest.some(help) ? 0 : 2);
 }
 process.chdir(repoRoot);
 run(rest).then(
@@ -217,7 +218,10 @@ run(rest).then(
     if (command === 'demo') process.exit(0);
   },
   (err: unknown) => {
-    console.error(`sluice ${command}: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
+    const message = err instanceof Error ? err.message : String(err);
+    // parseArgs's refusals (an unknown option, a missing value) are the caller's to fix.
+    const usageError = (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
+    console.error(`sluice ${command}: ${message}${usageError ? ` (sluice ${command} --help lists the options)` : ''}`);
+    process.exit(usageError ? 2 : 1);
   },
 );
