@@ -7,6 +7,7 @@ import { createSchemaCodecs, type PromptOutcome, type PromptRequest, type Schema
 import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { buildApp } from '../src/app.js';
 import { hashApiKey, loadConfig, type IngestConfig } from '../src/config.js';
+import type { ResultsAccess } from '../src/routes/v1/results.js';
 import { JobService } from '../src/services/jobs.js';
 
 export interface TestApi {
@@ -29,7 +30,7 @@ export interface TestApi {
  */
 export async function createTestApi(
   overrides: Record<string, string> = {},
-  o: { laneTopicConfig?: Record<string, string> } = {},
+  o: { laneTopicConfig?: Record<string, string>; results?: ResultsAccess } = {},
 ): Promise<TestApi> {
   const s = stackSettings();
   const provider = `t${randomBytes(4).toString('hex')}`;
@@ -55,7 +56,7 @@ export async function createTestApi(
     ]);
   const jobs = new JobService({ kafka, redis, codecs, config, log, uploadLockMs: 2_000 });
   await jobs.start();
-  const app = await buildApp({ config, jobs, logger: false });
+  const app = await buildApp({ config, jobs, results: o.results, logger: false });
   return {
     app,
     jobs,

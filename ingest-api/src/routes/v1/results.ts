@@ -30,6 +30,8 @@ export async function openResultsAccess(r: IngestConfig['results']): Promise<Res
 }
 
 const IdParams = Type.Object({ id: Type.String({ pattern: '^job_[a-z0-9]+$' }) });
+/** A part file's own name, without its job and kind folders. */
+const fileName = (name: string) => name.slice(name.lastIndexOf('/') + 1);
 const KindParams = Type.Object({
   id: Type.String({ pattern: '^job_[a-z0-9]+$' }),
   kind: Type.Union([Type.Literal('results'), Type.Literal('errors')]),
@@ -99,7 +101,8 @@ export function resultRoutes(app: FastifyInstance, jobs: JobService, access: Res
           list.map(async (f) => ({
             kind: f.kind,
             uri: store.uri(f.name),
-            url: await link(f.name, `${base}/${f.kind}`),
+            // Where the store cannot sign, this one file through the API (not the job's whole stream).
+            url: await link(f.name, `${base}/files/${f.kind}/${encodeURIComponent(fileName(f.name))}`),
             records: f.records,
             bytes: f.bytes,
             sha256: f.sha256,
@@ -107,6 +110,45 @@ export function resultRoutes(app: FastifyInstance, jobs: JobService, access: Res
         ),
         downloads: { results: `${base}/results`, errors: `${base}/errors` },
       };
+    },
+  );
+
+  app.get(
+    '/v1/jobs/:id/results/files/:kind/:file',
+    {
+      schema: {
+        summary: 'One committed results (or errors) file of a job, as the listing names it',
+        params: Type.Object({
+          id: Type.String({ pattern: '^job_[a-z0-9]+$' }),
+          kind: Type.Union([Type.Literal('results'), Type.Literal('errors')]),
+          file: Type.String({ pattern: '^part-[0-9]+-[0-9]+-[0-9]+\\.jsonl$' }),
+        }),
+      },
+    },
+    async (request, reply) => {
+      const { id, kind, file } = request.params as { id: string; kind: 'results' | 'errors'; file: string };
+      const { job } = await jobs.get(request.tenant, id);
+      // Only a file a committed part names: never a path the caller makes up.
+      const found = (await files(job.jobId)).find((f) => f.kind === kind && fileName(f.name) === file);
+      if (!found) {
+        return reply.status(404).send({
+          error: { code: 'NOT_FOUND', message: `job ${job.jobId} has no committed ${kind} file ${file}` },
+        });
+      }
+      const out = new PassThrough();
+      void (async () => {
+        try {
+          for await (const chunk of store.read(found.name))
+            if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+          out.end();
+        } catch (err) {
+          out.destroy(err as Error);
+        }
+      })();
+      return reply
+        .type('application/jsonl')
+        .header('content-disposition', `attachment; filename="${job.jobId}-${file}"`)
+        .send(out);
     },
   );
 
