@@ -13,7 +13,7 @@ import {
 } from '@sluice/object-store';
 import type { Job, PromptOutcome, SchemaCodecs } from '@sluice/schemas';
 import { errorLine, isInputError, resultLine } from './output.js';
-import { RowSet } from './row-set.js';
+import { maxRow, RowSet } from './row-set.js';
 
 export interface JobWriterOptions {
   kafka: SluiceKafka;
@@ -68,6 +68,8 @@ const zero = (): Counts => ({ succeeded: 0, failed: 0, cancelled: 0, invalid: 0 
 export class JobWriter {
   job: Job;
   readonly seen = new RowSet();
+  /** Rows in committed parts (written and named by an index). */
+  private readonly committed = new RowSet();
   readonly indexes: PartIndex[] = [];
   readonly totals: Counts = zero();
   readonly tokens = { prompt: 0, completion: 0 };
@@ -99,9 +101,20 @@ export class JobWriter {
     return j.total ?? j.accepted + j.invalid;
   }
 
+  /**
+   * Every row of [0, expected) is in a committed part. Rows outside it (a Kafka producer's record
+   * numbered from 1, or past the total it sealed with) count for nothing: a job numbered from 1
+   * completed with row 0 missing.
+   */
   get complete(): boolean {
     const e = this.expected;
-    return e !== null && this.committedRows >= e;
+    return e !== null && this.committed.countBelow(e) >= e;
+  }
+
+  /** Every row the writer has taken (written or in an open part) in [0, expected). */
+  private get allTaken(): boolean {
+    const e = this.expected;
+    return e !== null && this.seen.countBelow(e) >= e;
   }
 
   async start(): Promise<void> {
@@ -161,7 +174,7 @@ export class JobWriter {
             await heartbeat();
           }
         }
-        if (this.expected !== null && this.seen.size >= this.expected) await this.flushAll();
+        if (this.allTaken) await this.flushAll();
       },
     });
     // Where the writer stands, not from the beginning (what is before is skipped anyway).
@@ -199,7 +212,7 @@ export class JobWriter {
   /** A newer event of the job (sealed, cancelled): completion may be reached now. */
   update(job: Job): void {
     this.job = job;
-    if (this.expected !== null && this.seen.size >= this.expected) void this.flushAll().catch(() => {});
+    if (this.allTaken) void this.flushAll().catch(() => {});
   }
 
   /** Writes every open part. */
@@ -240,7 +253,15 @@ export class JobWriter {
 
   private take(part: OpenPart, o: PromptOutcome): void {
     const row = Number(o.rowIndex);
-    if (!Number.isSafeInteger(row) || row < 0) return;
+    const e = this.expected;
+    if (!Number.isSafeInteger(row) || row < 0 || row > maxRow || (e !== null && row >= e)) {
+      // No row of the job: it cannot count toward it, nor take a row's place in its files.
+      this.o.log.warn(
+        { jobId: this.job.jobId, rowIndex: o.rowIndex, total: e },
+        'outcome for a row outside the job; not written',
+      );
+      return;
+    }
     this.lastProgressAt = Date.now();
     if (!this.seen.add(row)) return; // the first outcome of a prompt wins
     let line: string;
@@ -325,6 +346,7 @@ export class JobWriter {
   private adopt(index: PartIndex, loading = true): void {
     this.indexes.push(index);
     if (loading) for (const row of index.rows) this.seen.add(row);
+    for (const row of index.rows) this.committed.add(row);
     this.committedRows += index.rows.length;
     for (const k of Object.keys(this.totals) as Array<keyof Counts>) this.totals[k] += index.counts[k];
     this.tokens.prompt += index.tokens.prompt;

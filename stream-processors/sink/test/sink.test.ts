@@ -150,6 +150,32 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
     }
   }, 120_000);
 
+  // Regression: completion counted rows, not rows of [0, total): a job numbered from 1 completed
+  // with row 0 missing, and a row of 2^32 + n stood in for row n in the bitset.
+  it('completes only when every row of [0, total) is written: rows outside the job count for nothing', async () => {
+    const tenant = uniqueName('t');
+    const job = makeJob({ tenant, total: 50, accepted: 50 });
+    await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 1 }]);
+    const sk = sink(tenant);
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, job, 'sealed');
+      // Rows 1-50 (numbered from 1: 50 is past the total) and one far past 2^32.
+      const fromOne = Array.from({ length: 50 }, (_, i) => outcome(job, i + 1));
+      await produceOutcomes(kafka, codecs, job, [...fromOne, outcome(job, 2 ** 32 + 0)]);
+      await new Promise((r) => setTimeout(r, 3_000)); // several flushes and sweeps
+      expect((await readOutputs(store, job.jobId))?.manifest ?? null).toBeNull();
+      await produceOutcomes(kafka, codecs, job, [outcome(job, 0)]);
+      await finalEvent(job.jobId);
+      const out = (await readOutputs(store, job.jobId))!;
+      const rows = out.results.map((l) => l['row_index'] as number).sort((a, b) => a - b);
+      expect(rows).toEqual(Array.from({ length: 50 }, (_, i) => i));
+      expect(out.manifest).toMatchObject({ counts: { total: 50, succeeded: 50 } });
+    } finally {
+      await sk.stop();
+    }
+  }, 90_000);
+
   it('picks up a job created while it runs within 5 s, without a rebalance of its group', async () => {
     const tenant = uniqueName('t');
     const sk = sink(tenant);
