@@ -140,6 +140,26 @@ async function runOne(w: Workload, contender: ContenderName): Promise<Result> {
       : contender === 'cookbook'
         ? launchCookbook(ctx, resolve(args.cookbook!), tls!)
         : launchNaive(ctx);
+  try {
+    return await measure(w, contender, launch, { apiKey, external, outage, first });
+  } catch (err) {
+    await launch.stop(); // a row that fails leaves no contender running
+    throw err;
+  }
+}
+
+async function measure(
+  w: Workload,
+  contender: ContenderName,
+  launch: Launch,
+  c: {
+    apiKey: string;
+    external: number;
+    outage?: { startMs: number; durationMs: number };
+    first: Workload['phases'][number];
+  },
+): Promise<Result> {
+  const { apiKey, external, outage, first } = c;
   const stderr: string[] = [];
   for (const p of launch.procs) p.stderr?.on('data', (c: Buffer) => stderr.push(c.toString()));
   // The clock starts at the contender's first request.
@@ -210,6 +230,9 @@ async function runOne(w: Workload, contender: ContenderName): Promise<Result> {
 
 try {
   for (const w of chosen) {
+    // Each workload's rows are read from the ledger as it runs: the rows of the ones before are
+    // not needed, and over a long run (the matrix) they grow to millions and starve the simulator.
+    sim.sim.ledger.clear();
     console.log(`\n${w.name}: ${w.what}`);
     const runs = contenders.filter((c) => c !== 'cookbook' || w.dialect !== 'gemini');
     if (runs.length < contenders.length) console.log('  cookbook not run: it speaks the OpenAI API only');
