@@ -127,6 +127,8 @@ export class LimitLearner {
     tokens: undefined,
   };
   private fullest = { requests: 0, tokens: 0 };
+  /** The send count of the newest call whose answer said what remains. */
+  private readonly lastStamp: { requests?: number; tokens?: number } = {};
   /** Where answers state no reset: the fixed window found from what remains, if any. */
   private readonly resets = { requests: new ResetWatch(), tokens: new ResetWatch() };
   /** Of the measured rates; reset to measuredPace by each new measure. */
@@ -230,7 +232,7 @@ export class LimitLearner {
         const pace = (dim: 'requests' | 'tokens') =>
           this.resets[dim].perMinute !== undefined && this.budget[dim]
             ? Math.max(1, this.budgetPace(dim, this.resets[dim].perMinute!, t))
-            : this.measuredPaceOf(this.refill[dim]);
+            : this.measuredFloor(dim, this.measuredPaceOf(this.refill[dim]));
         return {
           ...c,
           requestsPerMinute: cap(pace('requests'), c.requestsPerMinute),
@@ -358,6 +360,24 @@ export class LimitLearner {
     return undefined;
   }
 
+  /**
+   * A refill measured from remaining-only answers never holds the pace below what remains: under
+   * a fixed window nothing refills before the reset, and a sliding window frees nothing for a
+   * window, so the measure reads about 0; kept alone it stopped the lane with room left and no 429
+   * to say otherwise. What remains (less what was sent since) is spent over at most 10 s, and
+   * while a call's worth is left one goes each second at least, for the evidence.
+   */
+  private measuredFloor(dim: 'requests' | 'tokens', measured: number | undefined): number | undefined {
+    if (measured === undefined) return undefined;
+    const r = this.refill[dim].last;
+    const stamp = this.lastStamp[dim];
+    if (r === undefined || stamp === undefined) return measured;
+    const left = r - (this.newestSent[dim] - stamp);
+    const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
+    if (left < perCall) return measured;
+    return Math.max(measured, (left * 60_000) / 10_000, 60 * perCall);
+  }
+
   /** The pace a measured refill allows at the bucket's level now; undefined without a measure. */
   private measuredPaceOf(e: RefillEstimator): number | undefined {
     if (e.perMinute === undefined) return undefined;
@@ -442,10 +462,10 @@ export class LimitLearner {
     this.sentRequests++;
     this.sentTokens += tokens;
     const n = shared ?? { requests: this.sentRequests, tokens: this.sentTokens };
-    if (shared) {
-      this.newestSent.requests = Math.max(this.newestSent.requests, shared.requests);
-      this.newestSent.tokens = Math.max(this.newestSent.tokens, shared.tokens);
-    }
+    // The count stamps are measured against: every replica's (shared), or this process's own
+    // where no limiter counts them (its own is always the smaller, so the max keeps the shared).
+    this.newestSent.requests = Math.max(this.newestSent.requests, n.requests);
+    this.newestSent.tokens = Math.max(this.newestSent.tokens, n.tokens);
     const at = this.now();
     this.periodSent++;
     // Slow start doubles on schedule as calls go out, not a latency later as their answers come.
@@ -489,6 +509,8 @@ export class LimitLearner {
     };
     pairUp('requests', left.requests);
     pairUp('tokens', left.tokens);
+    if (left.requests !== undefined) this.lastStamp.requests = Math.max(this.lastStamp.requests ?? 0, s.requests);
+    if (left.tokens !== undefined) this.lastStamp.tokens = Math.max(this.lastStamp.tokens ?? 0, s.tokens);
     keep('requests', left.requests, found('requests', left.requests, left.resetRequestsMs));
     keep('tokens', left.tokens, found('tokens', left.tokens, left.resetTokensMs));
     const before = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
