@@ -84,7 +84,10 @@ local function check(field, at, per_minute, cost)
   if per_minute <= 0 then return nil, 0 end
   local interval = 60000000 / per_minute
   local capacity = per_minute * burst / 60000000
-  local tat = tonumber(h[at] or '0')
+  -- A wait for a 429's retry-after ends with the bucket empty: calls go on at the pace, not in a
+  -- burst of the room saved meanwhile (after each short wait of a sliding window, such a burst
+  -- met a 429 again).
+  local tat = math.max(tonumber(h[at] or '0'), paused > 0 and paused + burst or 0)
   local was = tonumber(h[at + 1] or '0')
   local was_burst = tonumber(h[at + 2] or tostring(burst))
   -- At another pace than the arrival time was set at, the bucket keeps its level: the room it
@@ -320,6 +323,8 @@ export class LocalBuckets {
       const capacity = (rate * burstMs) / 60_000;
       // At another pace, the bucket keeps its level in calls or tokens (see the Lua script).
       const [at, bt] = field === 'r' ? (['ri', 'rb'] as const) : (['ti', 'tb'] as const);
+      // Empty when a pause ends (see the Lua script).
+      if (bucket.p > 0) bucket[field] = Math.max(bucket[field], bucket.p + burstMs);
       if (bucket[at] > 0 && (bucket[at] !== interval || bucket[bt] !== burstMs) && bucket[field] > now) {
         bucket[field] = Math.max(now, now + burstMs + ((bucket[field] - now - bucket[bt]) * interval) / bucket[at]);
         bucket[at] = interval;

@@ -27,6 +27,8 @@ interface Budget {
   count: number;
   remaining: number;
   until: number;
+  /** When the answer came. */
+  seen: number;
 }
 
 /** A call's place among those this process sent: sent at `at`, `requests` and `tokens` so far, it included. */
@@ -67,6 +69,17 @@ export interface LimitLearnerOptions {
 }
 
 const statedBurstMs = 250;
+/** Seconds of admissions kept: "the rate admitted just before" a 429 (admittedPerMinute). */
+const recentSeconds = 10;
+/** Remaining-only answers: what is left of a limit runs out when it lasts less than this at the ceiling. */
+const runOutMs = 2_000;
+/**
+ * Remaining-only answers with no reset known: what is left is spent over at most this. Any window
+ * frees what it frees whenever the budget is spent, so spending it soon loses nothing (a pace held
+ * to the budget's decay over 10 s used 0.63 of a fixed 10 s window); the answers in flight are
+ * the margin.
+ */
+const spendMs = 3_000;
 /** Weight of each report in the prompt tokens' calibration (a moving average over ~20 calls). */
 const promptCalibration = 0.05;
 /** How much a measured pace moves with the bucket's level (see limits()). */
@@ -112,8 +125,8 @@ export class LimitLearner {
    * a second, not five.
    */
   private readonly freed = {
-    requests: new RefillEstimator(1_500, 500, 8),
-    tokens: new RefillEstimator(1_500, 500, 8),
+    requests: new RefillEstimator(1_500, 500, 8, true),
+    tokens: new RefillEstimator(1_500, 500, 8, true),
   };
   /** The newest budget each answer stated (remaining until reset), and the newest send count. */
   private readonly budget: { requests?: Budget; tokens?: Budget } = {};
@@ -127,6 +140,8 @@ export class LimitLearner {
     tokens: undefined,
   };
   private fullest = { requests: 0, tokens: 0 };
+  /** When the first answer said what remains. */
+  private firstRemainingAt = Infinity;
   /** The send count of the newest call whose answer said what remains. */
   private readonly lastStamp: { requests?: number; tokens?: number } = {};
   /** Where answers state no reset: the fixed window found from what remains, if any. */
@@ -150,6 +165,8 @@ export class LimitLearner {
   /** Of the stated limits, when a 429 said they are not all ours. */
   private share: number;
   private lastDecreaseAt = -Infinity;
+  /** The newest 429, and the wait it asked for. */
+  private lastRefusal?: { at: number; retryAfterMs: number };
   /** Whether an answer's headers stated the limits (else only 429 bodies have). */
   private statedByHeaders = false;
   /** Above limits only 429 bodies stated: 1 while paced at them, more while probing. */
@@ -295,11 +312,15 @@ export class LimitLearner {
   private budgetPace(dim: 'requests' | 'tokens', ceiling: number, t: number): number {
     const b = this.budget[dim];
     if (!b) {
-      // Remaining without a reset (Azure beside stated limits): with less than half left, the
-      // refill measured from it is the evidence that another client takes part of the key.
-      const e = this.refill[dim];
-      const m = this.measuredPaceOf(e);
-      return m !== undefined && (e.level ?? 1) < 0.5 ? Math.min(ceiling, m) : ceiling;
+      // Remaining without a reset (Azure beside stated limits): the ceiling while what is left
+      // lasts two seconds at it (a window counted any way holds its limit at a steady pace at it);
+      // nearer the end, the room measured to come back meanwhile (the refill, less what another
+      // client takes), never below what is left spent over 10 s.
+      const left = this.leftOf(dim);
+      const m = this.measuredFloor(dim, this.measuredPaceOf(this.refill[dim]));
+      return m !== undefined && left !== undefined && left < (ceiling / 60_000) * runOutMs
+        ? Math.min(ceiling, m)
+        : ceiling;
     }
     if (t >= b.until) return ceiling;
     const left = Math.max(0, b.remaining - (this.newestSent[dim] - b.count));
@@ -317,8 +338,44 @@ export class LimitLearner {
     // goes: its answer is the evidence that room came back (a sliding counter frees its previous window's weight continuously;
     // a fit needs answers, and a pace held near 0 brings none).
     const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
-    const probe = left >= perCall && span > 2_000 ? 60 * perCall : 0;
+    const probe = span > 2_000 && (left >= perCall || this.roomBefore(b, t)) ? 60 * perCall : 0;
     return Math.max(0, Math.min(ceiling, Math.max(paced, probe)));
+  }
+
+  /**
+   * Whether, with nothing left of a budget, the provider may free room before its reset: a sliding
+   * counter states its window's end and frees its previous window's weight all along; a fixed
+   * window frees nothing until then. One call asks: its 429's retry-after says which (a fixed
+   * window's is the reset itself), and probing goes on only while 429s say room comes back sooner.
+   */
+  private roomBefore(b: Budget, t: number): boolean {
+    const r = this.lastRefusal;
+    if (!r || r.at < b.seen) return true;
+    return r.at + r.retryAfterMs < b.until - 1_000 && t >= r.at + r.retryAfterMs;
+  }
+
+  /**
+   * Milliseconds to send nothing: a budget has less than a call's worth left until its reset, and
+   * nothing is freed before it (a fixed window's last moments). 0 while a call may go. A pace
+   * near 0 is not enough: a token bucket grants one call at any pace when it is empty, and that
+   * call met the window's 429 (the one 429 of every other second under a fixed 1 s window).
+   */
+  holdMs(): number {
+    const t = this.now();
+    let hold = 0;
+    for (const dim of ['requests', 'tokens'] as const) {
+      const b = this.budget[dim];
+      if (!b || t >= b.until) continue;
+      const limited = dim === 'requests' ? this.stated.requestsPerMinute : this.stated.tokensPerMinute;
+      if (limited === undefined && this.resets[dim].perMinute === undefined) continue;
+      const left = b.remaining - (this.newestSent[dim] - b.count);
+      const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
+      if (left >= perCall) continue;
+      if ((this.freed[dim].slopePerMinute ?? this.pair[dim]?.perMinute ?? 0) > 0) continue;
+      if (b.until - t > 2_000 && this.roomBefore(b, t)) continue; // a probe asks
+      hold = Math.max(hold, b.until - t);
+    }
+    return hold;
   }
 
   /**
@@ -364,18 +421,31 @@ export class LimitLearner {
    * A refill measured from remaining-only answers never holds the pace below what remains: under
    * a fixed window nothing refills before the reset, and a sliding window frees nothing for a
    * window, so the measure reads about 0; kept alone it stopped the lane with room left and no 429
-   * to say otherwise. What remains (less what was sent since) is spent over at most 10 s, and
-   * while a call's worth is left one goes each second at least, for the evidence.
+   * to say otherwise. What remains (less what was sent since) is spent over at most `spendMs`,
+   * and one call goes each second at least, for the evidence.
    */
   private measuredFloor(dim: 'requests' | 'tokens', measured: number | undefined): number | undefined {
     if (measured === undefined) return undefined;
+    const left = this.leftOf(dim);
+    if (left === undefined) return measured;
+    const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
+    // Nothing left: one call a second still asks (the dispatcher waits out each 429's
+    // retry-after, so a fixed window costs one 429 and a wait until its reset).
+    if (left < perCall) return Math.max(measured, 60 * perCall);
+    // What is freed meanwhile comes on top (a sliding window at a steady pace frees that pace):
+    // spent over `spendMs` alone, what is left settled where the budget lasts exactly that long,
+    // a sliding window held at 10 / 13 of its limit.
+    const e = this.refill[dim];
+    const freed = Math.max(0, e.slopePerMinute ?? 0);
+    const reserve = 0.05 * e.fullestSeen;
+    return Math.max(measured, freed + (Math.max(0, left - reserve) * 60_000) / spendMs, 60 * perCall);
+  }
+
+  /** What the newest remaining-only answer left, less what was sent since the call it answers. */
+  private leftOf(dim: 'requests' | 'tokens'): number | undefined {
     const r = this.refill[dim].last;
     const stamp = this.lastStamp[dim];
-    if (r === undefined || stamp === undefined) return measured;
-    const left = r - (this.newestSent[dim] - stamp);
-    const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
-    if (left < perCall) return measured;
-    return Math.max(measured, (left * 60_000) / 10_000, 60 * perCall);
+    return r === undefined || stamp === undefined ? undefined : r - (this.newestSent[dim] - stamp);
   }
 
   /** The pace a measured refill allows at the bucket's level now; undefined without a measure. */
@@ -484,7 +554,7 @@ export class LimitLearner {
       const count = dim === 'requests' ? s.requests : s.tokens;
       const b = this.budget[dim];
       if (b && b.count > count && b.until > this.now()) return;
-      this.budget[dim] = { count, remaining, until: s.at + resetMs };
+      this.budget[dim] = { count, remaining, until: s.at + resetMs, seen: this.now() };
     };
     // Without a reset beside what remains, a fixed window's reset as found from the jumps.
     const found = (dim: 'requests' | 'tokens', remaining?: number, resetMs?: number) => {
@@ -507,6 +577,10 @@ export class LimitLearner {
           : undefined;
       this.pair[dim] = { at: s.at, sum, perMinute };
     };
+    this.raisedBeyond('requests', left.requests);
+    this.raisedBeyond('tokens', left.tokens);
+    if (this.firstRemainingAt === Infinity && (left.requests !== undefined || left.tokens !== undefined))
+      this.firstRemainingAt = this.now();
     pairUp('requests', left.requests);
     pairUp('tokens', left.tokens);
     if (left.requests !== undefined) this.lastStamp.requests = Math.max(this.lastStamp.requests ?? 0, s.requests);
@@ -530,6 +604,32 @@ export class LimitLearner {
     this.periodSent = 0;
   }
 
+  /**
+   * Under a limit only 429 bodies stated, an answer saying more remains than any before (a quarter
+   * more, once answers have been seen for `cleanMs`) is a raised limit: taken at once, in
+   * proportion, rather than found by probing a step a clean period. One too high is stated again
+   * by the next 429's body.
+   */
+  private raisedBeyond(dim: 'requests' | 'tokens', remaining: number | undefined): void {
+    const t = this.now();
+    const fullest = this.fullest[dim];
+    const key = dim === 'requests' ? 'requestsPerMinute' : 'tokensPerMinute';
+    const stated = this.stated[key];
+    if (
+      remaining === undefined ||
+      stated === undefined ||
+      this.statedByHeaders ||
+      t - this.firstRemainingAt < this.cleanMs ||
+      fullest <= 0 ||
+      remaining < 1.25 * fullest + 1
+    )
+      return;
+    this.stated[key] = Math.floor((stated * (remaining + 1)) / (fullest + 1));
+    this.refill[dim].forget();
+    this.above = 1;
+    this.probeWaitMs = this.cleanMs;
+  }
+
   /** A call went through (any answer but a 429), having reserved `tokens`. */
   admitted(tokens: number): void {
     const t = this.now();
@@ -538,15 +638,16 @@ export class LimitLearner {
     r.requests++;
     r.tokens += tokens;
     this.recent.set(second, r);
-    for (const s of this.recent.keys()) if (s < second - 5) this.recent.delete(s);
+    for (const s of this.recent.keys()) if (s < second - recentSeconds) this.recent.delete(s);
     this.periodAdmitted++;
     this.periodTokens += tokens;
     this.grow(t);
   }
 
-  /** A 429 to a call that had reserved `tokens`. */
-  rateLimited(tokens = 0): void {
+  /** A 429 to a call that had reserved `tokens`; the provider said to retry after `retryAfterMs`. */
+  rateLimited(tokens = 0, retryAfterMs?: number): void {
     const t = this.now();
+    this.lastRefusal = { at: t, retryAfterMs: retryAfterMs ?? 1_000 };
     this.refill.requests.uncharged(1);
     this.refill.tokens.uncharged(tokens);
     this.freed.requests.uncharged(1);
@@ -584,6 +685,9 @@ export class LimitLearner {
         s.requestsPerMinute ? before.requests / s.requestsPerMinute : 0,
         s.tokensPerMinute ? before.tokens / s.tokensPerMinute : 0,
       );
+      // The whole limit was in use just before: the 429 is this lane's own (a window it filled),
+      // waited out; no other client's share to make room for.
+      if (used >= 0.95) return;
       this.share = Math.max(this.share / 2, Math.min(this.share, 0.95 * used));
     } else if (this.mode !== 'configured') {
       this.slowStart = false;
@@ -602,12 +706,29 @@ export class LimitLearner {
     return (this.recent.get(Math.floor(t / 1_000) - 1)?.requests ?? 0) * 60;
   }
 
-  /** Requests and tokens admitted per minute over the last two full seconds. */
+  /**
+   * Requests and tokens admitted per minute just before: over the last two full seconds, or over
+   * the last ten where that was more. A window that a burst of this lane's own filled (slow
+   * start's last doubling, a sliding window's echo of it) refuses calls for a while after: the
+   * rate over the window is the evidence that the 429s are this lane's own doing, not another
+   * client's share.
+   */
   private admittedPerMinute(t: number): { requests: number; tokens: number } {
     const second = Math.floor(t / 1_000);
-    const a = this.recent.get(second - 1) ?? { requests: 0, tokens: 0 };
-    const b = this.recent.get(second - 2) ?? { requests: 0, tokens: 0 };
-    return { requests: (a.requests + b.requests) * 30, tokens: (a.tokens + b.tokens) * 30 };
+    const over = (n: number) => {
+      const sum = { requests: 0, tokens: 0 };
+      for (let i = 1; i <= n; i++) {
+        const r = this.recent.get(second - i);
+        if (r) {
+          sum.requests += r.requests;
+          sum.tokens += r.tokens;
+        }
+      }
+      return { requests: (sum.requests * 60) / n, tokens: (sum.tokens * 60) / n };
+    };
+    const short = over(2);
+    const long = over(recentSeconds);
+    return { requests: Math.max(short.requests, long.requests), tokens: Math.max(short.tokens, long.tokens) };
   }
 
   /** Whether every remaining-only header seen says its bucket is at least half full. */

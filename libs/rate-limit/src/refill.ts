@@ -33,6 +33,7 @@ export class RefillEstimator {
     private readonly windowMs = 5_000,
     private readonly minSpanMs = 1_500,
     private readonly minSamples = 8,
+    private readonly fullAfterReset = false,
   ) {}
 
   /**
@@ -44,8 +45,14 @@ export class RefillEstimator {
     this.largestCost = Math.max(this.largestCost, cost);
     this.fullest = Math.max(this.fullest, remaining);
     if (at >= this.newestAt) this.last = remaining;
+    // Two answers in a row at the fullest: the bucket spills, and says nothing of its refill. One
+    // alone is a short fixed window's first call after its reset (a 1 s window's every second):
+    // a restart there left no fit a second long, and so no measure at all.
+    const wasFull = this.full;
     this.full = remaining >= this.fullest - 2 * this.largestCost;
-    if (this.full) return this.restart();
+    // (Where a budget until the reset is kept beside the fit, `fullAfterReset` restarts it at
+    // once: the room a reset brings is the budget's, not freed meanwhile.)
+    if (this.full && (wasFull || this.fullAfterReset)) return this.restart();
     const sum = remaining + charged - this.refused;
     // A jump of more than half of the most seen is a window's reset, not a refill: fit afresh.
     const last = this.samples[this.samples.length - 1];
@@ -56,6 +63,11 @@ export class RefillEstimator {
     if (this.samples[0]!.at < oldest) this.samples = this.samples.filter((x) => x.at >= oldest);
     // A fit is linear in the samples: ten a second are plenty at thousands of calls a second.
     if (at - this.fittedAt >= 100 || at < this.fittedAt) this.fit(at);
+  }
+
+  /** The most any answer said remains. */
+  get fullestSeen(): number {
+    return this.fullest;
   }
 
   /** What the newest answer said remains, as a share of the most any said; undefined before one. */

@@ -188,3 +188,70 @@ describe('LimitLearner', () => {
     expect(l.estimate(100, 100)).toBeGreaterThanOrEqual(299);
   });
 });
+
+describe('LimitLearner: what answers and 429s say, on any accounting', () => {
+  // Regression: with nothing left of a fixed 1 s window, the pace fell to 1 a minute, and a token
+  // bucket grants one call at any pace when empty: that call met a 429 at the window's edge.
+  it('holds every call while a budget has nothing left until its reset and nothing frees before', () => {
+    const { l, advance } = at();
+    l.learn({ requestsPerMinute: 2_400 }, true);
+    const s = l.sent(1);
+    l.remaining(s, { requests: 0, resetRequestsMs: 400 });
+    expect(l.holdMs()).toBeGreaterThan(390);
+    expect(l.holdMs()).toBeLessThanOrEqual(400);
+    advance(401);
+    expect(l.holdMs()).toBe(0);
+    // A budget with room: nothing held.
+    const s2 = l.sent(1);
+    l.remaining(s2, { requests: 30, resetRequestsMs: 600 });
+    expect(l.holdMs()).toBe(0);
+  });
+
+  // Regression: slow start's last doubling filled a sliding window; the 429s its echo brought a
+  // window later cut the share to 0.95 of the little admitted in the last 2 s, and the share came
+  // back 1.1 × per 10 s: 0.23 of the limit over the run.
+  it("a 429 after a window this lane filled itself is waited out, not taken for another client's share", () => {
+    const { l, advance } = at();
+    l.learn({ requestsPerMinute: 2_400 }); // a 429's body
+    for (let i = 0; i < 400; i++) {
+      advance(5); // 400 calls in 2 s: the window's whole limit
+      l.sent(1);
+      l.admitted(1);
+    }
+    advance(5_000); // the window refuses for a while: nothing admitted
+    l.rateLimited(1, 3_000);
+    expect(l.limits().requestsPerMinute).toBe(2_400);
+  });
+
+  it("429s at a steady pace under the stated limit are another client's share: the pace comes down", () => {
+    const { l, advance } = at();
+    l.learn({ requestsPerMinute: 2_400 });
+    for (let i = 0; i < 200; i++) {
+      advance(50); // 20 a second for 10 s: half the stated limit
+      l.sent(1);
+      l.admitted(1);
+    }
+    l.rateLimited(1, 1_000);
+    // Halved at most by one episode: down from 2,400 to what was in use.
+    expect(l.limits().requestsPerMinute).toBeLessThanOrEqual(1_200);
+  });
+
+  it('under a limit only 429 bodies stated, remaining-only answers above any before are a raised limit, taken at once', () => {
+    const { l, advance } = at();
+    l.learn({ requestsPerMinute: 2_400 });
+    let n = 0;
+    // 12 s of a 10 s window's answers: 399 down to about 0, and again.
+    for (let i = 0; i < 480; i++) {
+      advance(25);
+      const s = l.sent(1, { requests: ++n, tokens: n });
+      l.admitted(1);
+      l.remaining(s, { requests: 399 - (i % 400) });
+    }
+    expect(l.limits().requestsPerMinute).toBeLessThan(3_000); // at most a probe's step above
+    // The limit doubles: the next window holds 800.
+    advance(25);
+    const s = l.sent(1, { requests: ++n, tokens: n });
+    l.remaining(s, { requests: 799 });
+    expect(l.limits().requestsPerMinute).toBeGreaterThanOrEqual(4_700);
+  });
+});

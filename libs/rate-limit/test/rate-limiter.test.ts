@@ -46,6 +46,21 @@ describe('RateLimiter on real Redis', () => {
     });
   });
 
+  // Regression: the room saved during a pause went out at once when it ended; after each short
+  // wait of a sliding window that burst met a 429 again (767 per 10k calls in the rate model).
+  it('ends a pause with the bucket empty: calls go on at the pace, not in a burst', async () => {
+    const limits = { requestsPerMinute: 600, burstWindowMs: 1_000 }; // 10 a second, 10 held
+    await one.pause('openai:gpt-4o:k4', 150);
+    await new Promise((r) => setTimeout(r, 200));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => two.acquire({ bucket: 'openai:gpt-4o:k4', limits, tokens: 0 })),
+    );
+    // Without a pause the same five would all go (ten held, see the first test).
+    expect(results.filter((r) => r.granted).length).toBeLessThanOrEqual(2);
+    const refused = results.find((r) => !r.granted);
+    expect(refused && !refused.granted && refused.reason).toBe('requests');
+  });
+
   it('pauses a bucket for every replica when a provider says retry-after, and never shortens a pause', async () => {
     const limits = { requestsPerMinute: 100_000 };
     await one.pause('azure:gpt-4o:k2', 2_000);

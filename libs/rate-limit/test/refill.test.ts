@@ -105,10 +105,11 @@ describe('LimitLearner with remaining-only headers', () => {
     const b = bucket(600_000);
     drain(l, b, clock);
     expect(l.mode).toBe('measured');
-    // The bucket is still fuller than the 30 % kept: above the refill, to use what it holds.
+    // The bucket still holds room: above the refill, to use what it holds (spent over 3 s at
+    // most, as any window's budget is: what is left is no rate).
     const first = l.limits().tokensPerMinute! / 600_000;
     expect(first).toBeGreaterThan(1);
-    expect(first).toBeLessThan(1.4);
+    expect(first).toBeLessThan(5);
     expect(l.limits().burstWindowMs).toBe(250);
     paced(l, b, clock, 60_000);
     // Settled: the refill used within 2 %, not one 429.

@@ -5,7 +5,8 @@
  * (`@sluice/rate-limit`) against each of the simulator's accountings (`@sluice/provider-sim`), on a
  * simulated clock (1 ms steps), with a modelled client: calls granted by a GCRA bucket that keeps
  * its level across a change of pace (as the Redis limiter does), answered 80 ms later, a 429
- * waited out for its retry-after. It runs the whole matrix in seconds, to try a change of the
+ * waited out for its retry-after; each phase measured from one window (at least 2 s) after its
+ * start, as bench:rate measures it. It runs the whole matrix in seconds, to try a change of the
  * learner before `bench:rate --matrix` measures it on the real stack; its figures are the
  * model's, not Sluice's.
  */
@@ -28,6 +29,7 @@ function run(accounting: Accounting, windowMs: number, scenario: string, headers
   const latencyMs = 80;
   const burstMs = 250;
   const other = scenario === 'other-half' ? 0.5 : 0;
+  const changes = scenario === 'halved' || scenario === 'doubled';
   const provider = createLimiter(accounting, rpm0, windowMs, 0);
   let t = 0;
   const learner = new LimitLearner({ configured: {}, now: () => t });
@@ -52,20 +54,30 @@ function run(accounting: Accounting, windowMs: number, scenario: string, headers
       console.log(
         `${t} ms: ${learner.mode} ${Math.round(60_000 / interval)}/min, admitted ${admitted}, 429s ${rejected}, remaining ${provider.peek(t).remaining}`,
       );
-    // The Redis limiter's GCRA: the level is kept across a change of pace.
-    if (lastInterval && lastInterval !== interval && tat > t)
+    // The Redis limiter's GCRA: the level is kept across a change of pace; the bucket is empty
+    // when a pause ends; nothing is asked of it while a pause holds. A learner's hold asks nothing.
+    const paused = t < pausedUntil;
+    if (pausedUntil > 0 && !paused) tat = Math.max(tat, pausedUntil + burstMs);
+    if (!paused && lastInterval && lastInterval !== interval && tat > t)
       tat = Math.max(t, t + burstMs + ((tat - t - burstMs) * interval) / lastInterval);
-    lastInterval = interval;
+    if (!paused) lastInterval = interval;
     const capacity = burstMs / interval;
-    sustainable += (provider.limitPerMinute * (1 - other)) / 60_000;
-    if (t < pausedUntil || Math.max(tat, t) - t + Math.min(1, capacity) * interval > capacity * interval + 1) continue;
+    // As bench:rate measures: each phase from one window (at least 2 s) after its start.
+    const settled = t % (changes ? runMs / 2 : runMs) >= Math.max(2_000, windowMs);
+    if (settled) sustainable += (provider.limitPerMinute * (1 - other)) / 60_000;
+    if (
+      paused ||
+      learner.holdMs() > 0 ||
+      Math.max(tat, t) - t + Math.min(1, capacity) * interval > capacity * interval + 1
+    )
+      continue;
     tat = Math.max(tat, t) + interval;
     sent++;
     const stamp = learner.sent(1, { requests: sent, tokens: sent });
     const d = provider.take(t, 1);
     const limit = provider.limitPerMinute;
     if (d.allowed) {
-      admitted++;
+      if (settled) admitted++;
       due.push({
         at: t + latencyMs,
         answer: () => {
@@ -80,12 +92,19 @@ function run(accounting: Accounting, windowMs: number, scenario: string, headers
       });
     } else {
       rejected++;
+      if (args.trace)
+        console.log(`${t} ms: 429 (retry after ${d.retryAfterMs} ms) at ${Math.round(60_000 / interval)}/min`);
       due.push({
         at: t + 5,
         answer: () => {
           // OpenAI's 429 message states the limit whatever the headers.
           learner.learn({ requestsPerMinute: limit }, false);
-          learner.rateLimited(1);
+          learner.rateLimited(1, d.retryAfterMs);
+          if (headers !== '429-only')
+            learner.remaining(stamp, {
+              requests: d.remaining,
+              resetRequestsMs: headers === 'full' ? d.resetMs : undefined,
+            });
           pausedUntil = Math.max(pausedUntil, t + d.retryAfterMs);
         },
       });

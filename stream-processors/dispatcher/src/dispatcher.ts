@@ -105,6 +105,8 @@ const now = () => Date.now();
 const maxParkMs = 3_600_000;
 /** 429s one prompt may wait out in place before it goes to the delay topics. */
 const maxRateLimitedWaits = 20;
+/** A call waiting for a grant asks the limiter again at least this often (see acquire()). */
+const maxAcquireWaitMs = 1_000;
 /** How long a fetch of the lane waits for records. */
 const fetchWaitMs = 200;
 
@@ -521,7 +523,16 @@ export class Dispatcher {
         if (e.kind === 'transient') this.recordOutcome('transient', probe);
         else this.recordOutcome('ok', probe); // the provider answered: it is up
         if (e.kind === 'rate_limited') {
-          learner.rateLimited(tokens);
+          learner.rateLimited(tokens, e.retryAfterMs);
+          // A 429's headers say what remains too (nothing, until its reset): the budget the
+          // calls after the wait are paced by, not a burst of the limiter's at the old one.
+          if (sent)
+            learner.remaining(stamp, {
+              requests: e.rate.remainingRequests,
+              tokens: e.rate.remainingTokens,
+              resetRequestsMs: e.rate.resetRequestsMs,
+              resetTokensMs: e.rate.resetTokensMs,
+            });
           this.notePace(request.model, key);
           if (e.retryAfterMs !== undefined) await this.o.limiter.pause(bucket, e.retryAfterMs);
           // A long wait (minutes, a daily quota) parks the key, and the lane once every key of the
@@ -570,11 +581,17 @@ export class Dispatcher {
   ): Promise<{ key: KeyState; sent: { requests: number; tokens: number } | undefined }> {
     for (;;) {
       const open = this.keys.filter((k) => !this.isParked(k));
-      let waitMs = 30_000;
+      let waitMs = maxAcquireWaitMs;
       if (open.length === 0) waitMs = Math.min(...this.keys.map((k) => k.parkedUntil - now()));
       for (let i = 0; i < open.length; i++) {
         const key = open[(this.nextKey + i) % open.length]!;
         const learner = this.learner(model, key);
+        // Nothing left of a budget until its reset: not asked for even one call (see holdMs()).
+        const hold = learner.holdMs();
+        if (hold > 0) {
+          waitMs = Math.min(waitMs, hold + 1);
+          continue;
+        }
         const grant = await this.o.limiter.acquire({
           bucket: this.bucketOf(model, key),
           limits: learner.limits(),
@@ -590,14 +607,17 @@ export class Dispatcher {
         waitMs = Math.min(waitMs, grant.retryAfterMs + 5, (learner.changesInMs() ?? Infinity) + 1);
       }
       // Waiting here holds one call slot, not the consumer: the batch loop goes on.
-      // A pace that rises meanwhile (slow start doubling, limits learned) wakes it early.
+      // A pace that rises meanwhile (slow start doubling, limits learned) wakes it early; one that
+      // rises with no event to wake it (a refill measured, the time a budget is spent over) is
+      // asked again within `maxAcquireWaitMs`: a grant the pace of a moment put a minute away
+      // stalled the lane with room left.
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);
           this.bucketWaiters.delete(done);
           resolve();
         };
-        const timer = setTimeout(done, Math.max(1, Math.min(waitMs, 30_000)));
+        const timer = setTimeout(done, Math.max(1, Math.min(waitMs, maxAcquireWaitMs)));
         this.bucketWaiters.add(done);
       });
     }
