@@ -55,6 +55,8 @@ interface OpenPart {
   openedAt: number;
 }
 
+/** How long a job's first part gathers results before it is written (see start()). */
+const firstPartMs = 250;
 const pad = (n: number, width: number) => String(n).padStart(width, '0');
 const zero = (): Counts => ({ succeeded: 0, failed: 0, cancelled: 0, invalid: 0 });
 
@@ -128,8 +130,10 @@ export class JobWriter {
     this.timer = setInterval(
       () => {
         const now = Date.now();
-        for (const [p, part] of this.open)
-          if (now - part.openedAt >= this.o.flushMs) void this.flush(p).catch(() => {});
+        // A job's first part goes at once: its first results show within a second of coming,
+        // not a flush interval later; the parts after it gather `flushMs` of results each.
+        const due = this.indexes.length === 0 ? Math.min(firstPartMs, this.o.flushMs) : this.o.flushMs;
+        for (const [p, part] of this.open) if (now - part.openedAt >= due) void this.flush(p).catch(() => {});
       },
       Math.min(250, this.o.flushMs),
     );
