@@ -14,6 +14,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,13 +53,72 @@ type version struct {
 }
 
 type registry struct {
-	mu        sync.Mutex
-	byID      map[int]*schemaEntry
-	byText    map[string]*schemaEntry
-	subjects  map[string][]version
-	config    map[string]string
-	global    string
-	nextID    int
+	mu       sync.Mutex
+	byID     map[int]*schemaEntry
+	byText   map[string]*schemaEntry
+	subjects map[string][]version
+	config   map[string]string
+	global   string
+	nextID   int
+	// journal, when set, gets one JSON line per change (registration, subject deleted, level set):
+	// replayed in order at start, it gives every schema the id it had (see load()).
+	journal *os.File
+}
+
+type change struct {
+	Op      string `json:"op"`
+	Subject string `json:"subject,omitempty"`
+	Schema  string `json:"schema,omitempty"`
+	Level   string `json:"level,omitempty"`
+}
+
+// record appends a change to the journal; called with r.mu held, after the change was made.
+func (r *registry) record(c change) {
+	if r.journal == nil {
+		return
+	}
+	line, _ := json.Marshal(c)
+	if _, err := r.journal.Write(append(line, '\n')); err != nil {
+		log.Printf("schema registry: journal not written: %v", err)
+	}
+}
+
+// load replays a journal written by record(), then appends to it.
+func (r *registry) load(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	for i, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var c change
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			return fmt.Errorf("%s line %d: %v", path, i+1, err)
+		}
+		switch c.Op {
+		case "register":
+			if _, err := r.register(c.Subject, c.Schema); err != nil {
+				return fmt.Errorf("%s line %d: %v", path, i+1, err)
+			}
+		case "delete":
+			delete(r.subjects, c.Subject)
+			delete(r.config, c.Subject)
+		case "config":
+			if c.Subject != "" {
+				r.config[c.Subject] = c.Level
+			} else {
+				r.global = c.Level
+			}
+		}
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	r.journal = f
+	return nil
 }
 
 func newRegistry(level string) *registry {
@@ -161,6 +221,7 @@ func (r *registry) register(subject, text string) (int, error) {
 		next = versions[len(versions)-1].version + 1
 	}
 	r.subjects[subject] = append(versions, version{version: next, schema: entry})
+	r.record(change{Op: "register", Subject: subject, Schema: text})
 	return entry.id, nil
 }
 
@@ -324,6 +385,7 @@ func (r *registry) routes() *http.ServeMux {
 		}
 		delete(r.subjects, subject)
 		delete(r.config, subject)
+		r.record(change{Op: "delete", Subject: subject})
 		writeJSON(w, 200, out)
 	})
 	mux.HandleFunc("GET /schemas/ids/{id}", func(w http.ResponseWriter, req *http.Request) {
@@ -405,6 +467,7 @@ func (r *registry) routes() *http.ServeMux {
 		} else {
 			r.global = body.Compatibility
 		}
+		r.record(change{Op: "config", Subject: req.PathValue("subject"), Level: body.Compatibility})
 		writeJSON(w, 200, map[string]any{"compatibility": body.Compatibility})
 	}
 	mux.HandleFunc("GET /config", getConfig)
@@ -418,11 +481,18 @@ func main() {
 	addr := flag.String("listen", "127.0.0.1:8081", "address to listen on")
 	prefix := flag.String("prefix", "", "path prefix the API is served under as well as at the root, e.g. /apis/ccompat/v7")
 	level := flag.String("compatibility", "BACKWARD", "global compatibility level")
+	data := flag.String("data", "", "journal file: schemas survive a restart with the ids they had (default: in memory only)")
 	flag.Parse()
 	if !levels[*level] {
 		log.Fatalf("unknown compatibility level %q", *level)
 	}
-	mux := newRegistry(*level).routes()
+	reg := newRegistry(*level)
+	if *data != "" {
+		if err := reg.load(*data); err != nil {
+			log.Fatalf("schema registry: %v", err)
+		}
+	}
+	mux := reg.routes()
 	handler := http.Handler(mux)
 	if *prefix != "" {
 		root := http.NewServeMux()
@@ -434,6 +504,6 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("schema registry (Confluent API, Avro, in memory) on http://%s%s", ln.Addr(), *prefix)
+	log.Printf("schema registry (Confluent API, Avro, journal %q) on http://%s%s", *data, ln.Addr(), *prefix)
 	log.Fatal(http.Serve(ln, handler))
 }

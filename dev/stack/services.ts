@@ -327,21 +327,29 @@ export function schemaRegistryService(ports: StackPorts): Service {
   const build = goBinary('dev/schema-registry', 'schema-registry');
   const prefix = '/apis/ccompat/v7';
   const url = `http://${host}:${ports.schemaRegistry}${prefix}`;
+  const dir = join(dataDir, 'schema-registry');
   return {
     name: 'schema-registry',
     ports: [ports.schemaRegistry],
     startTimeoutMs: 20_000,
-    describe: () => `Schema registry (Confluent REST API, Avro, in memory) on ${url}`,
+    describe: () => `Schema registry (Confluent REST API, Avro, journal in ${dir}) on ${url}`,
     install: () => buildGo(build, 'to build the schema registry'),
-    start: () =>
-      startDetached('schema-registry', build.binary, [
+    start: () => {
+      // Its schemas live as long as Kafka's data: records kept across a restart of the stack name
+      // their schemas by id, and an in-memory registry gave those ids to other schemas (the sink
+      // then read every old job event as undecodable).
+      mkdirSync(dir, { recursive: true });
+      return startDetached('schema-registry', build.binary, [
         '-listen',
         `${host}:${ports.schemaRegistry}`,
         '-prefix',
         prefix,
         '-compatibility',
         'BACKWARD',
-      ]),
+        '-data',
+        join(dir, 'journal.jsonl'),
+      ]);
+    },
     healthy: () => httpOk(`${url}/subjects`),
   };
 }

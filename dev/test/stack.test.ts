@@ -94,6 +94,38 @@ describe('stack:up / stack:status / stack:down', () => {
     expect(stack('status').code).toBe(3);
   });
 
+  // Regression: the registry kept its schemas in memory while Kafka kept its records on disk; after
+  // a restart of the stack the ids in old records named other schemas, and the sink read every old
+  // job event as undecodable.
+  it('keeps every schema under the id it had across a restart of the stack', async () => {
+    expect(stack('up').code).toBe(0);
+    const url = () =>
+      parseEnvFile(readFileSync(join(stateDir, 'stack.env'), 'utf8'))['SLUICE_SCHEMA_REGISTRY_URL'] ?? '';
+    // A connection kept alive from before the restart is closed under the first request after it.
+    const post = (u: string, init: RequestInit) => fetch(u, init).catch(() => fetch(u, init));
+    const register = async (subject: string, name: string) => {
+      const res = await post(`${url()}/subjects/${subject}/versions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+        body: JSON.stringify({
+          schema: JSON.stringify({ type: 'record', name, fields: [{ name: 'x', type: 'int' }] }),
+        }),
+      });
+      return ((await res.json()) as { id: number }).id;
+    };
+    const a = await register('restart-a', 'A');
+    const b = await register('restart-b', 'B');
+    expect(stack('down').code).toBe(0);
+    expect(stack('up').code).toBe(0);
+    // A schema registered first after the restart gets a new id, not one of the old ones.
+    const c = await register('restart-c', 'C');
+    expect([a, b]).not.toContain(c);
+    const schema = (await (await post(`${url()}/schemas/ids/${b}`, {})).json()) as { schema: string };
+    expect(JSON.parse(schema.schema).name).toBe('B');
+    expect(await register('restart-a', 'A')).toBe(a);
+    expect(stack('down').code).toBe(0);
+  });
+
   it('refuses to start a service whose port another process holds, and says which variable moves it', async () => {
     const squatter = createServer();
     const port = await nextPort();
