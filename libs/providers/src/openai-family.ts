@@ -1,6 +1,7 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, AzureOpenAI } from 'openai';
 import { limitFromMessage, readRateHeaders, retryAfterMs } from './headers.js';
 import { ProviderError, type ChatRequest, type ChatResult, type FailureKind, type ProviderAdapter } from './types.js';
+import { leanFetch } from './lean-fetch.js';
 
 /**
  * How an OpenAI-family failure is handled, in one table: the first row that matches decides.
@@ -103,7 +104,13 @@ export interface OpenAIAdapterOptions {
 export function createOpenAIAdapter(o: OpenAIAdapterOptions): ProviderAdapter {
   return adapter(
     'openai',
-    new OpenAI({ apiKey: o.apiKey, baseURL: o.baseURL, organization: o.organization, maxRetries: 0 }),
+    new OpenAI({
+      apiKey: o.apiKey,
+      baseURL: o.baseURL,
+      organization: o.organization,
+      maxRetries: 0,
+      fetch: leanFetch(),
+    }),
     (m) => m,
   );
 }
@@ -124,6 +131,7 @@ export function createAzureAdapter(o: AzureAdapterOptions): ProviderAdapter {
     apiKey: o.apiKey,
     apiVersion: o.apiVersion ?? '2024-10-21',
     maxRetries: 0,
+    fetch: leanFetch(),
   });
   // The AzureOpenAI client routes by the model field: /openai/deployments/{model}/...
   return adapter('azure', client, (m) => o.deployments?.[m] ?? m);
@@ -137,5 +145,9 @@ export interface CompatibleAdapterOptions {
 }
 
 export function createCompatibleAdapter(o: CompatibleAdapterOptions): ProviderAdapter {
-  return adapter('compatible', new OpenAI({ apiKey: o.apiKey ?? 'none', baseURL: o.baseURL, maxRetries: 0 }), (m) => m);
+  return adapter(
+    'compatible',
+    new OpenAI({ apiKey: o.apiKey ?? 'none', baseURL: o.baseURL, maxRetries: 0, fetch: leanFetch() }),
+    (m) => m,
+  );
 }
