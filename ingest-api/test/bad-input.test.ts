@@ -28,8 +28,10 @@ describe('bad input: each bad row gets its documented outcome and the job goes o
       '{"custom_id":"ok-1","prompt":"same id again"}', // 7 INPUT_DUPLICATE_CUSTOM_ID
       '{"custom_id":"bad-model","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-nope","messages":[{"role":"user","content":"x"}]}}', // 8 INPUT_UNKNOWN_MODEL
       '{"custom_id":"bad-param","prompt":"x","max_tokens":"many"}', // 9 INPUT_WRONG_TYPE
-      '', // 10 blank: not a row
-      '{"custom_id":"ok-2","prompt":"also fine"}\r', // 11 CRLF
+      '{"custom_id":"hot","prompt":"x","temperature":3}', // 10 INPUT_OUT_OF_RANGE
+      '{"custom_id":"none","prompt":"x","max_tokens":0}', // 11 INPUT_OUT_OF_RANGE
+      '', // 12 blank: not a row
+      '{"custom_id":"ok-2","prompt":"also fine"}\r', // 13 CRLF
     ];
     const body = Buffer.concat([
       Buffer.from([0xef, 0xbb, 0xbf]),
@@ -37,7 +39,7 @@ describe('bad input: each bad row gets its documented outcome and the job goes o
     ]);
     const res = await upload(job.id, body);
     expect(res.statusCode, res.body).toBe(200);
-    expect(res.json()).toMatchObject({ accepted: 2, invalid: 8, total: 10, status: 'sealed' });
+    expect(res.json()).toMatchObject({ accepted: 2, invalid: 10, total: 12, status: 'sealed' });
     const byLine = Object.fromEntries(
       (res.json().errors as Array<{ line: number; code: string }>).map((e) => [e.line, e.code]),
     );
@@ -50,16 +52,18 @@ describe('bad input: each bad row gets its documented outcome and the job goes o
       7: 'INPUT_DUPLICATE_CUSTOM_ID',
       8: 'INPUT_UNKNOWN_MODEL',
       9: 'INPUT_WRONG_TYPE',
+      10: 'INPUT_OUT_OF_RANGE',
+      11: 'INPUT_OUT_OF_RANGE',
     });
 
     // The good rows (BOM on the first, CR on the last) are prompts; the bad ones are outcomes.
     const prompts = await readPrompts(api, job.id, 2);
     expect(prompts.map((p) => [p.rowIndex, p.customId, p.messages[0]?.content]).sort()).toEqual([
       [0, 'ok-1', 'fine'],
-      [9, 'ok-2', 'also fine'],
+      [11, 'ok-2', 'also fine'],
     ]);
-    const outcomes = await readOutcomes(api, job.id, 8);
-    expect(outcomes.map((o) => o.rowIndex).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    const outcomes = await readOutcomes(api, job.id, 10);
+    expect(outcomes.map((o) => o.rowIndex).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect(outcomes.every((o) => o.status === 'failed' && o.error !== null && o.attempts === 0)).toBe(true);
     const dup = outcomes.find((o) => o.error?.code === 'INPUT_DUPLICATE_CUSTOM_ID');
     expect(dup).toMatchObject({ customId: 'ok-1', error: { lineNumber: 7 } });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { HashedIdSet } from '../src/input/id-set.js';
 import { splitJsonArray } from '../src/input/json-array.js';
 import { splitLines } from '../src/input/lines.js';
-import { normalizeRow } from '../src/input/row.js';
+import { normalizeRow, renderTemplate } from '../src/input/row.js';
 
 const chunks = (...parts: Array<string | Buffer>) =>
   Readable.from(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
@@ -43,6 +43,17 @@ describe('HashedIdSet', () => {
     for (let i = 0; i < 10_000; i++) expect(s.add(`row-${i}`)).toBe(true);
     for (let i = 0; i < 10_000; i += 997) expect(s.add(`row-${i}`)).toBe(false);
     expect(s.size).toBe(10_000);
+  });
+});
+
+describe('renderTemplate', () => {
+  // Regression: the lookup reached Object's prototype, and {{constructor}} rendered "undefined".
+  it("reads a row's own fields only: a name Object has is a missing field, not text", () => {
+    expect(renderTemplate('Say {{constructor}} to {{name}}', { name: 'Ada' })).toMatchObject({
+      code: 'INPUT_TEMPLATE_FIELD_MISSING',
+      message: expect.stringContaining('{{constructor}}'),
+    });
+    expect(renderTemplate('Hi {{toString}}', { toString: 'there' })).toBe('Hi there');
   });
 });
 

@@ -38,7 +38,8 @@ function typeName(v: unknown): string {
 export function renderTemplate(template: string, fields: Record<string, unknown>): string | RowError {
   let missing: string | undefined;
   const text = template.replace(/\{\{\s*([\w.-]+)\s*\}\}/g, (_, name: string) => {
-    const v = fields[name];
+    // The row's own fields only: `{{constructor}}` named Object's and rendered "undefined".
+    const v = Object.hasOwn(fields, name) ? fields[name] : undefined;
     // An empty CSV cell is as good as no value: a prompt with a hole in it helps nobody.
     if (v === undefined || v === null || v === '') {
       missing ??= name;

@@ -502,7 +502,7 @@ export class JobService {
 }
 
 function mergeParameters(defaults: JobParametersInput, o: Record<string, unknown>): Parameters | RowError {
-  const num = (k: string, v: unknown, integer = false): number | RowError | undefined => {
+  const num = (k: string, v: unknown, integer = false, range?: [number, number]): number | RowError | undefined => {
     if (v === undefined || v === null) return undefined;
     if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
       return {
@@ -510,11 +510,15 @@ function mergeParameters(defaults: JobParametersInput, o: Record<string, unknown
         message: `${k} must be ${integer ? 'a whole number' : 'a number'}, got ${JSON.stringify(v)}`,
       };
     }
+    // Refused here with the row's line, not by the provider as a 400 after a wait in the lane.
+    if (range && (v < range[0] || v > range[1])) {
+      return { code: 'INPUT_OUT_OF_RANGE', message: `${k} must be from ${range[0]} to ${range[1]}, got ${v}` };
+    }
     return v;
   };
-  const maxTokens = num('max_tokens', o['max_tokens'] ?? o['max_completion_tokens'], true);
-  const temperature = num('temperature', o['temperature']);
-  const topP = num('top_p', o['top_p']);
+  const maxTokens = num('max_tokens', o['max_tokens'] ?? o['max_completion_tokens'], true, [1, 1_000_000]);
+  const temperature = num('temperature', o['temperature'], false, [0, 2]);
+  const topP = num('top_p', o['top_p'], false, [0, 1]);
   const seed = num('seed', o['seed'], true);
   for (const v of [maxTokens, temperature, topP, seed]) if (typeof v === 'object') return v;
   let stop: string[] | null = defaults.stop ?? null;

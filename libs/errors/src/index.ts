@@ -25,6 +25,7 @@ export const errorCodes = {
   INPUT_TOO_MANY_FIELDS: 0,
   INPUT_UNKNOWN_MODEL: 0,
   INPUT_RECORD_TOO_LARGE: 0,
+  INPUT_OUT_OF_RANGE: 0,
   // Provider calls (each adapter classifies its failures into these)
   PROVIDER_RATE_LIMITED: 0,
   PROVIDER_QUOTA_EXHAUSTED: 0,
