@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { SluiceKafka } from '@sluice/kafka';
 import type { PromptRequest, SchemaCodecs } from '@sluice/schemas';
+import { parseEnvFile, stackSettings, type StackSettings } from '@sluice/testing';
 
 export interface BenchPrompt {
   model: string;
@@ -30,6 +31,25 @@ export interface LaunchContext {
   told: { rpm: number; tpm: number };
   replicas: number;
   workdir: string;
+}
+
+/**
+ * The local stack's settings (from `.sluice/stack.env` unless the environment names a broker), and
+ * the variables a dispatcher process needs to reach it.
+ */
+export function localStack(root: string): { settings: StackSettings; env: Record<string, string> } {
+  const envFile = join(root, '.sluice', 'stack.env');
+  if (!process.env['SLUICE_KAFKA_BROKERS'] && existsSync(envFile))
+    Object.assign(process.env, parseEnvFile(readFileSync(envFile, 'utf8')));
+  const settings = stackSettings();
+  return {
+    settings,
+    env: {
+      SLUICE_KAFKA_BROKERS: settings.kafkaBrokers.join(','),
+      SLUICE_REDIS_URL: settings.redisUrl,
+      SLUICE_SCHEMA_REGISTRY_URL: settings.schemaRegistryUrl,
+    },
+  };
 }
 
 /** CPU seconds (user + system) a process has used, from /proc; undefined once it is gone. */

@@ -10,15 +10,14 @@
  * writes the dispatcher's CPU profile there.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createKafka } from '@sluice/kafka';
 import { startProviderSim } from '@sluice/provider-sim';
 import { createSchemaCodecs } from '@sluice/schemas';
-import { parseEnvFile, stackSettings } from '@sluice/testing';
-import { cpuSeconds, launchSluice, type BenchPrompt } from './contenders.js';
+import { cpuSeconds, launchSluice, localStack, type BenchPrompt } from './contenders.js';
 import { round } from './figures.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
@@ -33,15 +32,7 @@ const { values: args } = parseArgs({
 const n = Number(args.prompts ?? (args.quick ? 5_000 : 30_000));
 const latencyMs = Number(args['latency-ms']);
 
-const envFile = join(root, '.sluice', 'stack.env');
-if (!process.env['SLUICE_KAFKA_BROKERS'] && existsSync(envFile))
-  Object.assign(process.env, parseEnvFile(readFileSync(envFile, 'utf8')));
-const s = stackSettings();
-const stackEnv = {
-  SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
-  SLUICE_REDIS_URL: s.redisUrl,
-  SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
-};
+const { settings: s, env: stackEnv } = localStack(root);
 
 /** Seeded prompt sizes: log-normal around 1.5 KB, cut at 16 KB; completions 50 to 500 tokens. */
 function prompts(count: number): BenchPrompt[] {

@@ -7,17 +7,17 @@
  * ledger. Writes JSON, prints a markdown table, and draws a PNG per workload.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createKafka } from '@sluice/kafka';
 import { startProviderSim, type KeyConfig } from '@sluice/provider-sim';
 import { createSchemaCodecs } from '@sluice/schemas';
-import { parseEnvFile, stackSettings } from '@sluice/testing';
 import { chart } from './chart.js';
 import {
   cpuSeconds,
+  localStack,
   launchCookbook,
   launchNaive,
   launchSluice,
@@ -44,15 +44,7 @@ const { values: args } = parseArgs({
   },
 });
 
-const envFile = join(root, '.sluice', 'stack.env');
-if (!process.env['SLUICE_KAFKA_BROKERS'] && existsSync(envFile))
-  Object.assign(process.env, parseEnvFile(readFileSync(envFile, 'utf8')));
-const s = stackSettings();
-const stackEnv = {
-  SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
-  SLUICE_REDIS_URL: s.redisUrl,
-  SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
-};
+const { settings: s, env: stackEnv } = localStack(root);
 
 type ContenderName = 'sluice' | 'cookbook' | 'naive';
 interface Result {
