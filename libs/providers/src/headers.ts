@@ -135,21 +135,27 @@ export function readRateHeaders(h: HeaderSource | undefined): RateHeaders {
 
 /**
  * How long the provider asked us to wait: retry-after-ms, then retry-after (seconds or an HTTP
- * date), then OpenAI's "Please try again in 1.234s" / "in 120ms" in the message.
+ * date), then OpenAI's "Please try again in 1.234s" / "in 120ms" in the message. A message's
+ * wait shorter than a whole-second retry-after is the same wait, rounded up in the header: the
+ * message's is kept (a sliding window frees its next call in milliseconds, and a lane that waited
+ * out a rounded second lost a second's calls at each 429).
  */
 export function retryAfterMs(h: HeaderSource | undefined, message?: string): number | undefined {
   const ms = h?.get('retry-after-ms');
   if (ms && Number.isFinite(Number(ms))) return Number(ms);
+  const m = message ? /try again in (\d+(?:\.\d+)?)(ms|s)\b/i.exec(message) : null;
+  const said = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : 1_000) : undefined;
   const after = h?.get('retry-after');
   if (after) {
     const seconds = Number(after);
-    if (Number.isFinite(seconds)) return seconds * 1_000;
+    if (Number.isFinite(seconds))
+      return said !== undefined && said < seconds * 1_000 && seconds === Math.max(1, Math.ceil(said / 1_000))
+        ? said
+        : seconds * 1_000;
     const date = Date.parse(after);
     if (Number.isFinite(date)) return Math.max(0, date - Date.now());
   }
-  const m = message ? /try again in (\d+(?:\.\d+)?)(ms|s)\b/i.exec(message) : null;
-  if (m) return Number(m[1]) * (m[2] === 'ms' ? 1 : 1_000);
-  return undefined;
+  return said;
 }
 
 /**

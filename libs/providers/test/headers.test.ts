@@ -63,6 +63,11 @@ describe('rate headers', () => {
     expect(retryAfterMs(headers({}), 'Rate limit reached ... Please try again in 1.5s. Visit')).toBe(1_500);
     expect(retryAfterMs(headers({}), 'Please try again in 120ms.')).toBe(120);
     expect(retryAfterMs(headers({}), 'no hint')).toBeUndefined();
+    // A whole-second header rounds up the message's wait: the message's finer figure is kept.
+    expect(retryAfterMs(headers({ 'retry-after': '1' }), 'Please try again in 20ms. Visit')).toBe(20);
+    expect(retryAfterMs(headers({ 'retry-after': '9' }), 'Please try again in 8.764s. Visit')).toBe(8_764);
+    // One that says something else (a gateway's window length) is the header's.
+    expect(retryAfterMs(headers({ 'retry-after': '60' }), 'Please try again in 20ms. Visit')).toBe(60_000);
   });
 
   it('reads the limit an OpenAI 429 states in its message', () => {

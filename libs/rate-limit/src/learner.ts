@@ -27,6 +27,8 @@ interface Budget {
   count: number;
   remaining: number;
   until: number;
+  /** When the call it answers was sent. */
+  at: number;
   /** When the answer came. */
   seen: number;
 }
@@ -130,6 +132,12 @@ export class LimitLearner {
   };
   /** The newest budget each answer stated (remaining until reset), and the newest send count. */
   private readonly budget: { requests?: Budget; tokens?: Budget } = {};
+  /**
+   * A budget's reset as seen at least 100 ms before the newest, and whether resets move on with
+   * time (a sliding log's: its oldest call leaves) or stay put (a fixed window's end).
+   */
+  private readonly resetSeen: { requests?: { at: number; until: number }; tokens?: { at: number; until: number } } = {};
+  private readonly resetMoves = { requests: false, tokens: false };
   private newestSent = { requests: 0, tokens: 0 };
   /**
    * The room freed between the two newest answers, per minute: where calls are too sparse for a
@@ -179,8 +187,8 @@ export class LimitLearner {
   private periodTokens = 0;
   /** Calls sent this period: slow start's measure of use (admissions lag a latency behind). */
   private periodSent = 0;
-  /** Admissions in the last seconds (requests, tokens) per second: "the rate admitted just before". */
-  private readonly recent = new Map<number, { requests: number; tokens: number }>();
+  /** Admissions in the last `recentSeconds`: "the rate admitted just before". */
+  private readonly recent = new AdmittedLog(recentSeconds * 1_000);
   decreases = 0;
 
   constructor(private readonly o: LimitLearnerOptions) {
@@ -322,11 +330,31 @@ export class LimitLearner {
         ? Math.min(ceiling, m)
         : ceiling;
     }
-    if (t >= b.until) return ceiling;
-    const left = Math.max(0, b.remaining - (this.newestSent[dim] - b.count));
     // Signed: under a window that frees nothing before its reset, another client's use shows as
     // a falling slope, and the budget is left to it rather than met with a 429 at the end.
     const freed = this.freed[dim].slopePerMinute ?? this.pair[dim]?.perMinute ?? 0;
+    const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
+    if (
+      freed > 0 &&
+      this.resetMoves[dim] &&
+      b.remaining >= perCall &&
+      b.until - b.at <= (2 * perCall * 60_000) / ceiling &&
+      t - b.seen < 1_000
+    ) {
+      // Room comes back as fast as it is used, and the next of it within two calls at the ceiling:
+      // a sliding log at its limit (its reset is when its oldest call leaves). Spent by each reset,
+      // the budget met every freed unit at once and a 429 whenever a call came a millisecond early
+      // (one a window). What is left now (less what was sent since, plus what was freed) is kept
+      // near a margin of two calls and 1 % of the most seen left: the pace falls by up to a tenth
+      // as what is left falls through it. Not more: following what is freed exactly (slow start's
+      // first seconds, leaving the window a window later) stopped the lane, and the hole it left
+      // came back window after window; a 429 when it comes is waited out.
+      const now = b.remaining - (this.newestSent[dim] - b.count) + (freed * (t - b.at)) / 60_000;
+      const margin = 2 * perCall + 0.01 * this.fullest[dim];
+      return ceiling * (1 - 0.1 * Math.min(1, Math.max(0, (margin - now) / margin)));
+    }
+    if (t >= b.until) return ceiling;
+    const left = Math.max(0, b.remaining - (this.newestSent[dim] - b.count));
     const span = Math.max(1, b.until - t);
     // A little kept back (a quarter second of the ceiling, at most 2 % of the time left): where
     // the provider frees room exactly as fast as it is used (a sliding window at its limit), a
@@ -337,7 +365,6 @@ export class LimitLearner {
     // While a call's worth is left and the reset is more than 2 s off, at least one call a second
     // goes: its answer is the evidence that room came back (a sliding counter frees its previous window's weight continuously;
     // a fit needs answers, and a pace held near 0 brings none).
-    const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
     const probe = span > 2_000 && (left >= perCall || this.roomBefore(b, t)) ? 60 * perCall : 0;
     return Math.max(0, Math.min(ceiling, Math.max(paced, probe)));
   }
@@ -554,7 +581,12 @@ export class LimitLearner {
       const count = dim === 'requests' ? s.requests : s.tokens;
       const b = this.budget[dim];
       if (b && b.count > count && b.until > this.now()) return;
-      this.budget[dim] = { count, remaining, until: s.at + resetMs, seen: this.now() };
+      this.budget[dim] = { count, remaining, until: s.at + resetMs, at: s.at, seen: this.now() };
+      const r = this.resetSeen[dim];
+      if (!r || s.at - r.at >= 100) {
+        if (r) this.resetMoves[dim] = s.at + resetMs - r.until >= 0.5 * (s.at - r.at);
+        this.resetSeen[dim] = { at: s.at, until: s.at + resetMs };
+      }
     };
     // Without a reset beside what remains, a fixed window's reset as found from the jumps.
     const found = (dim: 'requests' | 'tokens', remaining?: number, resetMs?: number) => {
@@ -633,12 +665,7 @@ export class LimitLearner {
   /** A call went through (any answer but a 429), having reserved `tokens`. */
   admitted(tokens: number): void {
     const t = this.now();
-    const second = Math.floor(t / 1_000);
-    const r = this.recent.get(second) ?? { requests: 0, tokens: 0 };
-    r.requests++;
-    r.tokens += tokens;
-    this.recent.set(second, r);
-    for (const s of this.recent.keys()) if (s < second - recentSeconds) this.recent.delete(s);
+    this.recent.add(t, tokens);
     this.periodAdmitted++;
     this.periodTokens += tokens;
     this.grow(t);
@@ -701,33 +728,21 @@ export class LimitLearner {
     this.periodSent = 0;
   }
 
-  /** Requests admitted in the last full second, per minute. */
+  /** Requests admitted in the last second, per minute. */
   private lastSecondPerMinute(t: number): number {
-    return (this.recent.get(Math.floor(t / 1_000) - 1)?.requests ?? 0) * 60;
+    return this.recent.perMinute(t, 1_000).requests;
   }
 
   /**
-   * Requests and tokens admitted per minute just before: over the last two full seconds, or over
-   * the last ten where that was more. A window that a burst of this lane's own filled (slow
-   * start's last doubling, a sliding window's echo of it) refuses calls for a while after: the
-   * rate over the window is the evidence that the 429s are this lane's own doing, not another
-   * client's share.
+   * Requests and tokens admitted per minute just before: over the last two seconds, or over the
+   * last ten where that was more (each over the time admissions were seen, when that is shorter).
+   * A window that a burst of this lane's own filled (slow start's last doubling, a sliding
+   * window's echo of it) refuses calls for a while after: the rate over the window is the
+   * evidence that the 429s are this lane's own doing, not another client's share.
    */
   private admittedPerMinute(t: number): { requests: number; tokens: number } {
-    const second = Math.floor(t / 1_000);
-    const over = (n: number) => {
-      const sum = { requests: 0, tokens: 0 };
-      for (let i = 1; i <= n; i++) {
-        const r = this.recent.get(second - i);
-        if (r) {
-          sum.requests += r.requests;
-          sum.tokens += r.tokens;
-        }
-      }
-      return { requests: (sum.requests * 60) / n, tokens: (sum.tokens * 60) / n };
-    };
-    const short = over(2);
-    const long = over(recentSeconds);
+    const short = this.recent.perMinute(t, 2_000);
+    const long = this.recent.perMinute(t, recentSeconds * 1_000);
     return { requests: Math.max(short.requests, long.requests), tokens: Math.max(short.tokens, long.tokens) };
   }
 
@@ -789,5 +804,59 @@ export class LimitLearner {
     this.periodAdmitted = 0;
     this.periodTokens = 0;
     this.periodSent = 0;
+  }
+}
+
+/**
+ * Admissions (requests, tokens) in 100 ms bins over the last `spanMs`: the rate over any recent
+ * span to a tenth of a second. Whole-second bins counted a lane's first, partial second as a
+ * second of use, and read a lane at its limit two seconds after its start as 0.8 of it.
+ */
+class AdmittedLog {
+  private static readonly binMs = 100;
+  private readonly bins: number;
+  private readonly at: Float64Array;
+  private readonly requests: Float64Array;
+  private readonly tokens: Float64Array;
+  private first = Infinity;
+
+  constructor(spanMs: number) {
+    this.bins = Math.ceil(spanMs / AdmittedLog.binMs) + 1;
+    this.at = new Float64Array(this.bins).fill(-1);
+    this.requests = new Float64Array(this.bins);
+    this.tokens = new Float64Array(this.bins);
+  }
+
+  add(t: number, tokens: number): void {
+    const bin = Math.floor(t / AdmittedLog.binMs);
+    const i = bin % this.bins;
+    if (this.at[i] !== bin) {
+      this.at[i] = bin;
+      this.requests[i] = 0;
+      this.tokens[i] = 0;
+    }
+    this.requests[i]!++;
+    this.tokens[i]! += tokens;
+    this.first = Math.min(this.first, t);
+  }
+
+  /**
+   * Per minute over the last `overMs` of whole tenths of a second (the current one is not over),
+   * or since the first admission when that is later.
+   */
+  perMinute(t: number, overMs: number): { requests: number; tokens: number } {
+    const bin = Math.floor(t / AdmittedLog.binMs);
+    const n = Math.min(this.bins - 1, Math.round(overMs / AdmittedLog.binMs));
+    let requests = 0;
+    let tokens = 0;
+    for (let b = bin - n; b < bin; b++) {
+      const i = ((b % this.bins) + this.bins) % this.bins;
+      if (this.at[i] !== b) continue;
+      requests += this.requests[i]!;
+      tokens += this.tokens[i]!;
+    }
+    const from = Math.max((bin - n) * AdmittedLog.binMs, this.first);
+    const spanMs = Math.max(AdmittedLog.binMs, bin * AdmittedLog.binMs - from);
+    return { requests: (requests * 60_000) / spanMs, tokens: (tokens * 60_000) / spanMs };
   }
 }

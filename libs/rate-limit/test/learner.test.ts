@@ -207,6 +207,35 @@ describe('LimitLearner: what answers and 429s say, on any accounting', () => {
     expect(l.holdMs()).toBe(0);
   });
 
+  // Regression: at a sliding log's edge each answer says a call or two is left and the oldest leaves
+  // in milliseconds; spent by each reset, every call a millisecond early met a 429 (one a window).
+  it("keeps a margin at a sliding log's edge, and none at a fixed window's end", () => {
+    const edge = (moving: boolean) => {
+      const { l, advance } = at();
+      l.learn({ requestsPerMinute: 6_000 }, true); // 100 a second; a 2 s window holds 200
+      const windowEnd = 1_000_000 + 2_000 + 15; // 15 ms after the last answer
+      const answer = (remaining: number) => {
+        advance(10);
+        const s = l.sent(1);
+        l.admitted(1);
+        const resetMs = moving ? 10 : windowEnd - s.at;
+        l.remaining(s, { requests: remaining, resetRequestsMs: resetMs });
+      };
+      for (let i = 0; i < 150; i++) answer(200 - i); // room to spare, room freed as it is used
+      const roomy = l.limits().requestsPerMinute!;
+      for (let i = 0; i < 40; i++) answer(50 + (i % 2)); // holds its level: freed as used
+      for (let i = 0; i < 10; i++) answer(3); // under its margin of 2 calls and 1 % of 200
+      return { roomy, edge: l.limits().requestsPerMinute! };
+    };
+    const sliding = edge(true);
+    expect(sliding.roomy).toBeGreaterThanOrEqual(0.995 * 6_000); // the stated limit
+    expect(sliding.edge).toBeLessThan(0.99 * sliding.roomy);
+    expect(sliding.edge).toBeGreaterThanOrEqual(0.9 * sliding.roomy);
+    // A fixed window's reset stays put: its last call goes at the ceiling (what is left is spent).
+    const fixed = edge(false);
+    expect(fixed.edge).toBe(sliding.roomy);
+  });
+
   // Regression: slow start's last doubling filled a sliding window; the 429s its echo brought a
   // window later cut the share to 0.95 of the little admitted in the last 2 s, and the share came
   // back 1.1 × per 10 s: 0.23 of the limit over the run.

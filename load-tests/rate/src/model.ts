@@ -18,8 +18,26 @@ import { LimitLearner } from '@sluice/rate-limit';
 import { matrixAccountings, matrixHeaders, matrixScenarios } from './workloads.js';
 
 const { values: args } = parseArgs({
-  options: { json: { type: 'string' }, only: { type: 'string' }, trace: { type: 'boolean', default: false } },
+  options: {
+    json: { type: 'string' },
+    only: { type: 'string' },
+    trace: { type: 'boolean', default: false },
+    'jitter-ms': { type: 'string', default: '4' },
+  },
 });
+/** Each call reaches the provider 0 to this many ms after its grant (the event loop, the socket). */
+const jitterMs = Number(args['jitter-ms']);
+
+/** A seeded generator, so that a row is the same run after run. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x ^= x + Math.imul(x ^ (x >>> 7), 61 | x);
+    return ((x ^ (x >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
 
 type Headers = (typeof matrixHeaders)[number]['name'];
 
@@ -42,6 +60,8 @@ function run(accounting: Accounting, windowMs: number, scenario: string, headers
   let tat = 0;
   let lastInterval = 0;
   const due: Array<{ at: number; answer: () => void }> = [];
+  const rnd = random(7);
+  const arriving: Array<{ at: number; stamp: ReturnType<LimitLearner['sent']>; settled: boolean }> = [];
   for (; t < runMs; t++) {
     if (t === runMs / 2 && scenario === 'halved') provider.setLimit(t, rpm0 / 2, windowMs);
     if (t === runMs / 2 && scenario === 'doubled') provider.setLimit(t, rpm0 * 2, windowMs);
@@ -49,6 +69,44 @@ function run(accounting: Accounting, windowMs: number, scenario: string, headers
     flowAt = t;
     due.sort((a, b) => a.at - b.at);
     while (due.length > 0 && due[0]!.at <= t) due.shift()!.answer();
+    while (arriving.length > 0 && arriving[0]!.at <= t) {
+      const { stamp, settled } = arriving.shift()!;
+      const d = provider.take(t, 1);
+      const limit = provider.limitPerMinute;
+      if (d.allowed) {
+        if (settled) admitted++;
+        due.push({
+          at: t + latencyMs,
+          answer: () => {
+            learner.admitted(1);
+            if (headers !== '429-only')
+              learner.remaining(stamp, {
+                requests: d.remaining,
+                resetRequestsMs: headers === 'full' ? d.resetMs : undefined,
+              });
+            if (headers === 'full') learner.learn({ requestsPerMinute: limit }, true);
+          },
+        });
+      } else {
+        rejected++;
+        if (args.trace)
+          console.log(`${t} ms: 429 (retry after ${d.retryAfterMs} ms) at ${learner.limits().requestsPerMinute}/min`);
+        due.push({
+          at: t + 5,
+          answer: () => {
+            // OpenAI's 429 message states the limit whatever the headers.
+            learner.learn({ requestsPerMinute: limit }, false);
+            learner.rateLimited(1, d.retryAfterMs);
+            if (headers !== '429-only')
+              learner.remaining(stamp, {
+                requests: d.remaining,
+                resetRequestsMs: headers === 'full' ? d.resetMs : undefined,
+              });
+            pausedUntil = Math.max(pausedUntil, t + d.retryAfterMs);
+          },
+        });
+      }
+    }
     const interval = 60_000 / Math.max(1, learner.limits().requestsPerMinute ?? 60);
     if (args.trace && t % 500 === 0)
       console.log(
@@ -74,41 +132,8 @@ function run(accounting: Accounting, windowMs: number, scenario: string, headers
     tat = Math.max(tat, t) + interval;
     sent++;
     const stamp = learner.sent(1, { requests: sent, tokens: sent });
-    const d = provider.take(t, 1);
-    const limit = provider.limitPerMinute;
-    if (d.allowed) {
-      if (settled) admitted++;
-      due.push({
-        at: t + latencyMs,
-        answer: () => {
-          learner.admitted(1);
-          if (headers !== '429-only')
-            learner.remaining(stamp, {
-              requests: d.remaining,
-              resetRequestsMs: headers === 'full' ? d.resetMs : undefined,
-            });
-          if (headers === 'full') learner.learn({ requestsPerMinute: limit }, true);
-        },
-      });
-    } else {
-      rejected++;
-      if (args.trace)
-        console.log(`${t} ms: 429 (retry after ${d.retryAfterMs} ms) at ${Math.round(60_000 / interval)}/min`);
-      due.push({
-        at: t + 5,
-        answer: () => {
-          // OpenAI's 429 message states the limit whatever the headers.
-          learner.learn({ requestsPerMinute: limit }, false);
-          learner.rateLimited(1, d.retryAfterMs);
-          if (headers !== '429-only')
-            learner.remaining(stamp, {
-              requests: d.remaining,
-              resetRequestsMs: headers === 'full' ? d.resetMs : undefined,
-            });
-          pausedUntil = Math.max(pausedUntil, t + d.retryAfterMs);
-        },
-      });
-    }
+    arriving.push({ at: t + Math.floor(rnd() * (jitterMs + 1)), stamp, settled });
+    arriving.sort((a, b) => a.at - b.at);
   }
   return {
     utilization: Math.round((admitted / sustainable) * 1_000) / 1_000,

@@ -105,13 +105,15 @@ describe('rate control under window accountings (real Kafka and Redis, simulated
     expect(r.rejected).toBeLessThanOrEqual(5);
   });
 
-  // A sliding log of 2 s reaches 0.69-0.78 of its limit here (0.91 over 10 s windows in
-  // bench:rate): short of the goal, but calls never stop (the margin is for a loaded machine).
-  it('a sliding log stated in OpenAI headers: calls go on, at 0.6 of the limit or more', async () => {
+  // Regressions: each 429 at the window's edge was waited out for the header's whole second (the
+  // message's "try again in 20ms" is the wait), and the rate just before it, read in whole
+  // seconds, took the lane's own window for another client's share (0.69-0.78 of the limit, a
+  // 429 a window). A sliding log of 2 s now runs at 0.97 of it here, with slow start's one 429.
+  it('a sliding log stated in OpenAI headers: calls go on at the limit, with a margin and few 429s', async () => {
     const r = await run('sk-sliding', 1_000);
-    expect(r.perSecond).toBeGreaterThanOrEqual(0.6 * 50);
-    expect(r.longestGapMs).toBeLessThan(2_000);
-    expect(r.rejected).toBeLessThanOrEqual(20);
+    expect(r.perSecond).toBeGreaterThanOrEqual(0.85 * 50);
+    expect(r.longestGapMs).toBeLessThan(1_000);
+    expect(r.rejected).toBeLessThanOrEqual(4);
   });
 
   it('a fixed window stated in the IETF RateLimit-Policy and RateLimit fields: at the limit', async () => {
