@@ -33,6 +33,17 @@ function rssMb(pid: number): number {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc; 0 once it is gone. */
+function cpuSeconds(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const rest = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100; // clock ticks of 10 ms (USER_HZ)
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * Sluice's four roles as separate processes, as in production, so that any one can be killed with
  * SIGKILL and started again. Peak RSS is sampled per role across restarts.
@@ -162,6 +173,18 @@ export class Cluster {
     await this.kill(role);
     this.restarts[role]++;
     await this.start(role, extra);
+  }
+
+  /** CPU seconds the role's current process has used since it started. */
+  cpuSeconds(role: Role): number {
+    const pid = this.procs.get(role)?.pid;
+    return pid ? cpuSeconds(pid) : 0;
+  }
+
+  /** Resident set size of the role's current process now, in MB. */
+  rssMb(role: Role): number {
+    const pid = this.procs.get(role)?.pid;
+    return pid ? rssMb(pid) : 0;
   }
 
   /** Whether the role's process is running (a crash point may have killed it). */

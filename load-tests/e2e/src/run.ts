@@ -1,0 +1,276 @@
+/**
+ * npm run bench:e2e -- [--quick] [--prompts N] [--jobs N] [--latency zero|real] [--json FILE]
+ *
+ * The whole pipeline on the local stack with a realistic backfill: each role (ingest API,
+ * dispatcher, delay, sink) its own process as in production, the provider simulator unlimited,
+ * answering at once (`--latency zero`: an infinitely fast provider, the pipeline's own ceiling)
+ * or as a real model does (`--latency real`: about 1 s at the median, a heavy tail). Prompts as
+ * users send them (see workload.ts: median 1.5 KB, p99 16 KB, a few near the 1 MiB line limit,
+ * 50-2,000 tokens asked for), over several jobs of two tenants uploaded at once.
+ *
+ * It measures, from the first byte uploaded to the last job's announcement on Pub/Sub: prompts/s
+ * end to end; the upload's MB/s; the first result's delay after the uploads end; CPU per call of
+ * the dispatcher and records per CPU second of the sink (from /proc); each role's peak RSS; and
+ * what a user checks: every prompt has exactly one result or error line in GCS (lost 0,
+ * duplicates 0) and each job is announced once. Prints the figures and writes JSON.
+ *
+ * Needs the local stack (npm run stack:up). Loopback only; stops by itself.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { PubSub, type Message } from '@google-cloud/pubsub';
+import { createGcsObjectStore, readCommittedParts } from '@sluice/object-store';
+import { startProviderSim, type LatencyModel } from '@sluice/provider-sim';
+import { freePort, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
+import { check, type OutputLine } from '../../chaos/src/checker.js';
+import { Cluster, type Role } from '../../chaos/src/cluster.js';
+import { defaultShape, quantile, rows, type RowStats } from './workload.js';
+
+const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    prompts: { type: 'string' },
+    jobs: { type: 'string', default: '4' },
+    latency: { type: 'string', default: 'zero' },
+    json: { type: 'string' },
+  },
+});
+const prompts = Number(args.prompts ?? (args.quick ? 20_000 : 1_000_000));
+const jobs = Math.max(1, Number(args.jobs));
+if (!(prompts >= jobs)) throw new Error(`--prompts ${args.prompts} must be at least --jobs ${jobs}`);
+if (args.latency !== 'zero' && args.latency !== 'real') throw new Error('--latency is zero or real');
+const jsonFile = args.json ?? join(root, 'load-tests/results', `e2e-${args.latency}${args.quick ? '-quick' : ''}.json`);
+
+process.env['METADATA_SERVER_DETECTION'] = 'none';
+const envFile = join(root, '.sluice', 'stack.env');
+if (!process.env['SLUICE_KAFKA_BROKERS'] && existsSync(envFile))
+  Object.assign(process.env, parseEnvFile(readFileSync(envFile, 'utf8')));
+const s = stackSettings();
+
+const latency: Partial<LatencyModel> =
+  args.latency === 'zero'
+    ? { baseMs: 0, perTokenMs: 0, sigma: 0 }
+    : // About 1 s at the median for completions of a few hundred tokens; 2 % ten times slower.
+      { baseMs: 500, perTokenMs: 1, sigma: 0.5, tailProbability: 0.02, tailMultiplier: 10 };
+const sim = await startProviderSim({ config: { seed: 3, keys: {} } });
+const id = randomBytes(4).toString('hex');
+const lane = `e2e${id}`;
+const simKey = `sk-e2e-${id}`;
+sim.sim.setKey(simKey, { dialect: 'openai', limits: {}, latency });
+const tenants = ['e2e-a', 'e2e-b'].map((t) => ({ tenant: `${t}-${id}`, apiKey: `sk-${t}-${id}` }));
+const bucket = `e2e-${id}`;
+const topic = `e2e-finished-${id}`;
+const store = createGcsObjectStore({ bucket, apiEndpoint: s.gcsEndpoint, projectId: s.pubsubProject });
+await store.ensureBucket();
+const pubsub = new PubSub({ projectId: s.pubsubProject, apiEndpoint: s.pubsubEmulatorHost, emulatorMode: true });
+const [t] = await pubsub.createTopic(topic);
+const [sub] = await t.createSubscription(`${topic}-bench`);
+const announced: string[] = [];
+let lastAnnouncedAt = 0;
+sub.on('message', (m: Message) => {
+  announced.push(m.attributes['jobId'] ?? '');
+  lastAnnouncedAt = performance.now();
+  m.ack();
+});
+
+const port = await freePort(24_500, 26_000);
+const api = `http://127.0.0.1:${port}`;
+const env: Record<string, string> = {
+  SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
+  SLUICE_REDIS_URL: s.redisUrl,
+  SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
+  SLUICE_GCS_ENDPOINT: s.gcsEndpoint,
+  PUBSUB_EMULATOR_HOST: s.pubsubEmulatorHost,
+  SLUICE_PUBSUB_PROJECT: s.pubsubProject,
+  SLUICE_API_KEYS: tenants.map((x) => `${x.tenant}:${createHash('sha256').update(x.apiKey).digest('hex')}`).join(','),
+  SLUICE_MODELS: JSON.stringify({ [lane]: ['gpt-4o-mini'] }),
+  SLUICE_INGEST_PORT: String(port),
+  SLUICE_PROVIDER: 'openai',
+  SLUICE_LANE: lane,
+  SLUICE_PROVIDER_API_KEY: simKey,
+  SLUICE_PROVIDER_KEY_ID: simKey,
+  SLUICE_PROVIDER_BASE_URL: `${sim.url}/v1`,
+  // Calls in flight: at about 1 s each, 2,000 prompts/s needs about 2,000 of them.
+  SLUICE_DISPATCH_CONCURRENCY: args.latency === 'zero' ? '512' : '4096',
+  SLUICE_RESULTS_BUCKET: bucket,
+  SLUICE_PUBSUB_TOPIC: topic,
+  SLUICE_SINK_TENANTS: tenants.map((x) => x.tenant).join(','),
+  LOG_LEVEL: 'warn',
+};
+const log = (line: string) => console.log(line);
+const roles: Role[] = ['ingest', 'dispatcher', 'delay', 'sink'];
+const cluster = new Cluster(env, api, log);
+for (const role of ['sink', 'delay', 'dispatcher', 'ingest'] as const) await cluster.start(role);
+await new Promise((r) => setTimeout(r, 3_000)); // the consumer groups join before the clock starts
+
+const ledger = new Map<string, number>();
+const owner = new Map<string, (typeof tenants)[number]>();
+const stats: RowStats = { rows: 0, bytes: 0, largestPromptBytes: 0, promptBytes: [] };
+const cpuAtStart = Object.fromEntries(roles.map((r) => [r, cluster.cpuSeconds(r)])) as Record<Role, number>;
+const started = performance.now();
+const seconds = (at: number) => Math.round((at - started) / 100) / 10;
+
+async function upload(job: number, n: number): Promise<void> {
+  const who = tenants[job % tenants.length]!;
+  const headers = { authorization: `Bearer ${who.apiKey}`, 'content-type': 'application/json' };
+  const res = await fetch(`${api}/v1/jobs`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ provider: lane, model: 'gpt-4o-mini' }),
+  });
+  if (res.status !== 201) throw new Error(`create job: ${res.status} ${await res.text()}`);
+  const jobId = ((await res.json()) as { id: string }).id;
+  ledger.set(jobId, n);
+  owner.set(jobId, who);
+  // Job 0 carries a few rows near the line limit (one per 100,000 rows, at least one).
+  const shape = { ...defaultShape, hugeRows: job === 0 ? Math.max(1, Math.round(prompts / 100_000)) : 0 };
+  const answer = await new Promise<{ status: number; body: string }>((ok, fail) => {
+    const req = request(
+      `${api}/v1/jobs/${jobId}/input`,
+      { method: 'PUT', headers: { ...headers, 'content-type': 'application/jsonl' } },
+      (r) => {
+        let body = '';
+        r.on('data', (d: Buffer) => (body += d.toString()));
+        r.on('end', () => ok({ status: r.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', fail);
+    rows(job, n, shape, stats).pipe(req);
+  });
+  if (answer.status !== 200) throw new Error(`upload of job ${job}: ${answer.status} ${answer.body.slice(0, 500)}`);
+  const summary = JSON.parse(answer.body) as { accepted: number; total: number };
+  if (summary.accepted !== n) throw new Error(`job ${job}: ${summary.accepted} of ${n} rows accepted: ${answer.body}`);
+}
+
+let written = 0;
+async function poll(): Promise<number> {
+  let n = 0;
+  for (const [jobId, who] of owner) {
+    const r = await fetch(`${api}/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${who.apiKey}` } }).catch(
+      () => undefined,
+    );
+    if (!r?.ok) return written;
+    const j = (await r.json()) as { counts: { succeeded: number; failed: number } };
+    n += j.counts.succeeded + j.counts.failed;
+  }
+  return (written = n);
+}
+
+let firstResultAt: number | undefined;
+let lastCalls = 0;
+let lastTick = started;
+const ticker = setInterval(() => {
+  void poll().then((n) => {
+    if (n > 0 && firstResultAt === undefined) firstResultAt = performance.now();
+  });
+}, 250);
+const progress = setInterval(() => {
+  const now = performance.now();
+  const calls = sim.sim.ledger.stats().find((k) => k.key === simKey)?.requests ?? 0;
+  const cpu = roles.map((r) => `${r} ${Math.round(cluster.rssMb(r))} MB`).join(', ');
+  log(
+    `  ${seconds(now)} s: written ${written}/${prompts}, ${Math.round(((calls - lastCalls) * 1_000) / (now - lastTick))} calls/s; RSS ${cpu}`,
+  );
+  lastCalls = calls;
+  lastTick = now;
+}, 5_000);
+
+log(
+  `bench:e2e: ${prompts} prompts in ${jobs} jobs of ${tenants.length} tenants, provider latency ${args.latency}, every role its own process`,
+);
+const per = Math.floor(prompts / jobs);
+await Promise.all(Array.from({ length: jobs }, (_, j) => upload(j, j === jobs - 1 ? prompts - per * (jobs - 1) : per)));
+const uploadedAt = performance.now();
+log(`  uploaded ${(stats.bytes / 1024 / 1024).toFixed(1)} MB in ${seconds(uploadedAt)} s`);
+let error: string | null = null;
+await waitFor(
+  'every job announced',
+  () => ([...ledger.keys()].every((j) => announced.includes(j)) ? true : undefined),
+  {
+    timeoutMs: Math.max(600_000, prompts * 5),
+    intervalMs: 250,
+  },
+).catch((err: Error) => (error = err.message));
+const endAt = lastAnnouncedAt || performance.now();
+const cpu = Object.fromEntries(roles.map((r) => [r, cluster.cpuSeconds(r) - cpuAtStart[r]])) as Record<Role, number>;
+await new Promise((r) => setTimeout(r, 2_000)); // a second announcement would come now
+clearInterval(ticker);
+clearInterval(progress);
+const calls = sim.sim.ledger.stats().find((k) => k.key === simKey)?.requests ?? 0;
+await cluster.stop();
+
+const outputs: OutputLine[] = [];
+for (const jobId of ledger.keys()) {
+  for (const part of await readCommittedParts(store, '', jobId)) {
+    for (const [kind, file] of [
+      ['result', part.results],
+      ['error', part.errors],
+    ] as const) {
+      if (!file) continue;
+      const text = (await store.get(file.name))?.toString() ?? '';
+      for (const l of text.split('\n')) if (l) outputs.push({ id: (JSON.parse(l) as { id: string }).id, kind });
+    }
+  }
+}
+const verdict = check({ submitted: ledger, outputs, announcements: announced });
+const errors = outputs.filter((o) => o.kind === 'error').length;
+await sub.close();
+await sub.delete().catch(() => undefined);
+await t.delete().catch(() => undefined);
+await pubsub.close();
+await sim.close();
+
+const wallS = (endAt - started) / 1_000;
+const result = {
+  benchmark: 'e2e',
+  date: new Date().toISOString(),
+  node: process.version,
+  processes: 'one per role',
+  latency: args.latency,
+  prompts,
+  jobs,
+  tenants: tenants.length,
+  uploadMegabytes: Number((stats.bytes / 1024 / 1024).toFixed(1)),
+  promptBytes: {
+    median: quantile(stats.promptBytes, 0.5),
+    p99: quantile(stats.promptBytes, 0.99),
+    largest: stats.largestPromptBytes,
+  },
+  seconds: Number(wallS.toFixed(1)),
+  promptsPerSecond: Math.round(prompts / wallS),
+  uploadSeconds: seconds(uploadedAt),
+  uploadMegabytesPerSecond: Number((stats.bytes / 1024 / 1024 / ((uploadedAt - started) / 1_000)).toFixed(1)),
+  firstResultSeconds: firstResultAt === undefined ? null : seconds(firstResultAt),
+  calls,
+  cpuSeconds: Object.fromEntries(roles.map((r) => [r, Number(cpu[r].toFixed(1))])),
+  dispatcherCpuMsPerCall: Number(((cpu.dispatcher * 1_000) / Math.max(1, calls)).toFixed(3)),
+  sinkRecordsPerCpuSecond: Math.round(prompts / Math.max(0.01, cpu.sink)),
+  ingestMegabytesPerCpuSecond: Number((stats.bytes / 1024 / 1024 / Math.max(0.01, cpu.ingest)).toFixed(1)),
+  peakRssMb: Object.fromEntries(roles.map((r) => [r, Math.round(cluster.peakRssMb[r])])),
+  delivered: verdict.delivered,
+  errorLines: errors,
+  lost: verdict.lost,
+  duplicates: verdict.duplicates,
+  announcementsPerJob: Object.values(verdict.announcementsPerJob),
+  ok: verdict.ok && error === null,
+  error,
+};
+log(
+  `\n${prompts} prompts (${result.uploadMegabytes} MB, median ${result.promptBytes.median} B, p99 ${result.promptBytes.p99} B, ` +
+    `largest ${result.promptBytes.largest} B) in ${result.seconds} s: ${result.promptsPerSecond} prompts/s end to end\n` +
+    `  upload ${result.uploadSeconds} s (${result.uploadMegabytesPerSecond} MB/s); first result ${result.firstResultSeconds} s after the first byte\n` +
+    `  CPU s: ${roles.map((r) => `${r} ${result.cpuSeconds[r]}`).join(', ')}; dispatcher ${result.dispatcherCpuMsPerCall} ms per call (${calls} calls); ` +
+    `sink ${result.sinkRecordsPerCpuSecond} records per CPU s; ingest ${result.ingestMegabytesPerCpuSecond} MB per CPU s\n` +
+    `  peak RSS MB: ${roles.map((r) => `${r} ${result.peakRssMb[r]}`).join(', ')}\n` +
+    `  delivered ${verdict.delivered} (${errors} as errors), lost ${verdict.lost}, duplicates ${verdict.duplicates}, announcements per job ${result.announcementsPerJob.join('/')}` +
+    (error ? `\n  ${error}` : ''),
+);
+mkdirSync(dirname(jsonFile), { recursive: true });
+writeFileSync(jsonFile, `${JSON.stringify(result, null, 2)}\n`);
+log(`written ${jsonFile}`);
+process.exit(result.ok ? 0 : 1);
