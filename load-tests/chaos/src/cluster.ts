@@ -136,7 +136,10 @@ export class Cluster {
   }
 
   private spawn(role: Role, extra: Record<string, string>): ChildProcess {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, entry[role])], {
+    // SLUICE_BENCH_PROFILE=role:DIR writes that role's CPU profile to DIR when it exits.
+    const [profiled, profileDir] = (process.env['SLUICE_BENCH_PROFILE'] ?? '').split(':');
+    const prof = profiled === role && profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+    const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(root, entry[role])], {
       cwd: root,
       env: { ...process.env, ...this.env, ...extra },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,12 +2,11 @@ import { heldBackKey } from '@sluice/job-store';
 import type { Redis } from 'ioredis';
 import {
   replaceHungConsumer,
-  sendUntilWritten,
+  GatheringSender,
   watchConsumer,
   type Consumer,
   type Logger,
   type Producer,
-  type ProducerRecord,
   type SluiceKafka,
 } from '@sluice/kafka';
 import { ProviderError, type ChatResult, type ProviderAdapter, type RateHeaders } from '@sluice/providers';
@@ -134,6 +133,9 @@ export class Dispatcher {
   /** Lane consumers replaced after a hang. */
   consumerReplacements = 0;
   private readonly producer: Producer;
+  /** Outcomes and delayed prompts, gathered into a produce request per couple of milliseconds. */
+  private readonly outcomes: GatheringSender;
+  private readonly delayed: GatheringSender;
   private trackers = new Map<number, OffsetTracker>();
   /** Group joins so far (1 after start; more means rebalances). */
   joins = 0;
@@ -201,6 +203,9 @@ export class Dispatcher {
     if (keys.length === 0) throw new Error('a dispatcher needs an API key: give adapter and keyId, or keys');
     this.keys = keys.map((k) => ({ ...k, parkedUntil: 0 }));
     this.producer = options.kafka.producer();
+    const running = () => !this.stopping;
+    this.outcomes = new GatheringSender(this.producer, { running, log: options.log, what: 'outcome' });
+    this.delayed = new GatheringSender(this.producer, { running, log: options.log, what: 'delayed prompt' });
     // A slot is held for the call, the outcome's produce (a few ms) and, once freed, until the next
     // fetch of its paused partition brings a prompt (up to the fetch wait).
     this.inFlightCap = new InFlightCap({
@@ -882,40 +887,24 @@ export class Dispatcher {
       attemptHistory: task.history,
       completedAt: now(),
     };
-    await this.send('outcome', {
-      topic: `sluice.results.${r.jobId}`,
-      acks: -1,
-      messages: [{ key: r.jobId, value: this.o.codecs.promptOutcome.encodeSync(outcome) }],
+    await this.outcomes.send(`sluice.results.${r.jobId}`, {
+      key: r.jobId,
+      value: this.o.codecs.promptOutcome.encodeSync(outcome),
     });
   }
 
   private async delay(task: Task, attempt: number, waitMs: number): Promise<void> {
     const next: PromptRequest = { ...task.request, attempt };
-    await this.send('delayed prompt', {
-      topic: tierFor(waitMs),
-      acks: -1,
-      messages: [
-        {
-          key: task.request.jobId,
-          value: this.o.codecs.promptRequest.encodeSync(next),
-          headers: {
-            [headers.dueAt]: String(now() + waitMs),
-            [headers.lane]: this.lane,
-            [headers.lanePartition]: String(task.partition),
-            [headers.attempts]: JSON.stringify(task.history),
-          },
-        },
-      ],
+    await this.delayed.send(tierFor(waitMs), {
+      key: task.request.jobId,
+      value: this.o.codecs.promptRequest.encodeSync(next),
+      headers: {
+        [headers.dueAt]: String(now() + waitMs),
+        [headers.lane]: this.lane,
+        [headers.lanePartition]: String(task.partition),
+        [headers.attempts]: JSON.stringify(task.history),
+      },
     });
-  }
-
-  /**
-   * Writes an outcome or a delayed prompt, retrying until it is written: a prompt whose write was
-   * given up would hold its partition's commit back and never be read again until a rebalance.
-   * Once stopping, the error goes up and the uncommitted prompt is the next owner's.
-   */
-  private send(what: string, record: ProducerRecord): Promise<void> {
-    return sendUntilWritten(this.producer, record, { running: () => !this.stopping, log: this.o.log, what });
   }
 
   /**
