@@ -157,6 +157,7 @@ async function demo(args: string[]): Promise<void> {
     for (const e of upload.errors.slice(0, 10)) console.log(`    line ${e.line}: ${e.code} ${e.message}`);
 
     const started = Date.now();
+    let firstResultAt: number | undefined;
     const tty = process.stdout.isTTY;
     let lastPrint = 0;
     for (;;) {
@@ -166,6 +167,7 @@ async function demo(args: string[]): Promise<void> {
         counts: { total: number; succeeded: number; failed: number };
       };
       const done = view.counts.succeeded + view.counts.failed;
+      if (view.counts.succeeded > 0) firstResultAt ??= Date.now();
       const secs = (Date.now() - started) / 1_000;
       if (tty || Date.now() - lastPrint > 2_000 || view.finalizedAt) {
         const line = `  ${fmt(done)} / ${fmt(view.counts.total)} done: ${fmt(view.counts.succeeded)} ok, ${fmt(view.counts.failed)} failed, ${Math.round(done / Math.max(secs, 0.001))}/s`;
@@ -174,7 +176,7 @@ async function demo(args: string[]): Promise<void> {
       }
       if (view.finalizedAt && announced.some((m) => m.attributes['jobId'] === job.id)) break;
       if (secs > 600) throw new Error(`job ${job.id} did not finish within 10 minutes (it is ${view.status})`);
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, firstResultAt === undefined ? 50 : 300));
     }
     if (tty) process.stdout.write('\n');
     const message = announced.find((m) => m.attributes['jobId'] === job.id)!;
@@ -196,6 +198,22 @@ async function demo(args: string[]): Promise<void> {
         `${fmt(manifest.tokens.total)} tokens, ~$${(manifest.estimatedCostUsd ?? 0).toFixed(4)} at list prices${sim ? ' (simulated: nothing was spent)' : ''}, ` +
         `${(manifest.timings.durationMs / 1_000).toFixed(1)} s`,
     );
+    if (sim) {
+      // The provider's side: how fast the job's calls went once they started, against the key's
+      // limit (30,000 a minute: 500 a second).
+      const calls = sim.sim.ledger.since(0).filter((r) => r.key === 'sk-demo' && r.outcome === 'admitted');
+      if (calls.length > 20) {
+        // The pace over the first 95 % of the calls: the last ones are retries of the simulator's
+        // 1 % of 500s, which come back through the delay topics a second or more later.
+        const k = Math.floor(0.95 * calls.length);
+        const perS = k / ((calls[k]!.t - calls[0]!.t) / 1_000);
+        const spanS = (calls[calls.length - 1]!.t - calls[0]!.t) / 1_000;
+        console.log(
+          `  calls: ${Math.round(perS)}/s once started (${(perS / 500).toFixed(2)} of the key's 500/s) over the first 95 %, ` +
+            `all ${fmt(calls.length)} in ${spanS.toFixed(1)} s; the first result seen ${(((firstResultAt ?? NaN) - started) / 1_000).toFixed(1)} s after the upload ended`,
+        );
+      }
+    }
     console.log(`  manifest: ${a.manifestUri}`);
     for (const f of results.files) console.log(`  ${f.kind.padEnd(7)} ${f.uri}  (${fmt(f.records)} records)`);
     console.log(`\nfetch them through the API while sluice dev runs:`);
