@@ -138,6 +138,8 @@ export class LimitLearner {
    */
   private readonly resetSeen: { requests?: { at: number; until: number }; tokens?: { at: number; until: number } } = {};
   private readonly resetMoves = { requests: false, tokens: false };
+  /** What remained at most when a 429's body stated the limit, or when raisedBeyond() raised it. */
+  private readonly raiseBase = { requests: 0, tokens: 0 };
   private newestSent = { requests: 0, tokens: 0 };
   /**
    * The room freed between the two newest answers, per minute: where calls are too sparse for a
@@ -504,6 +506,11 @@ export class LimitLearner {
     if (moved(stated.tokensPerMinute, this.stated.tokensPerMinute)) this.refill.tokens.forget();
     if (stated.requestsPerMinute !== undefined) this.stated.requestsPerMinute = stated.requestsPerMinute;
     if (stated.tokensPerMinute !== undefined) this.stated.tokensPerMinute = stated.tokensPerMinute;
+    if (!inAnswer) {
+      // What remained at most when a 429 stated the limit: more than that later is a raised one.
+      if (stated.requestsPerMinute !== undefined) this.raiseBase.requests = this.fullest.requests;
+      if (stated.tokensPerMinute !== undefined) this.raiseBase.tokens = this.fullest.tokens;
+    }
     if (raised) {
       // A probe found the new limit: pace at it, and probe again soon.
       this.above = 1;
@@ -644,7 +651,10 @@ export class LimitLearner {
    */
   private raisedBeyond(dim: 'requests' | 'tokens', remaining: number | undefined): void {
     const t = this.now();
-    const fullest = this.fullest[dim];
+    // Against what remained at most when the limit was stated (or last raised here), not the most
+    // seen since: a bucket whose limit doubled fills up gradually, its fullest rising with it,
+    // and was never a quarter above it (a doubled limit held at the old one for the whole run).
+    const fullest = this.raiseBase[dim] || this.fullest[dim];
     const key = dim === 'requests' ? 'requestsPerMinute' : 'tokensPerMinute';
     const stated = this.stated[key];
     if (
@@ -657,6 +667,7 @@ export class LimitLearner {
     )
       return;
     this.stated[key] = Math.floor((stated * (remaining + 1)) / (fullest + 1));
+    this.raiseBase[dim] = remaining;
     this.refill[dim].forget();
     this.above = 1;
     this.probeWaitMs = this.cleanMs;

@@ -283,4 +283,30 @@ describe('LimitLearner: what answers and 429s say, on any accounting', () => {
     l.remaining(s, { requests: 799 });
     expect(l.limits().requestsPerMinute).toBeGreaterThanOrEqual(4_700);
   });
+
+  // Regression: a bucket whose limit doubled fills up gradually under the old pace, its fullest
+  // rising with what remains, so no answer was ever a quarter above the fullest before it: the
+  // lane stayed at the old limit for the whole run (0.50 of the new one).
+  it('a bucket that keeps filling above what it held when a 429 stated its limit is a raised limit', () => {
+    const { l, advance } = at();
+    let n = 0;
+    let remaining = 400; // a bucket of 10 s at 2,400 a minute, full
+    const answer = () => {
+      advance(25);
+      const s = l.sent(1, { requests: ++n, tokens: n });
+      l.admitted(1);
+      l.remaining(s, { requests: Math.floor(remaining) });
+    };
+    for (let i = 0; i < 40; i++) answer();
+    l.learn({ requestsPerMinute: 2_400 }); // a 429's body
+    for (let i = 0; i < 480; i++) answer(); // 12 s at the limit: the bucket stays where it is
+    expect(l.limits().requestsPerMinute).toBeLessThan(3_000);
+    // The limit doubles (4,800 a minute, a bucket of 800): at 40 calls a second against a refill
+    // of 80, it fills by a call each 25 ms.
+    for (let i = 0; i < 200 && l.limits().requestsPerMinute! < 2_900; i++) {
+      remaining = Math.min(800, remaining + 1);
+      answer();
+    }
+    expect(l.limits().requestsPerMinute).toBeGreaterThanOrEqual(2_900);
+  });
 });
