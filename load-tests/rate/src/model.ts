@@ -43,7 +43,7 @@ type Headers = (typeof matrixHeaders)[number]['name'];
 
 function run(accounting: Accounting, windowMs: number, scenario: string, headers: Headers) {
   const rpm0 = 2_400;
-  const runMs = 30_000;
+  const runMs = 40_000;
   const latencyMs = 80;
   const burstMs = 250;
   const other = scenario === 'other-half' ? 0.5 : 0;
