@@ -96,7 +96,7 @@ const env: Record<string, string> = {
   SLUICE_PROVIDER_KEY_ID: simKey,
   SLUICE_PROVIDER_BASE_URL: `${sim.url}/v1`,
   // Calls in flight: at about 1 s each, 2,000 prompts/s needs about 2,000 of them.
-  SLUICE_DISPATCH_CONCURRENCY: args.latency === 'zero' ? '512' : '4096',
+  SLUICE_DISPATCH_CONCURRENCY: '4096',
   SLUICE_RESULTS_BUCKET: bucket,
   SLUICE_PUBSUB_TOPIC: topic,
   SLUICE_SINK_TENANTS: tenants.map((x) => x.tenant).join(','),

@@ -184,7 +184,7 @@ export class Dispatcher {
 
   constructor(options: DispatcherOptions) {
     this.o = {
-      concurrency: 512,
+      concurrency: 2_048,
       callTimeoutMs: 60_000,
       maxAttempts: 6,
       defaultMaxTokens: 1_024,

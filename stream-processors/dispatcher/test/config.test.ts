@@ -18,7 +18,7 @@ describe('dispatcher config', () => {
     expect(c.keys).toEqual([{ keyId: 'openai-default', apiKey: base.SLUICE_PROVIDER_API_KEY, baseUrl: undefined }]);
     expect(c).toMatchObject({
       provider: 'openai',
-      concurrency: 512,
+      concurrency: 2_048,
       maxAttempts: 6,
       callTimeoutMs: 60_000,
       tokenizer: 'o200k_base',
