@@ -1,15 +1,18 @@
-// sluice dev | sluice demo: Sluice on a laptop, on the local stack.
+// sluice dev | sluice demo | sluice lag: Sluice on a laptop, on the local stack.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PubSub, type Message } from '@google-cloud/pubsub';
 import { pino } from 'pino';
+import { Redis } from 'ioredis';
+import { createKafka } from '@sluice/kafka';
 import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
 import { parseEnvFile } from '@sluice/testing';
 import { envFile, repoRoot } from '../stack/paths.js';
 import { stackUp } from '../stack/stack.js';
 import { startDev, type DevLane } from './dev.js';
+import { formatLag, lagReport } from './lag.js';
 
 const usage = `usage:
   sluice dev  [--provider sim|openai] [--port 8080]
@@ -17,6 +20,10 @@ const usage = `usage:
   sluice demo [--provider sim|openai] [--rows N] [--input FILE.jsonl]
       starts the stack if needed, the provider simulator and sluice dev, submits the bundled
       example (3,000 headlines, 7 bad rows), shows progress and prints where the results are
+  sluice lag  [--json]
+      per consumer group of Sluice and topic, how far its committed offsets are behind the log's
+      end; per unfinished job, the prompts waiting for an outcome (the stack's settings, or
+      SLUICE_KAFKA_BROKERS and SLUICE_REDIS_URL)
 
   --provider sim     the provider simulator (default): no key, no cost
   --provider openai  OpenAI itself, with OPENAI_API_KEY (the demo sends at most --rows prompts, default 50)
@@ -223,8 +230,28 @@ async function demo(args: string[]): Promise<void> {
   }
 }
 
+async function lag(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false } } });
+  const env = { ...(existsSync(envFile) ? parseEnvFile(readFileSync(envFile, 'utf8')) : {}), ...process.env };
+  const brokers = env['SLUICE_KAFKA_BROKERS'];
+  const redisUrl = env['SLUICE_REDIS_URL'];
+  if (!brokers || !redisUrl)
+    fail('no stack settings: start the stack (npm run stack:up), or set SLUICE_KAFKA_BROKERS and SLUICE_REDIS_URL');
+  const admin = createKafka({ brokers: brokers.split(','), clientId: 'sluice-lag' }).admin();
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 2, lazyConnect: true });
+  try {
+    await admin.connect();
+    await redis.connect();
+    const report = await lagReport(admin, redis);
+    console.log(values.json ? JSON.stringify(report, null, 2) : formatLag(report));
+  } finally {
+    await admin.disconnect();
+    redis.disconnect();
+  }
+}
+
 const [command, ...rest] = process.argv.slice(2);
-const run = command === 'dev' ? dev : command === 'demo' ? demo : undefined;
+const run = command === 'dev' ? dev : command === 'demo' ? demo : command === 'lag' ? lag : undefined;
 const help = (a: string) => a === '--help' || a === '-h';
 if (!run || rest.some(help)) {
   process.stdout.write(usage);
@@ -233,7 +260,7 @@ if (!run || rest.some(help)) {
 process.chdir(repoRoot);
 run(rest).then(
   () => {
-    if (command === 'demo') process.exit(0);
+    if (command === 'demo' || command === 'lag') process.exit(0);
   },
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
