@@ -85,6 +85,8 @@ export class JobWriter {
   /** When the last outcome arrived (or the writer started): the reconciler's clock. */
   lastProgressAt = Date.now();
   private consumer: Consumer | undefined;
+  /** The groups this writer's consumers joined: deleted when it stops, so that none piles up. */
+  private readonly groups: string[] = [];
   private generation = 0;
   private unwatch: (() => void) | undefined;
   /** Per results partition: the next offset not yet taken into a part. */
@@ -150,9 +152,12 @@ export class JobWriter {
    */
   private async startConsumer(): Promise<void> {
     const generation = ++this.generation;
+    // A group of this writer's own (a writer thought dead must not share its partitions): where to
+    // go on comes from the indexes; the offsets it commits after each part are for lag alone.
+    const groupId = `sluice-sink.${this.job.jobId}.${randomBytes(4).toString('hex')}`;
+    this.groups.push(groupId);
     const consumer = this.o.kafka.consumer({
-      // A group of this writer's own: its offsets are never used (the indexes say where to go on).
-      groupId: `sluice-sink.${this.job.jobId}.${randomBytes(4).toString('hex')}`,
+      groupId,
       sessionTimeout: 30_000,
       maxWaitTimeInMs: 200,
     });
@@ -236,6 +241,21 @@ export class JobWriter {
     this.unwatch?.();
     await this.consumer?.disconnect().catch(() => undefined);
     await Promise.all([...this.chains.values()]).catch(() => undefined);
+    await this.deleteGroups();
+  }
+
+  /** Deletes the groups this writer joined (empty once its consumers left); best effort. */
+  private async deleteGroups(): Promise<void> {
+    if (this.groups.length === 0) return;
+    const admin = this.o.kafka.admin();
+    try {
+      await admin.connect();
+      await admin.deleteGroups(this.groups.splice(0));
+    } catch (err) {
+      this.o.log.debug({ err, jobId: this.job.jobId }, 'results consumer groups not deleted');
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
   }
 
   private part(p: number, offset: number): OpenPart {
@@ -347,6 +367,10 @@ export class JobWriter {
       if (this.indexes.some((i) => i.partition === p && i.start === part.start)) return;
     }
     this.adopt(index, false);
+    // The group's offset past the part, so that the sink's progress shows as consumer lag.
+    void this.consumer
+      ?.commitOffsets([{ topic: this.job.resultsTopic, partition: p, offset: String(part.end + 1) }])
+      .catch(() => undefined);
     this.o.onProgress(this);
   }
 

@@ -150,6 +150,50 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
     }
   }, 120_000);
 
+  // Regression: the job writers' groups committed nothing (the sink's progress could not be seen
+  // as lag) and a group per job and writer start piled up in the broker's group list.
+  it("shows a job's progress as its writer group's committed offsets, and leaves no group behind once done", async () => {
+    const tenant = uniqueName('t');
+    const job = makeJob({ tenant, total: 300, accepted: 300, invalid: 0 });
+    await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 2 }]);
+    const all = Array.from({ length: 300 }, (_, i) => outcome(job, i, 'ok'));
+    const admin = kafka.admin();
+    await admin.connect();
+    const groupsOfJob = async () =>
+      (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`sluice-sink.${job.jobId}.`));
+    const sk = sink(tenant);
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, job, 'sealed');
+      await produceOutcomes(kafka, codecs, job, all.slice(0, 200));
+      const committed = await waitFor(
+        'the writer group committing past its parts',
+        async () => {
+          const [group] = await groupsOfJob();
+          if (!group) return undefined;
+          const offsets = await admin.fetchOffsets({ groupId: group, topics: [job.resultsTopic] });
+          const sum = offsets[0]!.partitions.reduce((n, p) => n + Math.max(0, Number(p.offset)), 0);
+          return sum >= 100 ? sum : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 200 },
+      );
+      expect(committed).toBeLessThanOrEqual(200);
+      await produceOutcomes(kafka, codecs, job, all.slice(200));
+      await finalEvent(job.jobId);
+      await waitFor(
+        'no writer group of the job left',
+        async () => ((await groupsOfJob()).length === 0 ? true : undefined),
+        {
+          timeoutMs: 20_000,
+          intervalMs: 200,
+        },
+      );
+    } finally {
+      await sk.stop();
+      await admin.disconnect();
+    }
+  }, 120_000);
+
   // Regression: completion counted rows, not rows of [0, total): a job numbered from 1 completed
   // with row 0 missing, and a row of 2^32 + n stood in for row n in the bitset.
   it('completes only when every row of [0, total) is written: rows outside the job count for nothing', async () => {
