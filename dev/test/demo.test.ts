@@ -23,7 +23,7 @@ describe('npm run demo', () => {
     expect(out).toMatch(/accepted 299 prompts; 1 bad rows became error records/);
     expect(out).toMatch(/line 251: INPUT_INVALID_JSON/);
     expect(out).toMatch(/\d+ \/ 300 done/);
-    expect(out).toMatch(/COMPLETED_WITH_ERRORS \(announced on Pub\/Sub topic/);
+    expect(out).toMatch(/completed_with_errors \(announced on Pub\/Sub topic/);
     const manifestUri = /manifest: (file:\S+)/.exec(out)?.[1];
     expect(manifestUri, out).toBeDefined();
     const manifest = JSON.parse(readFileSync(fileURLToPath(manifestUri!), 'utf8')) as {

@@ -105,7 +105,7 @@ describe('end to end: HTTP upload to GCS files and a Pub/Sub announcement', () =
         intervalMs: 250,
       });
       const message = sub.messages.find((m) => m.attributes['jobId'] === job.id)!;
-      expect(message.attributes).toEqual({ jobId: job.id, tenant, status: 'COMPLETED_WITH_ERRORS' });
+      expect(message.attributes).toEqual({ jobId: job.id, tenant, status: 'completed_with_errors' });
       const announced = JSON.parse(message.data.toString()) as { manifestUri: string; counts: Record<string, number> };
       expect(announced.manifestUri).toBe(`gs://${bucket}/${job.id}/manifest.json`);
       expect(announced.counts).toEqual({ total: 500, succeeded: 495, failed: 5, cancelled: 0 });
@@ -195,7 +195,7 @@ describe('end to end: HTTP upload to GCS files and a Pub/Sub announcement', () =
         intervalMs: 250,
       });
       const message = sub.messages.find((m) => m.attributes['jobId'] === job.id)!;
-      expect(message.attributes['status']).toBe('COMPLETED');
+      expect(message.attributes['status']).toBe('completed');
       const download = await fetch(`${dev.url}/v1/jobs/${job.id}/results/results`, { headers });
       const results = (await download.text())
         .trim()

@@ -14,11 +14,11 @@ export async function pubsubRoundTrip(endpoint: string, projectId: string): Prom
   try {
     await topic.publishMessage({
       data: Buffer.from('{"jobId":"job-1"}'),
-      attributes: { jobId: 'job-1', status: 'COMPLETED' },
+      attributes: { jobId: 'job-1', status: 'completed' },
     });
     await topic.publishMessage({
       data: Buffer.from('{"jobId":"job-2"}'),
-      attributes: { jobId: 'job-2', status: 'FAILED' },
+      attributes: { jobId: 'job-2', status: 'failed' },
     });
     await waitFor('two messages', () => (received.length >= 2 ? true : undefined), { timeoutMs: 20_000 });
   } finally {

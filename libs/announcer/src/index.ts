@@ -5,7 +5,7 @@ import { PubSub } from '@google-cloud/pubsub';
 export interface Announcement {
   jobId: string;
   tenant: string;
-  /** COMPLETED | COMPLETED_WITH_ERRORS | FAILED | CANCELLED */
+  /** completed | completed_with_errors | failed | cancelled: as the job view and the manifest say it */
   status: string;
   manifestUri: string;
   counts: { total: number; succeeded: number; failed: number; cancelled: number };

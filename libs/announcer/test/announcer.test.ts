@@ -12,7 +12,7 @@ afterAll(() => pubsub.close());
 const announcement = (jobId: string): Announcement => ({
   jobId,
   tenant: 'alice',
-  status: 'COMPLETED_WITH_ERRORS',
+  status: 'completed_with_errors',
   manifestUri: `gs://results/${jobId}/manifest.json`,
   counts: { total: 3, succeeded: 2, failed: 1, cancelled: 0 },
   finishedAt: new Date().toISOString(),
@@ -34,7 +34,7 @@ describe('announcer (Pub/Sub emulator, a local webhook receiver)', () => {
       await waitFor('the announcement', () => (got.length > 0 ? true : undefined), { timeoutMs: 20_000 });
       // The id the announcer reports is the id the subscriber receives (for tracing a delivery).
       expect(got[0]!.id).toBe(r.messageId);
-      expect(got[0]!.attributes).toEqual({ jobId: 'job_a1', tenant: 'alice', status: 'COMPLETED_WITH_ERRORS' });
+      expect(got[0]!.attributes).toEqual({ jobId: 'job_a1', tenant: 'alice', status: 'completed_with_errors' });
       expect(JSON.parse(got[0]!.data.toString())).toMatchObject({ jobId: 'job_a1', counts: { failed: 1 } });
     } finally {
       await sub.close();
@@ -83,7 +83,7 @@ describe('announcer (Pub/Sub emulator, a local webhook receiver)', () => {
       const ts = String(last.headers[timestampHeader]);
       expect(last.headers[signatureHeader]).toBe(signWebhook('whsec-test', ts, last.body));
       expect(last.headers[signatureHeader]).not.toBe(signWebhook('another-secret', ts, last.body));
-      expect(JSON.parse(last.body)).toMatchObject({ jobId: 'job_a3', status: 'COMPLETED_WITH_ERRORS' });
+      expect(JSON.parse(last.body)).toMatchObject({ jobId: 'job_a3', status: 'completed_with_errors' });
     } finally {
       server.close();
       await announcer.close();

@@ -17,7 +17,8 @@ export const defaultPrices: PriceTable = {
   'gemini-2.5-pro': { input: 1.25, output: 10 },
 };
 
-export type FinalStatus = 'COMPLETED' | 'COMPLETED_WITH_ERRORS' | 'FAILED' | 'CANCELLED';
+/** A job's final status, in the casing the job view, the manifest and the announcement share. */
+export type FinalStatus = 'completed' | 'completed_with_errors' | 'failed' | 'cancelled';
 
 export interface Manifest {
   jobId: string;
@@ -45,10 +46,10 @@ export interface Manifest {
 }
 
 export function finalStatus(job: Job, counts: Counts): FinalStatus {
-  if (job.status === 'cancelled') return 'CANCELLED';
+  if (job.status === 'cancelled') return 'cancelled';
   const total = counts.succeeded + counts.failed + counts.cancelled + counts.invalid;
-  if (counts.succeeded === total) return 'COMPLETED';
-  return counts.succeeded === 0 ? 'FAILED' : 'COMPLETED_WITH_ERRORS';
+  if (counts.succeeded === total) return 'completed';
+  return counts.succeeded === 0 ? 'failed' : 'completed_with_errors';
 }
 
 export function buildManifest(

@@ -326,7 +326,8 @@ export class Sink {
       {
         jobId: job.jobId,
         tenant: job.tenant,
-        status: manifest.status,
+        // Lower case, as the job view says it (a manifest written before 2026-12 says it in upper case).
+        status: manifest.status.toLowerCase(),
         manifestUri,
         counts: {
           total: manifest.counts.total,

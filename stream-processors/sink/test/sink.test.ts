@@ -115,7 +115,7 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
       });
       expect(out.errors.filter((l) => (l['error'] as { code: string }).code === 'INPUT_INVALID_JSON')).toHaveLength(10);
       expect(out.manifest).toMatchObject({
-        status: 'COMPLETED_WITH_ERRORS',
+        status: 'completed_with_errors',
         counts: { total: 1_000, succeeded: 971, failed: 19, invalid: 10, cancelled: 0 },
         tokens: { prompt: 9_710, completion: 4_855, total: 14_565 },
       });
@@ -137,7 +137,7 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
       await new Promise((r) => setTimeout(r, 1_000));
       const mine = sub.messages.filter((m) => m.attributes['jobId'] === job.jobId);
       expect(mine).toHaveLength(1);
-      expect(mine[0]!.attributes).toEqual({ jobId: job.jobId, tenant, status: 'COMPLETED_WITH_ERRORS' });
+      expect(mine[0]!.attributes).toEqual({ jobId: job.jobId, tenant, status: 'completed_with_errors' });
       const view = JSON.parse((await redis.get(`sluice:job:${job.jobId}`))!) as { status: string; finalizedAt: number };
       expect(view.status).toBe('completed_with_errors');
       expect(await redis.hgetall(`sluice:job:${job.jobId}:counts`)).toMatchObject({
@@ -275,7 +275,7 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
     }
   }, 60_000);
 
-  it('finalizes a cancelled job as CANCELLED and deletes its results topic after the retention period', async () => {
+  it('finalizes a cancelled job as cancelled and deletes its results topic after the retention period', async () => {
     const tenant = uniqueName('t');
     const job = makeJob({ tenant, status: 'cancelled', accepted: 20, total: null });
     await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 1 }]);
