@@ -133,5 +133,5 @@ export async function createJob(api: TestApi, body: Record<string, unknown> = {}
     payload: { provider: api.provider, model: 'model-a', ...body },
   });
   if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode} ${res.body}`);
-  return res.json() as { id: string; status: string; kafka: { partitions: number[] } };
+  return res.json() as { id: string; status: string; kafka: { partitions: number[]; tenant: string } };
 }

@@ -34,6 +34,8 @@ describe('job state', () => {
 
   it('lets Kafka-fed jobs be sealed with their total, and refuses uploads to them', async () => {
     const job = await createJob(api, { source: 'kafka' });
+    // Regression: a producer could not learn the tenant its records must name.
+    expect(job.kafka.tenant).toBe('alice');
     const up = await api.app.inject({
       method: 'PUT',
       url: `/v1/jobs/${job.id}/input`,

@@ -65,7 +65,14 @@ const JobView = Type.Object({
     failed: Type.Integer(),
     retrying: Type.Integer(),
   }),
-  kafka: Type.Object({ laneTopic: Type.String(), partitions: Type.Array(Type.Integer()), resultsTopic: Type.String() }),
+  // What a Kafka producer needs for its records: where (lane topic, the job's partitions) and
+  // the tenant its records must name.
+  kafka: Type.Object({
+    laneTopic: Type.String(),
+    partitions: Type.Array(Type.Integer()),
+    resultsTopic: Type.String(),
+    tenant: Type.String(),
+  }),
   /**
    * GET of one unfinished job: whether its lane runs under half of the limit the provider states
    * for its model, with no 429, and the reason its rate control gives (null: it does not).
@@ -118,7 +125,7 @@ function view(job: Job, counts: RunCounts, heldBack?: HeldBack[]): Static<typeof
       failed: counts.failed + job.invalid,
       retrying: counts.retrying,
     },
-    kafka: { laneTopic: job.laneTopic, partitions: job.partitions, resultsTopic: job.resultsTopic },
+    kafka: { laneTopic: job.laneTopic, partitions: job.partitions, resultsTopic: job.resultsTopic, tenant: job.tenant },
   };
 }
 
