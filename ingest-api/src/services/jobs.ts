@@ -193,7 +193,7 @@ export class JobService {
     const next: Job = { ...job, status: 'cancelled', updatedAt: Date.now() };
     await this.producer.send({ topic: jobsTopic, acks: -1, messages: [this.eventMessage('cancelled', next)] });
     await this.view.put(next);
-    await this.placement.release(job.provider, job.partitions);
+    await this.placement.release(job.provider, job.jobId, job.partitions);
     this.log.info({ jobId, tenant }, 'job cancelled');
     return next;
   }

@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
-
-const loadKey = (provider: string) => `sluice:lane:${provider}:load`;
+import { laneLoadKey as loadKey, releasePlacement } from '@sluice/job-store';
 
 // Picks the `count` least-loaded partitions of a lane and counts the job on them, atomically.
 const pickScript = `
@@ -30,12 +29,12 @@ export class Placement {
     return picked.map(Number).sort((a, b) => a - b);
   }
 
-  /** A job that ended (or was cancelled) no longer loads its partitions. */
-  async release(provider: string, partitions: number[]): Promise<void> {
-    if (partitions.length === 0) return;
-    const multi = this.redis.multi();
-    for (const p of partitions) multi.zincrby(loadKey(provider), -1, String(p));
-    await multi.exec();
+  /**
+   * A job that was cancelled no longer loads its partitions (the sink releases a job it
+   * finalizes); once per job, whoever releases it first.
+   */
+  async release(provider: string, jobId: string, partitions: number[]): Promise<void> {
+    await releasePlacement(this.redis, provider, jobId, partitions);
   }
 
   async load(provider: string): Promise<Map<number, number>> {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Announcer } from '@sluice/announcer';
-import { JobView } from '@sluice/job-store';
+import { JobView, releasePlacement } from '@sluice/job-store';
 import type { CrashPoint } from '@sluice/errors';
 import {
   replaceHungConsumer,
@@ -360,6 +360,10 @@ export class Sink {
       messages: [{ key: job.jobId, value: this.o.codecs.jobEvent.encodeSync(event) }],
     });
     await this.view.put(final);
+    // Its partitions are free for new jobs (they landed behind finished backfills).
+    await releasePlacement(this.o.redis, job.provider, job.jobId, job.partitions).catch((err: unknown) =>
+      this.o.log.warn({ err, jobId: job.jobId }, 'lane placement not released'),
+    );
     if (this.writers.get(job.jobId) === w) this.writers.delete(job.jobId);
     this.finalized.push(job.jobId);
     this.o.log.info(

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { createAnnouncer, type Announcer } from '@sluice/announcer';
+import { laneLoadKey, releasePlacement } from '@sluice/job-store';
 import { createKafka } from '@sluice/kafka';
 import { createGcsObjectStore, type ObjectStore } from '@sluice/object-store';
 import { createSchemaCodecs, type JobEvent, type SchemaCodecs } from '@sluice/schemas';
@@ -191,6 +192,39 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
     } finally {
       await sk.stop();
       await admin.disconnect();
+    }
+  }, 120_000);
+
+  // Regression: placement released a partition's load only on cancel, never on completion, so new
+  // jobs were placed behind finished backfills.
+  it('frees the partitions of a job it finalizes for new jobs, once, whoever releases it too', async () => {
+    const tenant = uniqueName('t');
+    const provider = uniqueName('lane');
+    const job = makeJob({ tenant, provider, partitions: [2, 5], total: 50, accepted: 50, invalid: 0 });
+    await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 1 }]);
+    // This job and one other on partition 2; this one alone on 5.
+    await redis.zadd(laneLoadKey(provider), 2, '2', 1, '5', 0, '7');
+    const sk = sink(tenant);
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, job, 'sealed');
+      await produceOutcomes(
+        kafka,
+        codecs,
+        job,
+        Array.from({ length: 50 }, (_, i) => outcome(job, i, 'ok')),
+      );
+      await finalEvent(job.jobId);
+      await waitFor('the load released', async () =>
+        (await redis.zscore(laneLoadKey(provider), '5')) === '0' ? true : undefined,
+      );
+      expect(await redis.zrange(laneLoadKey(provider), 0, -1, 'WITHSCORES')).toEqual(['5', '0', '7', '0', '2', '1']);
+      // A cancel racing the finalization (or a second finalization) takes nothing off again.
+      expect(await releasePlacement(redis, provider, job.jobId, job.partitions)).toBe(false);
+      expect(await redis.zscore(laneLoadKey(provider), '2')).toBe('1');
+    } finally {
+      await sk.stop();
+      await redis.del(laneLoadKey(provider));
     }
   }, 120_000);
 
