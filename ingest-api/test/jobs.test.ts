@@ -115,6 +115,35 @@ describe('jobs API', () => {
     expect(bob.json().id).not.toBe(a.json().id);
   });
 
+  // Regressions: a create that failed after its Idempotency-Key was taken left retries with 503 for
+  // the key's 24 h; a replay with another body got the first job back as if it were the same.
+  it('frees an Idempotency-Key whose create failed, and refuses the key with a different body', async () => {
+    const idemKey = uniqueName('create-retry');
+    const create = (model: string) =>
+      api.app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        headers: { ...api.auth('alice'), 'idempotency-key': idemKey },
+        payload: { provider: api.provider, model, metadata: { run: '7' } },
+      });
+    // The broker refuses the job's results topic once (an outage at the wrong moment).
+    const kafka = api.kafka as { ensureTopics: typeof api.kafka.ensureTopics };
+    const ensureTopics = kafka.ensureTopics;
+    kafka.ensureTopics = () => Promise.reject(new Error('the broker is away'));
+    try {
+      expect((await create('model-a')).statusCode).toBe(500);
+    } finally {
+      kafka.ensureTopics = ensureTopics;
+    }
+    const retried = await create('model-a');
+    expect(retried.statusCode).toBe(201);
+    expect((await create('model-a')).json().id).toBe(retried.json().id);
+    const other = await create('model-b');
+    expect(other.statusCode).toBe(422);
+    expect(other.json().error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(other.json().error.message).toContain(retried.json().id);
+  });
+
   it("keeps tenants apart: 401 without a key, 404 for another tenant's job", async () => {
     const job = await createJob(api, {}, 'alice');
     expect((await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}` })).statusCode).toBe(401);

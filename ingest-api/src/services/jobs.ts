@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import { SluiceError } from '@sluice/errors';
@@ -127,11 +127,20 @@ export class JobService {
       });
     }
     const jobId = newJobId();
-    if (idempotencyKey !== undefined) {
-      const key = `sluice:idem:${tenant}:${idempotencyKey}`;
-      const won = await this.deps.redis.set(key, jobId, 'EX', 86_400, 'NX');
+    const idemKey = idempotencyKey === undefined ? undefined : `sluice:idem:${tenant}:${idempotencyKey}`;
+    // The key names the job and what was asked for it: a replay with another body is refused.
+    const claim = `${jobId} ${requestFingerprint(input)}`;
+    if (idemKey !== undefined) {
+      const won = await this.deps.redis.set(idemKey, claim, 'EX', 86_400, 'NX');
       if (won !== 'OK') {
-        const existing = (await this.deps.redis.get(key)) ?? '';
+        const [existing = '', print] = ((await this.deps.redis.get(idemKey)) ?? '').split(' ');
+        if (print !== undefined && print !== requestFingerprint(input)) {
+          throw new SluiceError(
+            'IDEMPOTENCY_KEY_REUSED',
+            `Idempotency-Key "${idempotencyKey}" was used for job ${existing} with a different request`,
+            { hint: 'send the same body to get that job back, or use a new key for a new job' },
+          );
+        }
         // A concurrent create with the same key may still be writing its job.
         for (let i = 0; i < 100; i++) {
           const job = await this.view.get(existing);
@@ -143,7 +152,31 @@ export class JobService {
         });
       }
     }
-    const partitions = await this.placement.place(input.provider, input.parallelism ?? 1);
+    let partitions: number[] = [];
+    const progress = { created: false };
+    try {
+      partitions = await this.placement.place(input.provider, input.parallelism ?? 1);
+      return await this.write(tenant, jobId, input, partitions, idempotencyKey, progress);
+    } catch (err) {
+      // Before its created event, nothing of the job exists: its key and its partitions are free
+      // again (a retry got 503 for the key's 24 h, and the partitions counted a job never made).
+      if (!progress.created) {
+        if (idemKey !== undefined) await this.deps.redis.eval(deleteIfScript, 1, idemKey, claim).catch(() => undefined);
+        if (partitions.length > 0)
+          await this.placement.release(input.provider, jobId, partitions).catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  private async write(
+    tenant: string,
+    jobId: string,
+    input: CreateJobInput,
+    partitions: number[],
+    idempotencyKey: string | undefined,
+    progress: { created: boolean },
+  ): Promise<{ job: Job; created: boolean }> {
     const now = Date.now();
     const job: Job = {
       jobId,
@@ -171,6 +204,7 @@ export class JobService {
     };
     await this.deps.kafka.ensureTopics([{ topic: job.resultsTopic, partitions: this.deps.config.resultsPartitions }]);
     await this.producer.send({ topic: jobsTopic, acks: -1, messages: [this.eventMessage('created', job)] });
+    progress.created = true;
     await this.view.put(job);
     this.log.info({ jobId, tenant, provider: job.provider, model: job.model, partitions }, 'job created');
     return { job, created: true };
@@ -191,7 +225,23 @@ export class JobService {
     const { job } = await this.get(tenant, jobId);
     if (terminal.has(job.status)) return job;
     const next: Job = { ...job, status: 'cancelled', updatedAt: Date.now() };
-    await this.producer.send({ topic: jobsTopic, acks: -1, messages: [this.eventMessage('cancelled', next)] });
+    // Written as the job's uploads write (their transactional id): a transaction of an upload in
+    // progress is fenced and aborted, so its next chunk cannot follow the cancel with the job
+    // open again (a cancel sent during an upload was undone by the next chunk's commit).
+    const fence = this.deps.kafka.producer({ transactionalId: uploadTransactionalId(jobId) });
+    await fence.connect();
+    try {
+      const txn = await fence.transaction();
+      try {
+        await txn.send({ topic: jobsTopic, acks: -1, messages: [this.eventMessage('cancelled', next)] });
+        await txn.commit();
+      } catch (err) {
+        await txn.abort().catch(() => undefined);
+        throw err;
+      }
+    } finally {
+      await fence.disconnect().catch(() => undefined);
+    }
     await this.view.put(next);
     await this.placement.release(job.provider, job.jobId, job.partitions);
     this.log.info({ jobId, tenant }, 'job cancelled');
@@ -232,7 +282,7 @@ export class JobService {
         hint: 'wait for it to finish, or retry after the lock expires if it was interrupted',
       });
     }
-    const producer = this.deps.kafka.producer({ transactionalId: `sluice-ingest-${jobId}` });
+    const producer = this.deps.kafka.producer({ transactionalId: uploadTransactionalId(jobId) });
     await producer.connect(); // fences (and aborts) a transaction left open by a crashed upload
     const log = this.log;
     const c = this.deps.config;
@@ -303,7 +353,8 @@ export class JobService {
       chunkAccepted = 0;
       chunkInvalid = 0;
       chunkBytes = 0;
-      await this.view.put(job);
+      // Never over a cancel that came meanwhile (its event follows this chunk's in sluice.jobs).
+      if (!(await this.view.putUnlessEnded(job))) throw cancelledDuringUpload(jobId, job.accepted + job.invalid);
       await this.deps.redis.del(pendingKey);
       await this.deps.redis.pexpire(lockKey, this.lockMs);
     };
@@ -390,8 +441,13 @@ export class JobService {
       await commit(true);
       log.info({ jobId, tenant, accepted, invalid, resumedFrom, total: job.total }, 'job input sealed');
       return { jobId, status: job.status, accepted, invalid, resumedFrom, total: job.total, errors };
-    } catch (err) {
+    } catch (caught) {
       const committedRows = job.accepted + job.invalid;
+      // A fenced transaction: the job was cancelled while this upload ran.
+      const err =
+        !(caught instanceof SluiceError) && (await this.view.get(jobId))?.status === 'cancelled'
+          ? cancelledDuringUpload(jobId, committedRows)
+          : caught;
       if (err instanceof SluiceError) {
         log.info({ jobId, tenant, code: err.code, committedRows }, 'upload refused; its last chunk was rolled back');
         throw err;
@@ -538,4 +594,37 @@ function mergeParameters(defaults: JobParametersInput, o: Record<string, unknown
     seed: (seed as number | undefined) ?? defaults.seed ?? null,
     extra: null,
   };
+}
+
+/** The transactional id of a job's uploads, and of its cancel, which fences them. */
+const uploadTransactionalId = (jobId: string) => `sluice-ingest-${jobId}`;
+
+function cancelledDuringUpload(jobId: string, committedRows: number): SluiceError {
+  return new SluiceError(
+    'JOB_NOT_OPEN',
+    `job ${jobId} was cancelled during this upload; ${committedRows} rows were committed before the cancel ` +
+      'and end as cancelled, the rest were not added',
+    { context: { committedRows } },
+  );
+}
+
+/** Deletes KEYS[1] if it still holds ARGV[1] (ours, not a later claim). */
+const deleteIfScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+/** A digest of a create request, its keys in a fixed order: the same request, the same digest. */
+function requestFingerprint(input: CreateJobInput): string {
+  const stable = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(stable)
+      : v !== null && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, stable((v as Record<string, unknown>)[k])]),
+          )
+        : v;
+  return createHash('sha256')
+    .update(JSON.stringify(stable(input)))
+    .digest('hex')
+    .slice(0, 32);
 }

@@ -20,6 +20,17 @@ export interface HeldBack {
   bucket: string;
 }
 
+const putUnlessEndedScript = `
+local was = redis.call('GET', KEYS[1])
+if was then
+  local status = cjson.decode(was).status
+  if status ~= 'open' and status ~= 'sealed' then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+`;
+
 /** Progress counters the stream processors keep per job (absent until they run). */
 export interface RunCounts {
   inFlight: number;
@@ -41,6 +52,24 @@ export class JobView {
       .set(jobKey(job.jobId), JSON.stringify(job))
       .zadd(tenantKey(job.tenant), job.createdAt, job.jobId)
       .exec();
+  }
+
+  /**
+   * Puts a job unless the view already has it ended (cancelled, completed, failed): an upload's
+   * chunk committed before a cancel must not put the job back to open after it. False when it
+   * did not put.
+   */
+  async putUnlessEnded(job: Job): Promise<boolean> {
+    const r = await this.redis.eval(
+      putUnlessEndedScript,
+      2,
+      jobKey(job.jobId),
+      tenantKey(job.tenant),
+      JSON.stringify(job),
+      job.createdAt,
+      job.jobId,
+    );
+    return r === 1;
   }
 
   async get(id: string): Promise<Job | undefined> {
