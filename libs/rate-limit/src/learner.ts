@@ -73,15 +73,10 @@ export interface LimitLearnerOptions {
 const statedBurstMs = 250;
 /** Seconds of admissions kept: "the rate admitted just before" a 429 (admittedPerMinute). */
 const recentSeconds = 10;
-/** Remaining-only answers: what is left of a limit runs out when it lasts less than this at the ceiling. */
-const runOutMs = 2_000;
-/**
- * Remaining-only answers with no reset known: what is left is spent over at most this. Any window
- * frees what it frees whenever the budget is spent, so spending it soon loses nothing (a pace held
- * to the budget's decay over 10 s used 0.63 of a fixed 10 s window); the answers in flight are
- * the margin.
- */
-const spendMs = 3_000;
+/** Remaining-only answers: what is left above the margin is spent over this. */
+const controlMs = 250;
+/** Remaining-only answers: the share of the most seen left kept as a margin, beside two calls. */
+const controlMargin = 0.02;
 /** Weight of each report in the prompt tokens' calibration (a moving average over ~20 calls). */
 const promptCalibration = 0.05;
 /** How much a measured pace moves with the bucket's level (see limits()). */
@@ -105,11 +100,12 @@ export type LearnerMode = 'stated' | 'measured' | 'configured' | 'slow-start' | 
  *   1.2, 1.4, 1.8, 2.6 ×; the first after `cleanMs`, each next after half of it) until a 429's
  *   body states the limit again; a probe that met the same limit makes the next one wait twice
  *   as long (at most 16 periods).
- * - Else the refill rate measured from headers that say only what remains (Azure), paced at
- *   `measuredPace` of it when the bucket is 30 % full, less when emptier, more when fuller: see
- *   RefillEstimator and limits(). While the bucket stays full the measure says nothing
- *   new; clean periods then raise the pace by `growth` until the bucket drains and a new
- *   measure sets it back. A 429 lowers it as it lowers a stated limit's share.
+ * - Else, where answers say only what remains (Azure), that is a budget: held near a margin of
+ *   two calls and 2 % of the most seen, paced at the room freed meanwhile (the slope of remaining
+ *   plus sent) plus what is left above the margin spent over a quarter second; no estimate of a
+ *   rate holds it down (under a window, what was measured as a refill was the lane's own echo).
+ *   A fixed window found from the jumps of what remains, or from 429s' waits, makes it a budget
+ *   until a reset, as OpenAI's headers would. Slow start is held to the same budget.
  * - Else the configured limits, with the burst of stated ones (a quarter of a second of rate).
  * - Else probing: slow start from `startRpm`, doubling each clean half second while calls go out
  *   at it (counted as they are sent: answers come a latency later), until the first 429; then
@@ -150,6 +146,8 @@ export class LimitLearner {
     tokens: undefined,
   };
   private fullest = { requests: 0, tokens: 0 };
+  /** Whether remaining-only answers have shown half of the most seen spent: the budget is the measure. */
+  private budgetBound = false;
   /** When the first answer said what remains. */
   private firstRemainingAt = Infinity;
   /** The send count of the newest call whose answer said what remains. */
@@ -211,6 +209,7 @@ export class LimitLearner {
   get mode(): LearnerMode {
     if (this.stated.requestsPerMinute !== undefined || this.stated.tokensPerMinute !== undefined) return 'stated';
     if (
+      this.budgetBound ||
       this.refill.requests.perMinute !== undefined ||
       this.refill.tokens.perMinute !== undefined ||
       this.resets.requests.windowMs !== undefined ||
@@ -250,16 +249,15 @@ export class LimitLearner {
         };
       }
       case 'measured': {
-        // The provider's bucket is the integrator: fuller than `levelTarget`, pace a little above
-        // the measure; emptier, below. Over time the whole refill is used and the bucket stays
-        // about a third full, so a burst or an estimate a little high meets room, not a 429.
-        // Under a fixed window found from what remains, its budget alone sets the pace: what is
-        // left spread over the time to the window's end.
+        // What remains is a budget, held near a margin (budgetControl): the room freed meanwhile
+        // plus what is left above the margin, whatever the accounting. Under a fixed window found
+        // from what remains, its budget until the reset sets the pace: what is left spread over
+        // the time to the window's end.
         const t = this.now();
         const pace = (dim: 'requests' | 'tokens') =>
           this.resets[dim].perMinute !== undefined && this.budget[dim]
             ? Math.max(1, this.budgetPace(dim, this.resets[dim].perMinute!, t))
-            : this.measuredFloor(dim, this.measuredPaceOf(this.refill[dim]));
+            : this.budgetControl(dim, this.measuredPaceOf(this.refill[dim]));
         return {
           ...c,
           requestsPerMinute: cap(pace('requests'), c.requestsPerMinute),
@@ -269,8 +267,18 @@ export class LimitLearner {
       }
       case 'configured':
         return { ...c, burstWindowMs: nearLimitBurstMs };
-      default:
-        return { ...c, requestsPerMinute: Math.max(1, Math.floor(this.probeRpm)) };
+      default: {
+        // Slow start where answers say what remains: no faster than that budget allows, so that
+        // the first 429 is not the only word on the limit.
+        const budget = this.budgetControl('requests', undefined);
+        return {
+          ...c,
+          requestsPerMinute: Math.max(1, Math.floor(Math.min(this.probeRpm, budget ?? Infinity))),
+          ...(this.leftOf('tokens') !== undefined
+            ? { tokensPerMinute: cap(this.budgetControl('tokens', undefined), c.tokensPerMinute) }
+            : {}),
+        };
+      }
     }
   }
 
@@ -322,15 +330,10 @@ export class LimitLearner {
   private budgetPace(dim: 'requests' | 'tokens', ceiling: number, t: number): number {
     const b = this.budget[dim];
     if (!b) {
-      // Remaining without a reset (Azure beside stated limits): the ceiling while what is left
-      // lasts two seconds at it (a window counted any way holds its limit at a steady pace at it);
-      // nearer the end, the room measured to come back meanwhile (the refill, less what another
-      // client takes), never below what is left spent over 10 s.
-      const left = this.leftOf(dim);
-      const m = this.measuredFloor(dim, this.measuredPaceOf(this.refill[dim]));
-      return m !== undefined && left !== undefined && left < (ceiling / 60_000) * runOutMs
-        ? Math.min(ceiling, m)
-        : ceiling;
+      // Remaining without a reset (Azure beside a limit a 429's body stated): the budget held
+      // near its margin, under the ceiling.
+      const m = this.budgetControl(dim, this.measuredPaceOf(this.refill[dim]));
+      return m === undefined ? ceiling : Math.min(ceiling, m);
     }
     // Signed: under a window that frees nothing before its reset, another client's use shows as
     // a falling slope, and the budget is left to it rather than met with a 429 at the end.
@@ -447,27 +450,27 @@ export class LimitLearner {
   }
 
   /**
-   * A refill measured from remaining-only answers never holds the pace below what remains: under
-   * a fixed window nothing refills before the reset, and a sliding window frees nothing for a
-   * window, so the measure reads about 0; kept alone it stopped the lane with room left and no 429
-   * to say otherwise. What remains (less what was sent since) is spent over at most `spendMs`,
-   * and one call goes each second at least, for the evidence.
+   * Remaining-only answers with no reset found: what is left is a budget, held near a margin. The
+   * pace is the room freed meanwhile (the slope of remaining + sent: a bucket's refill, a sliding
+   * window's oldest calls leaving) plus what is left above the margin spent over `controlMs`;
+   * below the margin, the freed rate in proportion to what is left; one call a second at least.
+   * No rate estimate holds the pace down: what is left is spent whatever any estimate says.
    */
-  private measuredFloor(dim: 'requests' | 'tokens', measured: number | undefined): number | undefined {
-    if (measured === undefined) return undefined;
+  private budgetControl(dim: 'requests' | 'tokens', measured: number | undefined): number | undefined {
     const left = this.leftOf(dim);
     if (left === undefined) return measured;
     const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
-    // Nothing left: one call a second still asks (the dispatcher waits out each 429's
-    // retry-after, so a fixed window costs one 429 and a wait until its reset).
-    if (left < perCall) return Math.max(measured, 60 * perCall);
-    // What is freed meanwhile comes on top (a sliding window at a steady pace frees that pace):
-    // spent over `spendMs` alone, what is left settled where the budget lasts exactly that long,
-    // a sliding window held at 10 / 13 of its limit.
     const e = this.refill[dim];
-    const freed = Math.max(0, e.slopePerMinute ?? 0);
-    const reserve = 0.05 * e.fullestSeen;
-    return Math.max(measured, freed + (Math.max(0, left - reserve) * 60_000) / spendMs, 60 * perCall);
+    const freed = Math.max(0, e.slopePerMinute ?? e.perMinute ?? 0);
+    const margin = 2 * perCall + controlMargin * e.fullestSeen;
+    const pace = left >= margin ? freed + ((left - margin) * 60_000) / controlMs : (freed * Math.max(0, left)) / margin;
+    // One call a second at least, for the evidence; where resets were seen but their window is not
+    // yet known, ten calls between two resets: one a second found a 1 s window's resets up to a
+    // second late, and so never its window (one that meets the window's end is refused with the
+    // reset as its retry-after, a reset to the millisecond).
+    const gap = this.resets[dim].shortestGapMs;
+    const floor = this.resets[dim].windowMs === undefined && gap !== undefined ? Math.max(60, 600_000 / gap) : 60;
+    return Math.max(pace, floor * perCall);
   }
 
   /** What the newest remaining-only answer left, less what was sent since the call it answers. */
@@ -624,6 +627,11 @@ export class LimitLearner {
     pairUp('tokens', left.tokens);
     if (left.requests !== undefined) this.lastStamp.requests = Math.max(this.lastStamp.requests ?? 0, s.requests);
     if (left.tokens !== undefined) this.lastStamp.tokens = Math.max(this.lastStamp.tokens ?? 0, s.tokens);
+    if (this.mode === 'slow-start')
+      for (const dim of ['requests', 'tokens'] as const) {
+        const l = this.leftOf(dim);
+        if (l !== undefined && l < 0.5 * this.fullest[dim]) this.budgetBound = true;
+      }
     keep('requests', left.requests, found('requests', left.requests, left.resetRequestsMs));
     keep('tokens', left.tokens, found('tokens', left.tokens, left.resetTokensMs));
     const before = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
@@ -686,6 +694,11 @@ export class LimitLearner {
   rateLimited(tokens = 0, retryAfterMs?: number): void {
     const t = this.now();
     this.lastRefusal = { at: t, retryAfterMs: retryAfterMs ?? 1_000 };
+    // Under a fixed window, a 429's wait is its reset: a reset seen to the millisecond.
+    if (retryAfterMs !== undefined && this.firstRemainingAt !== Infinity) {
+      this.resets.requests.refused(t + retryAfterMs);
+      this.resets.tokens.refused(t + retryAfterMs);
+    }
     this.refill.requests.uncharged(1);
     this.refill.tokens.uncharged(tokens);
     this.freed.requests.uncharged(1);
@@ -777,7 +790,8 @@ export class LimitLearner {
     // limit); twice as fast while remaining-only headers say the bucket is at least half full
     // (Azure's holds 10 s of rate): the refill shows once it drains.
     const slowPeriod = this.ample() ? 250 : 500;
-    const probing = this.mode === 'stated' && !this.statedByHeaders && this.share >= this.pace;
+    const probing =
+      this.mode === 'stated' && !this.statedByHeaders && this.firstRemainingAt === Infinity && this.share >= this.pace;
     // Above a limit a 429's body stated, the first step waits `probeWaitMs` at the limit; each next
     // half a clean period: a step that went through means the limit has moved, and how far is
     // found sooner in shorter steps (one too far costs a 429 episode, as any failed probe does).

@@ -13,6 +13,16 @@ export class ResetWatch {
   /** The window, once three resets agree on it. */
   windowMs: number | undefined;
 
+  /** The shortest time between two resets seen; undefined before two. */
+  get shortestGapMs(): number | undefined {
+    let gap: number | undefined;
+    for (let i = 1; i < this.resets.length; i++) {
+      const g = this.resets[i]! - this.resets[i - 1]!;
+      if (g > 0) gap = Math.min(gap ?? Infinity, g);
+    }
+    return gap;
+  }
+
   /** The most a window was seen to hold, per minute; undefined while the window is not known. */
   get perMinute(): number | undefined {
     return this.windowMs === undefined ? undefined : ((this.fullest + 1) * 60_000) / this.windowMs;
@@ -28,11 +38,27 @@ export class ResetWatch {
     if (n && sum - n.sum > 0.5 * this.fullest && remaining - n.remaining > 0.5 * this.fullest) {
       // The reset came between the two calls: the later one is taken, so that a call sent at a
       // reset foretold from it finds the new window (one sent at the old window's end meets a 429).
-      this.resets.push(at);
-      if (this.resets.length > 8) this.resets.shift();
-      this.fit();
+      this.note(at);
     }
     this.newest = { at, sum, remaining };
+  }
+
+  /**
+   * A 429 said to wait until `at`: under a fixed window, its reset. (Under a sliding window, when
+   * its oldest call leaves: such times fall on no common window, and fit() finds none.)
+   */
+  refused(at: number): void {
+    this.note(at);
+  }
+
+  /** A reset at `at`; one seen twice (a 429's wait, then the first call after it) counts once. */
+  private note(at: number): void {
+    const i = this.resets.findIndex((r) => Math.abs(r - at) < 50);
+    if (i >= 0) this.resets[i] = Math.min(this.resets[i]!, at);
+    else this.resets.push(at);
+    this.resets.sort((a, b) => a - b);
+    if (this.resets.length > 8) this.resets.shift();
+    this.fit();
   }
 
   /** When the window in force at `t` resets; undefined while the window is not known. */
@@ -43,21 +69,32 @@ export class ResetWatch {
     // lowest is the nearest to the true one.
     let next = Infinity;
     for (const r of this.resets) next = Math.min(next, r + Math.max(1, Math.ceil((t - r) / w)) * w);
-    return next;
+    // A reset is seen at the sending of the first call after it, and that call reached the
+    // provider a little later: a call sent at the very time foretold met the old window's 429.
+    return next + Math.max(10, 0.01 * w);
   }
 
   private fit(): void {
     if (this.resets.length < 3) return;
     const gaps = this.resets.slice(1).map((r, i) => r - this.resets[i]!);
-    const w = Math.min(...gaps);
-    if (!(w > 0)) return;
-    // Every gap a whole number of windows, within a tenth of one.
-    const whole = gaps.every((g) => Math.abs(g / w - Math.round(g / w)) <= 0.1);
-    // The mean of the gaps, each over its number of windows: the middles' errors average out.
-    const mean = whole ? gaps.reduce((a, g) => a + g / Math.round(g / w), 0) / gaps.length : undefined;
-    // Windows are set in whole seconds (1 s, 10 s, 60 s): a measure within a tenth of one is taken
-    // as it, since the error of each reset's time would otherwise add up over the windows.
-    const seconds = mean === undefined ? 0 : Math.round(mean / 1_000) * 1_000;
-    this.windowMs = mean !== undefined && seconds > 0 && Math.abs(mean - seconds) <= 0.1 * seconds ? seconds : mean;
+    const shortest = Math.min(...gaps);
+    if (!(shortest > 0)) return;
+    // Windows are set in whole seconds (1 s, 10 s, 60 s), and each reset is seen at the first call
+    // after it, a little late (a 429's wait says it to the millisecond): the window is the longest
+    // whole number of seconds that every gap is a whole multiple of, within a sixth of it and
+    // 200 ms. A short window needs more resets to agree (a sliding window's freed bursts land
+    // near whole seconds by chance).
+    for (let seconds = Math.floor((shortest * 1.2) / 1_000); seconds >= 1; seconds--) {
+      const w = seconds * 1_000;
+      const tolerance = Math.min(w / 6, 200);
+      const fits = gaps.every((g) => Math.round(g / w) >= 1 && Math.abs(g - Math.round(g / w) * w) <= tolerance);
+      if (!fits) continue;
+      if (gaps.length >= (seconds < 5 ? 4 : 2)) this.windowMs = w;
+      return;
+    }
+    // No whole number of seconds fits: a window set otherwise, found as the mean of the gaps,
+    // each over its number of windows, where every gap is a whole multiple of the shortest.
+    const whole = gaps.every((g) => Math.abs(g / shortest - Math.round(g / shortest)) <= 0.1);
+    if (whole) this.windowMs = gaps.reduce((a, g) => a + g / Math.round(g / shortest), 0) / gaps.length;
   }
 }

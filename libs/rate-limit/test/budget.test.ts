@@ -60,7 +60,8 @@ function closedLoop(o: {
       } else {
         rejected++;
         if (t >= o.runMs - o.measureMs) rejectedMeasured++;
-        l.rateLimited(1);
+        // As the dispatcher does: the 429's retry-after goes to the learner, and is waited out.
+        l.rateLimited(1, d.retryAfterMs);
         pausedUntil = t + d.retryAfterMs;
       }
     }

@@ -105,11 +105,13 @@ describe('LimitLearner with remaining-only headers', () => {
     const b = bucket(600_000);
     drain(l, b, clock);
     expect(l.mode).toBe('measured');
-    // The bucket still holds room: above the refill, to use what it holds (spent over 3 s at
-    // most, as any window's budget is: what is left is no rate).
+    // The bucket still holds room: above the refill, to use what it holds (what is left above a
+    // margin is spent over a quarter second, as any window's budget is: what is left is no rate),
+    // and no faster than that.
     const first = l.limits().tokensPerMinute! / 600_000;
     expect(first).toBeGreaterThan(1);
-    expect(first).toBeLessThan(5);
+    const left = b.take(clock.t, 0)!;
+    expect(l.limits().tokensPerMinute!).toBeLessThanOrEqual(600_000 * 1.05 + left * 4 * 60);
     expect(l.limits().burstWindowMs).toBe(250);
     paced(l, b, clock, 60_000);
     // Settled: the refill used within 2 %, not one 429.
