@@ -719,7 +719,10 @@ export class LimitLearner {
       if (this.above > 1) {
         // A probe above a limit a 429 stated met it again (a raised one was taken in learn()).
         this.above = 1;
-        this.probeWaitMs = Math.min(16 * this.cleanMs, 2 * this.probeWaitMs);
+        // Each probe that met the same limit cost a 429 or two; the next waits a clean period
+        // again, so that a limit raised meanwhile is found within about one (a wait doubled on each
+        // failed probe, up to 16 periods, found a doubled limit minutes late).
+        this.probeWaitMs = this.cleanMs;
         this.periodStart = t;
         this.periodAdmitted = 0;
         this.periodTokens = 0;
@@ -792,16 +795,19 @@ export class LimitLearner {
     const slowPeriod = this.ample() ? 250 : 500;
     const probing =
       this.mode === 'stated' && !this.statedByHeaders && this.firstRemainingAt === Infinity && this.share >= this.pace;
-    // Above a limit a 429's body stated, the first step waits `probeWaitMs` at the limit; each next
-    // half a clean period: a step that went through means the limit has moved, and how far is
-    // found sooner in shorter steps (one too far costs a 429 episode, as any failed probe does).
+    // Above a limit a 429's body stated, the first step (a tenth above) waits `probeWaitMs` at the
+    // limit and lasts a quarter of a clean period; one that went through means the limit has moved, and
+    // the next steps (2, 4, 8 times) come a second apart: the first 429 above the new limit states
+    // it (one too far costs a 429 episode, as any failed probe does).
     const period =
       this.slowStart && this.mode === 'slow-start'
         ? slowPeriod
         : probing
           ? this.above === 1
             ? this.probeWaitMs
-            : this.cleanMs / 2
+            : this.above <= this.growth
+              ? this.cleanMs / 4
+              : 1_000
           : this.cleanMs;
     if (t - this.periodStart < period) return;
     const elapsedMin = (t - this.periodStart) / 60_000;
@@ -818,9 +824,9 @@ export class LimitLearner {
       if (this.refill.requests.full) this.refill.requests.forget();
       if (this.refill.tokens.full) this.refill.tokens.forget();
     } else if (probing && this.inUse(elapsedMin)) {
-      // Above a limit only a 429 stated: 1.1, 1.2, 1.4, 1.8, 2.6, ... of it, a step each clean
-      // period. Overshooting is cheap: the next 429's body states the limit again.
-      this.above = 1 + 2 * (this.above - 1 || (this.growth - 1) / 2);
+      // Above a limit only a 429 stated: 1.1 of it, then 2, 4, 8 times. Overshooting is cheap:
+      // the next 429's body states the limit again.
+      this.above = this.above === 1 ? this.growth : 1.2 * this.above;
     } else if (mode === 'measured' && this.inUse(elapsedMin)) {
       // No 429 and no new measure for a period: the bucket stays full, the limit may be higher.
       this.measuredShare *= this.growth;

@@ -120,7 +120,7 @@ describe('LimitLearner', () => {
     expect(l.limits().tokensPerMinute).toBe(597_000); // back to 0.995, never above
   });
 
-  it('probes above a limit only a 429 stated: back at once if it still holds, and less often', () => {
+  it('probes above a limit only a 429 stated: back at once if it still holds, and again a clean period later', () => {
     const { l, run } = atPace();
     l.learn({ requestsPerMinute: 2_400 }); // in a 429's body
     expect(l.limits().requestsPerMinute).toBe(2_400);
@@ -129,24 +129,25 @@ describe('LimitLearner', () => {
     l.learn({ requestsPerMinute: 2_400 }); // the probe's 429 says the limit holds
     l.rateLimited();
     expect(l.limits().requestsPerMinute).toBe(2_400);
-    run(15); // the next probe waits 20 s
+    run(9); // the next probe waits a clean 10 s, no longer: a raise is found within about one
     expect(l.limits().requestsPerMinute).toBe(2_400);
-    run(6);
+    run(2);
     expect(l.limits().requestsPerMinute).toBe(2_640);
   });
 
-  it('finds a raised limit only a 429 states: steps of 1.1, 1.2, 1.4, 1.8, 2.6, each after a clean half period, until a 429 says it', () => {
+  it('finds a raised limit only a 429 states: a tenth above for 2.5 s, then a fifth more each second, until a 429 says it', () => {
     const { l, run } = atPace();
     l.learn({ requestsPerMinute: 2_400 });
     // The provider now allows 4,800: every probe step goes through; the first after a clean 10 s
-    // at the limit, each next after a clean 5 s.
+    // at the limit, the second after 2.5 s at it (1 s of it in the first run), each next after a second.
     const seen: number[] = [];
     for (let i = 0; i < 5; i++) {
-      run(i === 0 ? 11 : 6);
+      run(i === 0 ? 11 : i === 1 ? 2 : 1);
       seen.push(l.limits().requestsPerMinute!);
     }
-    expect(seen).toEqual([2_640, 2_880, 3_360, 4_320, 6_240]);
-    l.learn({ requestsPerMinute: 4_800 }); // 2.6 × is too much: the 429's body states the new limit
+    expect(seen).toEqual([2_640, 3_168, 3_801, 4_561, 5_474]);
+    run(1); // 2.3 × is too much: a 429 in that second, whose body states the new limit
+    l.learn({ requestsPerMinute: 4_800 });
     l.rateLimited();
     expect(l.limits().requestsPerMinute).toBeGreaterThan(0.9 * 4_800);
     expect(l.limits().requestsPerMinute).toBeLessThanOrEqual(4_800);
