@@ -4,7 +4,8 @@
  * The rate matrix in closed loop, without the stack: the dispatcher's limit learner
  * (`@sluice/rate-limit`) against each of the simulator's accountings (`@sluice/provider-sim`), on a
  * simulated clock (1 ms steps), with a modelled client: calls granted by a GCRA bucket that keeps
- * its level across a change of pace (as the Redis limiter does), answered 80 ms later, a 429
+ * its level across a change of pace (as the Redis limiter does), answered 105–130 ms later (with
+ * noise, as the simulator answers bench:rate's prompts), a 429
  * waited out for its retry-after; each phase measured from one window (at least 2 s) after its
  * start, as bench:rate measures it. It runs the whole matrix in seconds, to try a change of the
  * learner before `bench:rate --matrix` measures it on the real stack; its figures are the
@@ -44,7 +45,13 @@ type Headers = (typeof matrixHeaders)[number]['name'];
 function run(accounting: Accounting, windowMs: number, scenario: string, headers: Headers) {
   const rpm0 = 2_400;
   const runMs = 40_000;
-  const latencyMs = 80;
+  // As bench:rate's simulator answers: 80 ms and 0.5 ms a completion token (50 to 100 of them),
+  // with mean-preserving log-normal noise (sigma 0.25).
+  const lat = random(11);
+  const latencyMs = () => {
+    const z = Math.sqrt(-2 * Math.log(1 - lat())) * Math.cos(2 * Math.PI * lat());
+    return Math.round((80 + 0.5 * (50 + 50 * lat())) * Math.exp(0.25 * z - 0.25 ** 2 / 2));
+  };
   const burstMs = 250;
   const other = scenario === 'other-half' ? 0.5 : 0;
   const changes = scenario === 'halved' || scenario === 'doubled';
@@ -76,7 +83,7 @@ function run(accounting: Accounting, windowMs: number, scenario: string, headers
       if (d.allowed) {
         if (settled) admitted++;
         due.push({
-          at: t + latencyMs,
+          at: t + latencyMs(),
           answer: () => {
             learner.admitted(1);
             if (headers !== '429-only')
