@@ -796,9 +796,11 @@ export class LimitLearner {
     const probing =
       this.mode === 'stated' && !this.statedByHeaders && this.firstRemainingAt === Infinity && this.share >= this.pace;
     // Above a limit a 429's body stated, the first step (a tenth above) waits `probeWaitMs` at the
-    // limit and lasts a quarter of a clean period; one that went through means the limit has moved, and
-    // the next steps (2, 4, 8 times) come a second apart: the first 429 above the new limit states
-    // it (one too far costs a 429 episode, as any failed probe does).
+    // limit and lasts a quarter of a clean period; one that went through means the limit has
+    // moved, and the next steps (a fifth more each) come a second apart up to twice the limit: the
+    // first 429 above the new limit states it (one too far costs a 429 episode, as any failed
+    // probe does). At twice, a tenth more each clean period: climbing on, a bucket's stored burst
+    // was spent at up to 3.7 times a doubled limit before the 429 came.
     const period =
       this.slowStart && this.mode === 'slow-start'
         ? slowPeriod
@@ -807,7 +809,9 @@ export class LimitLearner {
             ? this.probeWaitMs
             : this.above <= this.growth
               ? this.cleanMs / 4
-              : 1_000
+              : this.above < 2
+                ? 1_000
+                : this.cleanMs
           : this.cleanMs;
     if (t - this.periodStart < period) return;
     const elapsedMin = (t - this.periodStart) / 60_000;
@@ -824,9 +828,10 @@ export class LimitLearner {
       if (this.refill.requests.full) this.refill.requests.forget();
       if (this.refill.tokens.full) this.refill.tokens.forget();
     } else if (probing && this.inUse(elapsedMin)) {
-      // Above a limit only a 429 stated: 1.1 of it, then 2, 4, 8 times. Overshooting is cheap:
-      // the next 429's body states the limit again.
-      this.above = this.above === 1 ? this.growth : 1.2 * this.above;
+      // Above a limit only a 429 stated: 1.1 of it, then 1.32, 1.58, 1.90, 2, then 2.2, 2.42 …
+      // Overshooting is cheap: the next 429's body states the limit again.
+      this.above =
+        this.above === 1 ? this.growth : this.above < 2 ? Math.min(2, 1.2 * this.above) : this.growth * this.above;
     } else if (mode === 'measured' && this.inUse(elapsedMin)) {
       // No 429 and no new measure for a period: the bucket stays full, the limit may be higher.
       this.measuredShare *= this.growth;

@@ -97,7 +97,16 @@ export class RefillEstimator {
   }
 
   private fit(at: number): void {
-    const n = this.samples.length;
+    // One point per 100 ms (the newest in it): a burst of calls is hundreds of samples in a
+    // second, and weighed by count it held the slope near its own (nothing freed during a burst)
+    // for seconds after it, while room came back.
+    const points: Array<{ at: number; sum: number }> = [];
+    for (const s of this.samples) {
+      const last = points[points.length - 1];
+      if (last && Math.floor(last.at / 100) === Math.floor(s.at / 100)) points[points.length - 1] = s;
+      else points.push(s);
+    }
+    const n = points.length;
     // Too few answers in the window for a fit: the last slope is old news, and is dropped (the
     // last rate stays: a measured pace holds until a new measure).
     if (n < this.minSamples) {
@@ -109,7 +118,7 @@ export class RefillEstimator {
     let maxAt = -Infinity;
     let mt = 0;
     let ms = 0;
-    for (const s of this.samples) {
+    for (const s of points) {
       minAt = Math.min(minAt, s.at);
       maxAt = Math.max(maxAt, s.at);
       mt += s.at;
@@ -123,7 +132,7 @@ export class RefillEstimator {
     ms /= n;
     let cov = 0;
     let vt = 0;
-    for (const s of this.samples) {
+    for (const s of points) {
       cov += (s.at - mt) * (s.sum - ms);
       vt += (s.at - mt) ** 2;
     }

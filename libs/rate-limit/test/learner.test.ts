@@ -135,7 +135,7 @@ describe('LimitLearner', () => {
     expect(l.limits().requestsPerMinute).toBe(2_640);
   });
 
-  it('finds a raised limit only a 429 states: a tenth above for 2.5 s, then a fifth more each second, until a 429 says it', () => {
+  it('finds a raised limit only a 429 states: a tenth above for 2.5 s, then a fifth more each second up to twice, until a 429 says it', () => {
     const { l, run } = atPace();
     l.learn({ requestsPerMinute: 2_400 });
     // The provider now allows 4,800: every probe step goes through; the first after a clean 10 s
@@ -145,8 +145,13 @@ describe('LimitLearner', () => {
       run(i === 0 ? 11 : i === 1 ? 2 : 1);
       seen.push(l.limits().requestsPerMinute!);
     }
-    expect(seen).toEqual([2_640, 3_168, 3_801, 4_561, 5_474]);
-    run(1); // 2.3 × is too much: a 429 in that second, whose body states the new limit
+    // Up to twice the limit; there a clean period, then a tenth more.
+    expect(seen).toEqual([2_640, 3_168, 3_801, 4_561, 4_800]);
+    run(9);
+    expect(l.limits().requestsPerMinute).toBe(4_800);
+    run(2);
+    expect(l.limits().requestsPerMinute).toBe(5_280);
+    run(1); // 2.2 × is too much: a 429 in that second, whose body states the new limit
     l.learn({ requestsPerMinute: 4_800 });
     l.rateLimited();
     expect(l.limits().requestsPerMinute).toBeGreaterThan(0.9 * 4_800);
