@@ -67,8 +67,14 @@ export class ResetWatch {
     if (w === undefined) return undefined;
     // Each reset seen is a bound from above (the first call after it): projected forward, the
     // lowest is the nearest to the true one.
+    // Of the resets seen, those another one agrees with (on the same phase of the window): a limit
+    // raised mid-window frees room at once, which reads as a reset at no window's end.
+    const phase = (r: number) => ((r % w) + w) % w;
+    const near = (a: number, b: number) => Math.min(Math.abs(a - b), w - Math.abs(a - b)) <= Math.min(w / 6, 200);
+    const agreed = this.resets.filter((r) => this.resets.some((x) => x !== r && near(phase(x), phase(r))));
     let next = Infinity;
-    for (const r of this.resets) next = Math.min(next, r + Math.max(1, Math.ceil((t - r) / w)) * w);
+    for (const r of agreed.length > 0 ? agreed : this.resets)
+      next = Math.min(next, r + Math.max(1, Math.ceil((t - r) / w)) * w);
     // A reset is seen at the sending of the first call after it, and that call reached the
     // provider a little later: a call sent at the very time foretold met the old window's 429.
     return next + Math.max(10, 0.01 * w);
@@ -76,9 +82,32 @@ export class ResetWatch {
 
   private fit(): void {
     if (this.resets.length < 3) return;
-    const gaps = this.resets.slice(1).map((r, i) => r - this.resets[i]!);
+    // All the resets seen, or all but one (a limit raised mid-window frees room at once, and reads
+    // as a reset at no window's end): the first that gives a window.
+    const found =
+      this.windowOf(this.resets) ??
+      (this.resets.length >= 4
+        ? this.resets
+            .map((_, i) =>
+              this.windowOf(
+                this.resets.filter((_, j) => j !== i),
+                false,
+              ),
+            )
+            .find((w) => w !== undefined)
+        : undefined);
+    if (found !== undefined) this.windowMs = found;
+  }
+
+  /**
+   * The window the resets `rs` (ascending) fall a whole number of apart, if any: in whole seconds,
+   * or else (`other`) any length, while no window is known.
+   */
+  private windowOf(rs: number[], other = true): number | undefined {
+    if (rs.length < 3) return undefined;
+    const gaps = rs.slice(1).map((r, i) => r - rs[i]!);
     const shortest = Math.min(...gaps);
-    if (!(shortest > 0)) return;
+    if (!(shortest > 0)) return undefined;
     // Windows are set in whole seconds (1 s, 10 s, 60 s), and each reset is seen at the first call
     // after it, a little late (a 429's wait says it to the millisecond): the window is the longest
     // whole number of seconds that every gap is a whole multiple of, within a sixth of it and
@@ -89,12 +118,13 @@ export class ResetWatch {
       const tolerance = Math.min(w / 6, 200);
       const fits = gaps.every((g) => Math.round(g / w) >= 1 && Math.abs(g - Math.round(g / w) * w) <= tolerance);
       if (!fits) continue;
-      if (gaps.length >= (seconds < 5 ? 4 : 2)) this.windowMs = w;
-      return;
+      return gaps.length >= (seconds < 5 ? 4 : 2) ? w : undefined;
     }
     // No whole number of seconds fits: a window set otherwise, found as the mean of the gaps,
-    // each over its number of windows, where every gap is a whole multiple of the shortest.
+    // each over its number of windows, where every gap is a whole multiple of the shortest; only
+    // while no window is known (a stray reset among whole seconds fits a short one of its own).
+    if (!other || this.windowMs !== undefined) return undefined;
     const whole = gaps.every((g) => Math.abs(g / shortest - Math.round(g / shortest)) <= 0.1);
-    if (whole) this.windowMs = gaps.reduce((a, g) => a + g / Math.round(g / shortest), 0) / gaps.length;
+    return whole ? gaps.reduce((a, g) => a + g / Math.round(g / shortest), 0) / gaps.length : undefined;
   }
 }

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { ResetWatch } from '../src/resets.js';
+
+/** Answers to calls every `stepMs` against a fixed window of `quota` per `windowMs` (phase 300 ms). */
+function drive(w: ResetWatch, o: { windowMs: number; quota: number; stepMs: number; untilMs: number }) {
+  let sent = 0;
+  let windowStart = -Infinity;
+  let used = 0;
+  for (let t = 0; t < o.untilMs; t += o.stepMs) {
+    const start = Math.floor((t - 300) / o.windowMs) * o.windowMs + 300;
+    if (start !== windowStart) {
+      windowStart = start;
+      used = 0;
+    }
+    if (used >= o.quota) continue; // nothing sent into a spent window
+    used++;
+    sent++;
+    w.observe(t, o.quota - used, sent);
+  }
+}
+
+describe('ResetWatch: a fixed window found from what remains', () => {
+  it('finds a 10 s window from the jumps of what remains, and foretells its next reset', () => {
+    const w = new ResetWatch();
+    drive(w, { windowMs: 10_000, quota: 400, stepMs: 20, untilMs: 45_000 });
+    expect(w.windowMs).toBe(10_000);
+    // Resets at 300 ms past each 10 s; a call sent at the foretold time comes a little after it.
+    const next = w.nextReset(45_000)!;
+    expect(next).toBeGreaterThanOrEqual(50_300);
+    expect(next).toBeLessThan(50_300 + 150);
+  });
+
+  it('takes a 429 wait as a reset to the millisecond, and a limit raised mid-window as no reset', () => {
+    const w = new ResetWatch();
+    for (const at of [10_300, 20_300, 30_300]) w.refused(at);
+    expect(w.windowMs).toBe(10_000);
+    // A raised limit freed room at 27 s: seen as a jump, on no phase the others share.
+    w.refused(27_000);
+    expect(w.windowMs).toBe(10_000);
+    expect(w.nextReset(35_000)).toBe(40_300 + 100);
+  });
+
+  it('finds no window where room comes back at no common phase (a sliding window)', () => {
+    const w = new ResetWatch();
+    for (const at of [1_000, 2_730, 5_110, 6_480, 9_950]) w.refused(at);
+    expect(w.windowMs).toBeUndefined();
+  });
+});
