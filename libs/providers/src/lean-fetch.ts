@@ -7,7 +7,9 @@ import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
  * is written at once and the answer read whole into a Response, without the web streams and
  * transferable abort signals Node's own `fetch` spends most of a call's CPU on (a profile of the
  * dispatcher put a quarter of its busy time there). Enough of fetch for a JSON API: method,
- * headers, a string or bytes body, an AbortSignal; a streamed answer is read whole.
+ * headers, a string or bytes body, an AbortSignal; a streamed answer is read whole. The answer is
+ * a LeanResponse: what the SDKs read of a Response, over the bytes already read (a web Response
+ * wraps them in a stream again, and reads them back through it).
  */
 export function leanFetch(o: { maxSockets?: number } = {}): typeof fetch {
   const agents = {
@@ -42,11 +44,13 @@ export function leanFetch(o: { maxSockets?: number } = {}): typeof fetch {
               return reject(err);
             }
             resolve(
-              new Response(empty ? null : bytes, {
+              new LeanResponse(
+                empty ? null : bytes,
                 status,
-                statusText: res.statusMessage ?? '',
-                headers: responseHeaders(res.headers),
-              }),
+                res.statusMessage ?? '',
+                responseHeaders(res.headers),
+                url.href,
+              ) as unknown as Response,
             );
           });
         },
@@ -90,4 +94,69 @@ function responseHeaders(h: IncomingHttpHeaders): Headers {
     else out.set(k, v);
   }
   return out;
+}
+
+/**
+ * What the SDKs read of a fetch Response (status, ok, headers, url, json(), text(), body), over an
+ * answer already read whole. `rawText()` is the body as the provider sent it, for the outcome
+ * record (re-serializing the parsed answer cost a JSON.stringify a call).
+ */
+export class LeanResponse {
+  readonly ok: boolean;
+  readonly redirected = false;
+  readonly type = 'basic';
+  private used = false;
+  private text$: string | undefined;
+
+  constructor(
+    private readonly bytes: Buffer | null,
+    readonly status: number,
+    readonly statusText: string,
+    readonly headers: Headers,
+    readonly url: string,
+  ) {
+    this.ok = status >= 200 && status < 300;
+  }
+
+  /** A web stream of the bytes, made only if something reads it (a streamed answer's parser). */
+  get body(): ReadableStream<Uint8Array> | null {
+    const bytes = this.bytes;
+    if (bytes === null) return null;
+    return new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        c.close();
+      },
+    });
+  }
+
+  get bodyUsed(): boolean {
+    return this.used;
+  }
+
+  /** The body as text, however often it is asked for (the SDK reads it once). */
+  rawText(): string {
+    this.text$ ??= this.bytes === null ? '' : this.bytes.toString('utf8');
+    return this.text$;
+  }
+
+  text(): Promise<string> {
+    this.used = true;
+    return Promise.resolve(this.rawText());
+  }
+
+  async json(): Promise<unknown> {
+    this.used = true;
+    return JSON.parse(this.rawText()) as unknown;
+  }
+
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    this.used = true;
+    const b = this.bytes ?? Buffer.alloc(0);
+    return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+  }
+
+  clone(): LeanResponse {
+    return new LeanResponse(this.bytes, this.status, this.statusText, this.headers, this.url);
+  }
 }

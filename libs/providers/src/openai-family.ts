@@ -1,7 +1,7 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, AzureOpenAI } from 'openai';
 import { limitFromMessage, readRateHeaders, retryAfterMs } from './headers.js';
 import { ProviderError, type ChatRequest, type ChatResult, type FailureKind, type ProviderAdapter } from './types.js';
-import { leanFetch } from './lean-fetch.js';
+import { LeanResponse, leanFetch } from './lean-fetch.js';
 
 /**
  * How an OpenAI-family failure is handled, in one table: the first row that matches decides.
@@ -84,7 +84,8 @@ function adapter(provider: string, client: OpenAI, modelFor: (model: string) => 
           },
           model: data.model,
           latencyMs: Math.round(performance.now() - started),
-          body: JSON.stringify(data),
+          // The answer as the provider sent it (a JSON text, as the SDK parsed it).
+          body: response instanceof LeanResponse ? response.rawText() : JSON.stringify(data),
           rate: readRateHeaders(response.headers),
         };
       } catch (err) {

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { leanFetch } from '../src/lean-fetch.js';
+import { LeanResponse, leanFetch } from '../src/lean-fetch.js';
 
 describe('leanFetch (node:http keep-alive, for the SDKs)', () => {
   let server: Server;
@@ -47,6 +47,20 @@ describe('leanFetch (node:http keep-alive, for the SDKs)', () => {
     const c = new AbortController();
     setTimeout(() => c.abort(), 100);
     await expect(f(`${base}/slow`, { signal: c.signal })).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  it('answers with the bytes it read: text and json as often as asked, the raw text kept, a stream only on demand', async () => {
+    const res = await f(`${base}/v1/chat`, { method: 'POST', body: 'x' });
+    expect(res).toBeInstanceOf(LeanResponse);
+    const lean = res as unknown as LeanResponse;
+    expect(lean.rawText()).toBe('{"echo":"x"}');
+    expect(await res.text()).toBe('{"echo":"x"}');
+    expect(res.bodyUsed).toBe(true);
+    expect(await res.json()).toEqual({ echo: 'x' });
+    const chunks: Uint8Array[] = [];
+    for await (const c of res.body!) chunks.push(c);
+    expect(Buffer.concat(chunks).toString()).toBe('{"echo":"x"}');
+    expect(res.url).toBe(`${base}/v1/chat`);
   });
 
   it('decodes a body a server compressed unasked, and gives no body for 204', async () => {
