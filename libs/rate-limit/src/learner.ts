@@ -179,8 +179,6 @@ export class LimitLearner {
   private statedByHeaders = false;
   /** Above limits only 429 bodies stated: 1 while paced at them, more while probing. */
   private above = 1;
-  /** How long to stay at a body-stated limit before probing above it; doubles on each failed probe. */
-  private probeWaitMs: number;
   private statedSince = -Infinity;
   private periodStart: number;
   private periodAdmitted = 0;
@@ -203,7 +201,6 @@ export class LimitLearner {
     this.probeRpm = o.startRpm ?? 60;
     this.share = this.pace;
     this.periodStart = this.now();
-    this.probeWaitMs = this.cleanMs;
   }
 
   get mode(): LearnerMode {
@@ -517,7 +514,6 @@ export class LimitLearner {
     if (raised) {
       // A probe found the new limit: pace at it, and probe again soon.
       this.above = 1;
-      this.probeWaitMs = this.cleanMs;
       this.periodStart = this.now();
       this.periodAdmitted = 0;
       this.periodTokens = 0;
@@ -678,7 +674,6 @@ export class LimitLearner {
     this.raiseBase[dim] = remaining;
     this.refill[dim].forget();
     this.above = 1;
-    this.probeWaitMs = this.cleanMs;
   }
 
   /** A call went through (any answer but a 429), having reserved `tokens`. */
@@ -722,7 +717,6 @@ export class LimitLearner {
         // Each probe that met the same limit cost a 429 or two; the next waits a clean period
         // again, so that a limit raised meanwhile is found within about one (a wait doubled on each
         // failed probe, up to 16 periods, found a doubled limit minutes late).
-        this.probeWaitMs = this.cleanMs;
         this.periodStart = t;
         this.periodAdmitted = 0;
         this.periodTokens = 0;
@@ -795,7 +789,7 @@ export class LimitLearner {
     const slowPeriod = this.ample() ? 250 : 500;
     const probing =
       this.mode === 'stated' && !this.statedByHeaders && this.firstRemainingAt === Infinity && this.share >= this.pace;
-    // Above a limit a 429's body stated, the first step (a tenth above) waits `probeWaitMs` at the
+    // Above a limit a 429's body stated, the first step (a tenth above) waits a clean period at the
     // limit and lasts a quarter of a clean period; one that went through means the limit has
     // moved, and the next steps (a fifth more each) come a second apart up to twice the limit: the
     // first 429 above the new limit states it (one too far costs a 429 episode, as any failed
@@ -806,7 +800,7 @@ export class LimitLearner {
         ? slowPeriod
         : probing
           ? this.above === 1
-            ? this.probeWaitMs
+            ? this.cleanMs
             : this.above <= this.growth
               ? this.cleanMs / 4
               : this.above < 2
