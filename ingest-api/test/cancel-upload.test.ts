@@ -34,7 +34,7 @@ describe('a cancel during an upload (real Kafka and Redis)', () => {
     expect(del.json().status).toBe('cancelled');
     body.end(rows(25, 40));
     const res = await upload;
-    expect(res.statusCode).toBe(409);
+    expect({ status: res.statusCode, error: res.json().error?.code }).toEqual({ status: 409, error: 'JOB_NOT_OPEN' });
     expect(res.json().error.code).toBe('JOB_NOT_OPEN');
     expect(res.json().error.message).toMatch(/cancelled during this upload/);
     expect((await view.get(job.id))?.status).toBe('cancelled');

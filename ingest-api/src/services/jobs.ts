@@ -443,9 +443,10 @@ export class JobService {
       return { jobId, status: job.status, accepted, invalid, resumedFrom, total: job.total, errors };
     } catch (caught) {
       const committedRows = job.accepted + job.invalid;
-      // A fenced transaction: the job was cancelled while this upload ran.
+      // A fenced transaction: the job was cancelled while this upload ran. The cancel fences
+      // before it commits its event and writes the view, so a fenced upload waits for the view.
       const err =
-        !(caught instanceof SluiceError) && (await this.view.get(jobId))?.status === 'cancelled'
+        !(caught instanceof SluiceError) && (await this.cancelledMeanwhile(jobId, caught))
           ? cancelledDuringUpload(jobId, committedRows)
           : caught;
       if (err instanceof SluiceError) {
@@ -462,6 +463,19 @@ export class JobService {
     } finally {
       await producer.disconnect().catch(() => undefined);
       if ((await this.deps.redis.get(lockKey)) === lockId) await this.deps.redis.del(lockKey);
+    }
+  }
+
+  /**
+   * Whether the job reads cancelled, waiting up to 5 s for it when `err` says another writer of
+   * the job's transactional id fenced this one (a cancel in progress).
+   */
+  private async cancelledMeanwhile(jobId: string, err: unknown): Promise<boolean> {
+    const until = Date.now() + (fencedBy(err) ? 5_000 : 0);
+    for (;;) {
+      if ((await this.view.get(jobId))?.status === 'cancelled') return true;
+      if (Date.now() >= until) return false;
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
 
@@ -598,6 +612,15 @@ function mergeParameters(defaults: JobParametersInput, o: Record<string, unknown
 
 /** The transactional id of a job's uploads, and of its cancel, which fences them. */
 const uploadTransactionalId = (jobId: string) => `sluice-ingest-${jobId}`;
+
+/** Whether a Kafka error (or one it wraps) says a newer producer of the same transactional id took over. */
+function fencedBy(err: unknown): boolean {
+  for (let e = err as { type?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; depth++) {
+    if (e.type === 'INVALID_PRODUCER_EPOCH' || e.type === 'PRODUCER_FENCED') return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}
 
 function cancelledDuringUpload(jobId: string, committedRows: number): SluiceError {
   return new SluiceError(

@@ -1,4 +1,4 @@
-import { pipeline, Transform, type Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { SluiceError } from '@sluice/errors';
@@ -246,7 +246,7 @@ export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes
           }),
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const format = formatOf(request.headers['content-type'], (request.query as { format?: string }).format);
         if (!format) {
           throw new SluiceError(
@@ -257,10 +257,24 @@ export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes
             },
           );
         }
-        // pipeline: an error on either side destroys both, and none goes unhandled.
-        const body = pipeline(request.body as Readable, limitBytes(maxUploadBytes), () => undefined);
-        (request.body as Readable).on('aborted', () => body.destroy(new Error('the client closed the connection')));
-        return jobs.upload(request.tenant, (request.params as { id: string }).id, body, format);
+        // The request is piped, not pipelined: a refusal (a cancel, the size limit, a document that
+        // cannot be read) ends the reading of the body but must not destroy the request, which would
+        // close the connection before the answer is written.
+        const raw = request.body as Readable;
+        const body = limitBytes(maxUploadBytes);
+        body.on('error', () => undefined); // the upload's reader takes it (it may start after the error)
+        raw.on('aborted', () => body.destroy(new Error('the client closed the connection')));
+        raw.on('error', (err) => body.destroy(err));
+        raw.pipe(body);
+        try {
+          return await jobs.upload(request.tenant, (request.params as { id: string }).id, body, format);
+        } finally {
+          if (!raw.readableEnded) {
+            // Refused before the end: the rest is not read, and the connection closes after the answer.
+            raw.unpipe(body);
+            void reply.header('connection', 'close');
+          }
+        }
       },
     );
   });
