@@ -1,4 +1,4 @@
-// sluice dev | sluice demo | sluice lag: Sluice on a laptop, on the local stack.
+// sluice dev | demo | lag | dead-letters: Sluice on a laptop, on the local stack.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import { parseEnvFile } from '@sluice/testing';
 import { envFile, repoRoot } from '../stack/paths.js';
 import { stackUp } from '../stack/stack.js';
 import { startDev, type DevLane } from './dev.js';
+import { formatLetters, readDeadLetters, redrive } from './dead-letters.js';
 import { formatLag, lagReport } from './lag.js';
 
 const usage = `usage:
@@ -24,6 +25,11 @@ const usage = `usage:
       per consumer group of Sluice and topic, how far its committed offsets are behind the log's
       end; per unfinished job, the prompts waiting for an outcome (the stack's settings, or
       SLUICE_KAFKA_BROKERS and SLUICE_REDIS_URL)
+  sluice dead-letters [--reason CODE] [--job ID] [--stage dispatcher|delay] [--json]
+                      [--redrive [--dry-run] [--again]]
+      the records on sluice.dead-letter (reason, job, where from and to; never prompt text);
+      --redrive sends the ones picked to where they were going, once their cause is fixed
+      (each once: --again sends ones re-driven before)
 
   --provider sim     the provider simulator (default): no key, no cost
   --provider openai  OpenAI itself, with OPENAI_API_KEY (the demo sends at most --rows prompts, default 50)
@@ -250,8 +256,53 @@ async function lag(args: string[]): Promise<void> {
   }
 }
 
+async function deadLetters(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      reason: { type: 'string' },
+      job: { type: 'string' },
+      stage: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      redrive: { type: 'boolean', default: false },
+      'dry-run': { type: 'boolean', default: false },
+      again: { type: 'boolean', default: false },
+    },
+  });
+  const env = { ...(existsSync(envFile) ? parseEnvFile(readFileSync(envFile, 'utf8')) : {}), ...process.env };
+  const brokers = env['SLUICE_KAFKA_BROKERS'];
+  const redisUrl = env['SLUICE_REDIS_URL'];
+  if (!brokers || !redisUrl)
+    fail('no stack settings: start the stack (npm run stack:up), or set SLUICE_KAFKA_BROKERS and SLUICE_REDIS_URL');
+  if (values.redrive && !values.reason && !values.job)
+    fail('--redrive sends only what --reason or --job picks: name one (sluice dead-letters lists them)');
+  const kafka = createKafka({ brokers: brokers.split(','), clientId: 'sluice-dead-letters' });
+  const letters = await readDeadLetters(kafka, { reason: values.reason, jobId: values.job, stage: values.stage });
+  if (!values.redrive) {
+    const plain = letters.map(({ record: _record, ...rest }) => rest);
+    console.log(values.json ? JSON.stringify(plain, null, 2) : formatLetters(letters));
+    return;
+  }
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 2 });
+  try {
+    const r = await redrive(kafka, redis, letters, { again: values.again, dryRun: values['dry-run'] });
+    console.log(
+      values.json
+        ? JSON.stringify(r, null, 2)
+        : [
+            `${values['dry-run'] ? 'would re-drive' : 're-drove'} ${r.redriven} of ${letters.length}` +
+              (r.skipped ? `; ${r.skipped} re-driven before (--again sends them again)` : ''),
+            ...r.refused.map((x) => `  not sent ${x.partition}/${x.offset}: ${x.why}`),
+          ].join('\n'),
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
+const commands: Record<string, (args: string[]) => Promise<void>> = { dev, demo, lag, 'dead-letters': deadLetters };
 const [command, ...rest] = process.argv.slice(2);
-const run = command === 'dev' ? dev : command === 'demo' ? demo : command === 'lag' ? lag : undefined;
+const run = command === undefined ? undefined : commands[command];
 const help = (a: string) => a === '--help' || a === '-h';
 if (!run || rest.some(help)) {
   process.stdout.write(usage);
@@ -260,7 +311,7 @@ if (!run || rest.some(help)) {
 process.chdir(repoRoot);
 run(rest).then(
   () => {
-    if (command === 'demo' || command === 'lag') process.exit(0);
+    if (command !== 'dev') process.exit(0);
   },
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);

@@ -98,6 +98,8 @@ export async function startDev(o: DevOptions): Promise<DevRunning> {
         adapter: adapterFor(c),
         keyId: lane.keyId ?? `${lane.provider}-dev`,
         limits: (model) => lane.modelLimits?.[model] ?? {},
+        // The models the API takes for this lane are the ones its dispatcher serves.
+        models: ingestConfig.models[lane.provider],
         tokenCounter,
         lanePartitions: ingestConfig.lanePartitions,
         log: log.child({ role: 'dispatcher', lane: lane.provider }),

@@ -1,14 +1,19 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { pino } from 'pino';
+import { createKafka } from '@sluice/kafka';
 import { createGcsObjectStore } from '@sluice/object-store';
 import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
 import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '@sluice/ingest-api';
+import { readDeadLetters } from '../sluice/dead-letters.js';
 import { startDev, type DevRunning } from '../sluice/dev.js';
+import { repoRoot } from '../stack/paths.js';
 import { subscribe } from '../../stream-processors/sink/test/helpers.js';
 
 /**
@@ -163,6 +168,111 @@ describe('end to end: HTTP upload to GCS files and a Pub/Sub announcement', () =
       await new Promise((r) => setTimeout(r, 1_000));
       expect(sub.messages.filter((m) => m.attributes['jobId'] === job.id)).toHaveLength(1);
     } finally {
+      await sub.close();
+    }
+  }, 180_000);
+
+  // The producer path of other pipelines (docs/kafka-producers.md), as an outside client takes it:
+  // its own registry client and subject, records on the job's lane, a seal; beside them, forged
+  // records naming the job with another tenant or a row past the total, which must not count.
+  it('takes Avro records produced to the lane through the registry to GCS files and one announcement', async () => {
+    const sub = await subscribe(s.pubsubProject, s.pubsubEmulatorHost, topic);
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const kafka = createKafka({ brokers: s.kafkaBrokers, clientId: uniqueName('e2e-producer') });
+    const producer = kafka.producer();
+    try {
+      const created = await fetch(`${dev.url}/v1/jobs`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ provider: lane, model: 'gpt-4o-mini', source: 'kafka' }),
+      });
+      expect(created.status).toBe(201);
+      const job = (await created.json()) as {
+        id: string;
+        kafka: { laneTopic: string; partitions: number[]; tenant: string };
+      };
+      const registry = new SchemaRegistry({ host: s.schemaRegistryUrl });
+      const schema = readFileSync(join(repoRoot, 'schemas/avro/prompt-request.avsc'), 'utf8');
+      const { id: schemaId } = await registry.register(
+        { type: SchemaType.AVRO, schema },
+        { subject: `${job.kafka.laneTopic}-value` },
+      );
+      const record = (rowIndex: number, tenant = job.kafka.tenant) => ({
+        jobId: job.id,
+        promptId: `${job.id}:${rowIndex}`,
+        rowIndex,
+        tenant,
+        provider: lane,
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: `Headline ${rowIndex}: is it good news?` }],
+        parameters: {
+          temperature: 0,
+          topP: null,
+          maxTokens: 8,
+          responseFormat: null,
+          stop: null,
+          seed: null,
+          extra: null,
+        },
+        attempt: 0,
+        customId: `k${rowIndex}`,
+        priority: 0,
+        submittedAt: Date.now(),
+        source: 'kafka',
+      });
+      const n = 200;
+      const produce = async (rows: Array<ReturnType<typeof record>>) =>
+        producer.send({
+          topic: job.kafka.laneTopic,
+          messages: await Promise.all(
+            rows.map(async (r, i) => ({
+              key: job.id,
+              partition: job.kafka.partitions[i % job.kafka.partitions.length],
+              value: await registry.encode(schemaId, r),
+            })),
+          ),
+        });
+      await producer.connect();
+      await produce([...Array.from({ length: n }, (_, i) => record(i)), record(3, 'mallory')]);
+      const sealed = await fetch(`${dev.url}/v1/jobs/${job.id}/seal`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ total: n }),
+      });
+      expect(sealed.status).toBe(200);
+      // Past the total once it is known (the dispatcher reads a job's view again after a second).
+      // Before the seal such a row could not be told apart: it is called, and the sink, which
+      // knows the total when it counts, writes it nowhere.
+      await new Promise((r) => setTimeout(r, 1_200));
+      await produce([record(n + 5)]);
+
+      await waitFor('the announcement', () => sub.messages.find((m) => m.attributes['jobId'] === job.id), {
+        timeoutMs: 120_000,
+        intervalMs: 250,
+      });
+      await new Promise((r) => setTimeout(r, 1_000)); // a second announcement would arrive now
+      const announcements = sub.messages.filter((m) => m.attributes['jobId'] === job.id);
+      expect(announcements).toHaveLength(1);
+      expect(announcements[0]!.attributes['status']).toBe('completed');
+      const download = await fetch(`${dev.url}/v1/jobs/${job.id}/results/results`, { headers });
+      const ids = (await download.text())
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { custom_id: string }).custom_id);
+      expect(ids.sort()).toEqual(Array.from({ length: n }, (_, i) => `k${i}`).sort());
+      // The forged two are dead letters, with their reasons.
+      let reasons: string[] = [];
+      await waitFor(
+        'the two dead letters',
+        async () => {
+          reasons = (await readDeadLetters(kafka, { jobId: job.id })).map((l) => l.reason).sort();
+          return reasons.length >= 2 ? true : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 1_000 },
+      ).catch(() => undefined);
+      expect(reasons).toEqual(['ROW_OUT_OF_RANGE', 'TENANT_MISMATCH']);
+    } finally {
+      await producer.disconnect();
       await sub.close();
     }
   }, 180_000);

@@ -65,6 +65,36 @@ export interface SluiceKafka {
    * broker's `message.max.bytes`), read from the broker once per topic.
    */
   maxMessageBytes(topic: string): Promise<number>;
+  /**
+   * Whether a topic exists, as the broker's metadata says. A topic seen once is taken to exist
+   * (ask with `fresh` after a send says otherwise); one not seen is asked again after a second.
+   */
+  topicExists(topic: string, options?: { fresh?: boolean }): Promise<boolean>;
+}
+
+/** A record's topic does not exist: it cannot be written, however long the send is retried. */
+export class TopicMissingError extends Error {
+  constructor(readonly topic: string) {
+    super(`topic ${topic} does not exist`);
+    this.name = 'TopicMissingError';
+  }
+}
+
+/**
+ * Whether a kafkajs error, or one it wraps, may mean a topic does not exist: the broker says it
+ * does not know the topic or partition, or kafkajs has no metadata for it (after a first refusal
+ * it says that instead). Existence is then asked of the broker; this only says when to ask.
+ */
+export function unknownTopicError(err: unknown): boolean {
+  for (
+    let e = err as { type?: string; name?: string; cause?: unknown; originalError?: unknown } | undefined, depth = 0;
+    e && depth < 5;
+    depth++
+  ) {
+    if (e.type === 'UNKNOWN_TOPIC_OR_PARTITION' || e.name === 'KafkaJSMetadataNotLoaded') return true;
+    e = (e.cause ?? e.originalError) as typeof e;
+  }
+  return false;
 }
 
 /**
@@ -163,7 +193,14 @@ export async function sendUntilWritten(
 async function retryUntilWritten(
   send: () => Promise<unknown>,
   topic: string,
-  o: { running: () => boolean; log?: Logger; what: string; attemptMs?: number },
+  o: {
+    running: () => boolean;
+    log?: Logger;
+    what: string;
+    attemptMs?: number;
+    /** Asked after each failure: true ends the retries with that failure. */
+    stopOn?: (err: unknown) => Promise<boolean>;
+  },
 ): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     let timer: NodeJS.Timeout | undefined;
@@ -178,6 +215,7 @@ async function retryUntilWritten(
       return;
     } catch (err) {
       if (!o.running()) throw err;
+      if (o.stopOn && (await o.stopOn(err).catch(() => false))) throw err;
       o.log?.warn({ err, topic, attempt }, `${o.what} not written yet; retrying`);
       await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** (attempt - 1))));
     } finally {
@@ -203,7 +241,18 @@ export class GatheringSender {
 
   constructor(
     private readonly producer: Producer,
-    private readonly o: { running: () => boolean; log?: Logger; what: string; lingerMs?: number },
+    private readonly o: {
+      running: () => boolean;
+      log?: Logger;
+      what: string;
+      lingerMs?: number;
+      /**
+       * Asked, after a send fails on an unknown topic, whether each topic of the request exists:
+       * the records of one that does not are refused with TopicMissingError and the rest are sent
+       * again. Without it such a send is retried like any other (a topic being created).
+       */
+      topicExists?: (topic: string) => Promise<boolean>;
+    },
   ) {}
 
   send(topic: string, message: Message): Promise<void> {
@@ -225,21 +274,52 @@ export class GatheringSender {
     if (batch.length === 0) return;
     this.pending = [];
     this.bytes = 0;
-    const byTopic = new Map<string, Message[]>();
-    for (const r of batch) {
-      const list = byTopic.get(r.topic);
-      if (list) list.push(r.message);
-      else byTopic.set(r.topic, [r.message]);
+    void this.write(batch);
+  }
+
+  private async write(batch: GatheringSender['pending']): Promise<void> {
+    for (;;) {
+      const byTopic = new Map<string, Message[]>();
+      for (const r of batch) {
+        const list = byTopic.get(r.topic);
+        if (list) list.push(r.message);
+        else byTopic.set(r.topic, [r.message]);
+      }
+      const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+      let missing: Set<string> | undefined;
+      try {
+        await retryUntilWritten(
+          () => this.producer.sendBatch({ acks: -1, topicMessages }),
+          topicMessages.length === 1 ? topicMessages[0]!.topic : `${topicMessages.length} topics`,
+          {
+            ...this.o,
+            // A send refused for an unknown topic ends the retries if a topic is indeed missing.
+            stopOn: this.o.topicExists
+              ? async (err) => {
+                  if (!unknownTopicError(err)) return false;
+                  const exists = this.o.topicExists!;
+                  const gone = (await Promise.all([...byTopic.keys()].map(async (t) => ((await exists(t)) ? [] : [t]))))
+                    .flat();
+                  if (gone.length === 0) return false;
+                  missing = new Set(gone);
+                  return true;
+                }
+              : undefined,
+          },
+        );
+        batch.forEach((r) => r.done());
+        return;
+      } catch (err) {
+        if (!missing) {
+          batch.forEach((r) => r.done(err ?? new Error('not written')));
+          return;
+        }
+        const gone = missing;
+        for (const r of batch) if (gone.has(r.topic)) r.done(new TopicMissingError(r.topic));
+        batch = batch.filter((r) => !gone.has(r.topic));
+        if (batch.length === 0) return;
+      }
     }
-    const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
-    retryUntilWritten(
-      () => this.producer.sendBatch({ acks: -1, topicMessages }),
-      topicMessages.length === 1 ? topicMessages[0]!.topic : `${topicMessages.length} topics`,
-      this.o,
-    ).then(
-      () => batch.forEach((r) => r.done()),
-      (err: unknown) => batch.forEach((r) => r.done(err ?? new Error('not written'))),
-    );
   }
 }
 
@@ -311,8 +391,33 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
     }
     return p;
   };
+  // Existence is asked rarely (a topic first seen, a send refused): an admin client per question.
+  const known = new Set<string>();
+  const unknownAt = new Map<string, number>();
+  const topicExists = async (topic: string, o: { fresh?: boolean } = {}): Promise<boolean> => {
+    if (!o.fresh && known.has(topic)) return true;
+    const askedAt = unknownAt.get(topic);
+    if (!o.fresh && askedAt !== undefined && Date.now() - askedAt < 1_000) return false;
+    const admin = kafka.admin();
+    await admin.connect();
+    let topics: Set<string>;
+    try {
+      topics = new Set(await admin.listTopics());
+    } finally {
+      await admin.disconnect();
+    }
+    for (const t of topics) known.add(t);
+    if (topics.has(topic)) {
+      unknownAt.delete(topic);
+      return true;
+    }
+    known.delete(topic);
+    unknownAt.set(topic, Date.now());
+    return false;
+  };
   return {
     maxMessageBytes,
+    topicExists,
     admin: () => kafka.admin(),
     producer: (o = {}) =>
       kafka.producer({
@@ -342,3 +447,12 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
     },
   };
 }
+
+export {
+  deadLetterHeaders,
+  deadLetterSpec,
+  deadLetterTopic,
+  DeadLetters,
+  type DeadLetter,
+  type DeadLetterReason,
+} from './dead-letter.js';

@@ -1,6 +1,6 @@
 import { stackSettings, uniqueName } from '@sluice/testing';
 import { describe, expect, it } from 'vitest';
-import { createKafka, GatheringSender } from '../src/index.js';
+import { createKafka, GatheringSender, TopicMissingError } from '../src/index.js';
 
 describe('GatheringSender against the real broker', () => {
   it('writes records sent together in a few produce requests, a record too big for them alone, and loses none', async () => {
@@ -39,6 +39,43 @@ describe('GatheringSender against the real broker', () => {
     } finally {
       await producer.disconnect();
       await kafka.deleteTopics(topics);
+    }
+  }, 60_000);
+
+  // Regression: an outcome for a results topic that does not exist was retried forever, and every
+  // record gathered with it waited too.
+  it('refuses the records of a topic that does not exist and writes the ones gathered with them', async () => {
+    const { kafkaBrokers } = stackSettings();
+    const kafka = createKafka({ brokers: kafkaBrokers, clientId: uniqueName('gather') });
+    const here = uniqueName('gather-here');
+    const gone = uniqueName('gather-gone');
+    await kafka.ensureTopics([{ topic: here, partitions: 1 }]);
+    const producer = kafka.producer();
+    await producer.connect();
+    try {
+      const sender = new GatheringSender(producer, {
+        running: () => true,
+        what: 'test record',
+        topicExists: (t) => kafka.topicExists(t, { fresh: true }),
+      });
+      const [a, b, c] = await Promise.allSettled([
+        sender.send(here, { value: 'a' }),
+        sender.send(gone, { value: 'b' }),
+        sender.send(here, { value: 'c' }),
+      ]);
+      expect(a.status).toBe('fulfilled');
+      expect(c.status).toBe('fulfilled');
+      expect(b.status === 'rejected' && b.reason).toBeInstanceOf(TopicMissingError);
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        expect(Number((await admin.fetchTopicOffsets(here))[0]!.high)).toBe(2);
+      } finally {
+        await admin.disconnect();
+      }
+    } finally {
+      await producer.disconnect();
+      await kafka.deleteTopics([here]);
     }
   }, 60_000);
 });

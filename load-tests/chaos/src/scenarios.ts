@@ -2,7 +2,9 @@ import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { SluiceKafka } from '@sluice/kafka';
 import type { KeyConfig, ProviderSimServer } from '@sluice/provider-sim';
-import { waitFor } from '@sluice/testing';
+import { stackSettings, waitFor } from '@sluice/testing';
+import { readDeadLetters } from '@sluice/dev/dead-letters';
+import { createSchemaCodecs } from '@sluice/schemas';
 import { runningPid, stackUp } from '@sluice/dev/stack';
 import type { Cluster, Role } from './cluster.js';
 import type { FaultProxy } from '@sluice/testing';
@@ -235,7 +237,7 @@ export const scenarios: Scenario[] = [
   {
     name: 'poison-records',
     quick: true,
-    what: 'garbage and wrong-job records on the lane and the results topic beside a real job',
+    what: 'garbage on the lane and the results topic, and valid records of an unknown job, another tenant and a row out of range, beside a real job: the lane records end as dead letters',
     async run(ctx) {
       const jobId = await submit(ctx, ctx.quick ? 1_000 : 5_000);
       const producer = ctx.kafka.producer();
@@ -246,9 +248,61 @@ export const scenarios: Scenario[] = [
         { value: Buffer.from([0, 0, 0, 0x7f, 0xff, 1, 2, 3]) }, // Confluent framing, unknown schema id
         { value: null },
       ];
-      await producer.send({ topic: `sluice.requests.${ctx.lane}`, messages: junk.map((m) => ({ key: jobId, ...m })) });
+      // Valid prompt records that no job may take: an unknown job, another tenant, a row out of range.
+      const codecs = await createSchemaCodecs({ registryUrl: stackSettings().schemaRegistryUrl });
+      const unknownJob = `job_${randomBytes(6).toString('hex')}`;
+      const view = await fetch(`${ctx.api}/v1/jobs/${jobId}`, { headers: headers(ctx.apiKey) });
+      const tenant = ((await view.json()) as { kafka: { tenant: string } }).kafka.tenant;
+      const forged = [
+        { jobId: unknownJob, rowIndex: 0, tenant },
+        { jobId, rowIndex: 1, tenant: 'mallory' },
+        { jobId, rowIndex: 2 ** 32, tenant },
+      ].map((r) => ({
+        key: r.jobId,
+        value: codecs.promptRequest.encodeSync({
+          ...r,
+          promptId: `${r.jobId}:${r.rowIndex}`,
+          provider: ctx.lane,
+          model: 'gpt-4o-mini',
+          messages: [{ role: 'user', content: 'forged' }],
+          parameters: {
+            temperature: 0,
+            topP: null,
+            maxTokens: 8,
+            responseFormat: null,
+            stop: null,
+            seed: null,
+            extra: null,
+          },
+          attempt: 0,
+          customId: null,
+          priority: 0,
+          submittedAt: Date.now(),
+          source: 'kafka',
+        }),
+      }));
+      const lane = `sluice.requests.${ctx.lane}`;
+      await producer.send({ topic: lane, messages: [...junk.map((m) => ({ key: jobId, ...m })), ...forged] });
       await producer.send({ topic: `sluice.results.${jobId}`, messages: junk.map((m) => ({ key: jobId, ...m })) });
       await producer.disconnect();
+      // Each lane record ends as a dead letter with its reason (the results topic's junk is skipped).
+      const expected = ['JOB_UNKNOWN', 'ROW_OUT_OF_RANGE', 'TENANT_MISMATCH', ...junk.map(() => 'UNDECODABLE')].sort();
+      let got: string[] = [];
+      await waitFor(
+        'the poison records as dead letters',
+        async () => {
+          const letters = await readDeadLetters(ctx.kafka);
+          got = letters
+            .filter((l) => (l.jobId === jobId || l.jobId === unknownJob) && l.source?.startsWith(`${lane}/`))
+            .map((l) => l.reason)
+            .sort();
+          return got.length >= expected.length ? true : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 2_000 },
+      ).catch(() => undefined);
+      if (JSON.stringify(got) !== JSON.stringify(expected))
+        throw new Error(`dead letters of the poison records: ${got.join(', ')}; expected ${expected.join(', ')}`);
+      ctx.log(`  dead letters: ${got.join(', ')}`);
     },
   },
   {

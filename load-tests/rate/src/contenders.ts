@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import type { SluiceKafka } from '@sluice/kafka';
 import type { PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import { parseEnvFile, stackSettings, type StackSettings } from '@sluice/testing';
@@ -231,6 +232,13 @@ export async function launchSluice(
     { topic: `sluice.requests.${lane}`, partitions: 12 },
     { topic: `sluice.results.${jobId}`, partitions: 1 },
   ]);
+  // The job's view, as the API writes it: the dispatcher checks each lane record against it.
+  const redis = new Redis(deps.stackEnv['SLUICE_REDIS_URL']!);
+  await redis.set(
+    `sluice:job:${jobId}`,
+    JSON.stringify({ jobId, status: 'sealed', tenant: 'bench', model: c.prompts[0]?.model, total: c.prompts.length }),
+  );
+  redis.disconnect();
   const producer = deps.kafka.producer();
   await producer.connect();
   const messages = c.prompts.map((p, i) => {
@@ -274,6 +282,8 @@ export async function launchSluice(
         ...deps.stackEnv,
         SLUICE_PROVIDER: c.dialect,
         SLUICE_LANE: lane,
+        // The prompts name several models: the lane serves any.
+        SLUICE_MODELS: JSON.stringify({ [lane]: ['*'] }),
         SLUICE_PROVIDER_API_KEY: c.apiKey,
         SLUICE_PROVIDER_KEY_ID: c.apiKey,
         SLUICE_PROVIDER_BASE_URL: baseUrl,

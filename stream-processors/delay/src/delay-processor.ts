@@ -1,6 +1,9 @@
 import type { CrashPoint } from '@sluice/errors';
 import {
+  deadLetterSpec,
+  DeadLetters,
   replaceHungConsumer,
+  unknownTopicError,
   watchConsumer,
   type Consumer,
   type Logger,
@@ -22,6 +25,14 @@ export interface DelayProcessorOptions {
   crash?: CrashPoint;
 }
 
+interface Due {
+  lane: string | undefined;
+  message: Message;
+  offset: string;
+  /** The delayed record as read: what a dead letter keeps. */
+  record: Pick<Message, 'key' | 'value' | 'headers'>;
+}
+
 /**
  * Moves delayed prompts back to their lanes when they are due. It never sleeps in a handler: when
  * a partition's head record is not due yet, the partition is paused until it is, and the records
@@ -34,13 +45,15 @@ export class DelayProcessor {
   private generation = 0;
   private unwatch: (() => void) | undefined;
   private stopping = false;
+  private readonly deadLetters: DeadLetters;
 
   constructor(private readonly o: DelayProcessorOptions) {
     this.producer = o.kafka.producer();
+    this.deadLetters = new DeadLetters(this.producer, { stage: 'delay', running: () => !this.stopping, log: o.log });
   }
 
   async start(): Promise<void> {
-    await this.o.kafka.ensureTopics(tierTopics());
+    await this.o.kafka.ensureTopics([...tierTopics(), deadLetterSpec()]);
     await this.producer.connect();
     await this.startConsumer();
   }
@@ -67,7 +80,7 @@ export class DelayProcessor {
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, pause, isRunning, isStale }) => {
         if (generation !== this.generation) return;
-        const due: Array<{ lane: string; message: Message; offset: string }> = [];
+        const due: Due[] = [];
         let wait: number | undefined;
         for (const m of batch.messages) {
           const dueAt = Number(headerText(m.headers, headers.dueAt) ?? 0);
@@ -76,18 +89,11 @@ export class DelayProcessor {
             break;
           }
           const lane = headerText(m.headers, headers.lane);
-          if (!lane) {
-            this.o.log.error(
-              { topic: batch.topic, partition: batch.partition, offset: m.offset },
-              'delayed record names no lane; skipped',
-            );
-            resolveOffset(m.offset);
-            continue;
-          }
           const partition = Number(headerText(m.headers, headers.lanePartition));
           due.push({
             lane,
             offset: m.offset,
+            record: { key: m.key, value: m.value, headers: m.headers },
             message: {
               key: m.key,
               value: m.value,
@@ -97,12 +103,7 @@ export class DelayProcessor {
           });
         }
         if (due.length > 0 && isRunning() && !isStale()) {
-          const byLane = new Map<string, Message[]>();
-          for (const d of due) byLane.set(d.lane, [...(byLane.get(d.lane) ?? []), d.message]);
-          await this.producer.sendBatch({
-            acks: -1,
-            topicMessages: [...byLane].map(([topic, messages]) => ({ topic, messages })),
-          });
+          await this.moveToLanes(due, batch.topic, batch.partition);
           this.o.crash?.reached('delay.after-produce');
           const last = due[due.length - 1]!.offset;
           for (const d of due) resolveOffset(d.offset);
@@ -134,6 +135,47 @@ export class DelayProcessor {
         });
       },
     });
+  }
+
+  /**
+   * Sends due records back to their lanes. One whose lane is not named, is not a lane or does not
+   * exist (a provider removed since) is a dead letter: it never holds the delay partition.
+   */
+  private async moveToLanes(due: Due[], topic: string, partition: number): Promise<void> {
+    let fresh = false;
+    for (;;) {
+      const lost: Due[] = [];
+      const byLane = new Map<string, Message[]>();
+      for (const d of due) {
+        const known =
+          d.lane !== undefined &&
+          d.lane.startsWith('sluice.requests.') &&
+          (await this.o.kafka.topicExists(d.lane, { fresh }));
+        if (!known) lost.push(d);
+        else byLane.set(d.lane!, [...(byLane.get(d.lane!) ?? []), d.message]);
+      }
+      for (const d of lost)
+        await this.deadLetters.send({
+          reason: 'LANE_UNKNOWN',
+          message: d.lane ? `lane ${d.lane} does not exist` : `the record names no lane (header ${headers.lane})`,
+          target: d.lane ?? '',
+          source: { topic, partition, offset: d.offset },
+          ...d.record,
+        });
+      if (byLane.size === 0) return;
+      try {
+        await this.producer.sendBatch({
+          acks: -1,
+          topicMessages: [...byLane].map(([t, messages]) => ({ topic: t, messages })),
+        });
+        return;
+      } catch (err) {
+        // A lane deleted since it was seen: ask again, fresh, and send the rest.
+        if (fresh || !unknownTopicError(err)) throw err;
+        fresh = true;
+        due = due.filter((d) => !lost.includes(d));
+      }
+    }
   }
 
   async stop(): Promise<void> {

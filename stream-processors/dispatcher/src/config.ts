@@ -17,6 +17,12 @@ export interface DispatcherConfig {
   /** Per model: {"gpt-4o-mini": {"requestsPerMinute": 500, "tokensPerMinute": 200000}} (SLUICE_MODEL_LIMITS). */
   modelLimits: Record<string, BucketLimits>;
   /**
+   * The models the lane serves, from SLUICE_MODELS (the ingest API's JSON, provider → models;
+   * `["*"]`: any): a lane record of a model neither its job's nor one of these is a dead letter.
+   * Unset: the models of SLUICE_MODEL_LIMITS.
+   */
+  models: readonly string[];
+  /**
    * The most calls in flight; below it, Little's law sizes them (pace × p99 latency × 1.5).
    * @default 2048 (SLUICE_DISPATCH_CONCURRENCY): at 512, a provider answering in 1 s held one
    * dispatcher to about 410 calls a second (bench:dispatch --latency-ms 1000: 417; 910 at 4096)
@@ -112,6 +118,17 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
       );
     }
   }
+  const lane = env['SLUICE_LANE'] || provider;
+  let models: readonly string[] = Object.keys(modelLimits);
+  if (env['SLUICE_MODELS']) {
+    try {
+      models = (JSON.parse(env['SLUICE_MODELS']) as Record<string, string[]>)[lane] ?? [];
+    } catch (e) {
+      throw new DispatcherConfigError(
+        `SLUICE_MODELS is not JSON ({"${lane}": ["gpt-4o-mini"]}, as the ingest API takes it): ${(e as Error).message}`,
+      );
+    }
+  }
   const tokenizer = (env['SLUICE_TOKENIZER'] || 'o200k_base') as TokenizerName;
   if (!tokenizerNames.includes(tokenizer))
     throw new DispatcherConfigError(
@@ -144,13 +161,14 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
     provider: provider as DispatcherConfig['provider'],
     keys,
     modelLimits,
+    models,
     concurrency: int(env, 'SLUICE_DISPATCH_CONCURRENCY', 2_048),
     tokenizer,
     callTimeoutMs: int(env, 'SLUICE_CALL_TIMEOUT_MS', 60_000),
     maxAttempts: int(env, 'SLUICE_MAX_ATTEMPTS', 6),
     lanePartitions: int(env, 'SLUICE_LANE_PARTITIONS', 12),
     consumerStallMs: int(env, 'SLUICE_CONSUMER_STALL_MS', 45_000),
-    lane: env['SLUICE_LANE'] || provider,
+    lane,
     crash: crashPoint(env),
   });
 }

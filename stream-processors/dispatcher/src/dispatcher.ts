@@ -1,11 +1,16 @@
 import { heldBackKey } from '@sluice/job-store';
 import type { Redis } from 'ioredis';
 import {
+  deadLetterSpec,
+  DeadLetters,
   replaceHungConsumer,
   GatheringSender,
+  TopicMissingError,
   watchConsumer,
   type Consumer,
+  type DeadLetter,
   type Logger,
+  type Message,
   type Producer,
   type SluiceKafka,
 } from '@sluice/kafka';
@@ -20,6 +25,7 @@ import {
 } from '@sluice/rate-limit';
 import type { CrashPoint } from '@sluice/errors';
 import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
+import { Admission } from './admission.js';
 import { backoffMs, delayTiers, headers, readAttempts, tierFor } from './headers.js';
 import { OutageBreaker, type OutageBreakerOptions } from './breaker.js';
 import { FairShare } from './fair-share.js';
@@ -42,6 +48,11 @@ export interface DispatcherOptions {
   keys?: PoolKey[];
   /** Limits per model; a model without limits is not rate-limited here. */
   limits: (model: string) => BucketLimits;
+  /**
+   * Models the lane serves besides each job's own ('*': any), as SLUICE_MODELS names them for the
+   * lane; a lane record of another model is a dead letter. @default none (each job's model only)
+   */
+  models?: readonly string[];
   /** Calls in flight per process, across partitions. @default 64 */
   concurrency?: number;
   /** @default 60000 */
@@ -93,6 +104,8 @@ interface KeyState extends PoolKey {
 
 interface Task {
   request: PromptRequest;
+  /** The lane record as read: what a dead letter keeps. */
+  record: Pick<Message, 'key' | 'value' | 'headers'>;
   history: Attempt[];
   partition: number;
   offset: number;
@@ -118,7 +131,7 @@ const fetchWaitMs = 200;
  */
 export class Dispatcher {
   private readonly o: Required<
-    Omit<DispatcherOptions, 'groupId' | 'breaker' | 'crash' | 'adapter' | 'keyId' | 'keys'>
+    Omit<DispatcherOptions, 'groupId' | 'breaker' | 'crash' | 'adapter' | 'keyId' | 'keys' | 'models'>
   > & {
     groupId: string;
     crash?: CrashPoint;
@@ -148,7 +161,12 @@ export class Dispatcher {
   readonly inFlightCap: InFlightCap;
   /** Tokens reserved per call, on average (a moving average). */
   private tokensPerCall = 0;
-  private readonly jobStatus = new Map<string, { status: string; at: number }>();
+  private readonly admission: Admission;
+  private readonly deadLetters: DeadLetters;
+  /** Records of ended jobs skipped (read again after a restart: their rows have outcomes). */
+  endedSkipped = 0;
+  private endedLoggedAt = 0;
+  private waitLoggedAt = 0;
   private readonly idle: Array<() => void> = [];
   /** Opens when the provider fails across the board; the lane is paused while it is not closed. */
   readonly breaker: OutageBreaker;
@@ -173,9 +191,6 @@ export class Dispatcher {
   private lanePartitionCount = 0;
   private owned: number | undefined;
   private limiterState: 'shared' | 'local' = 'shared';
-  /** Whether the last job status read failed (logged once per episode). */
-  private statusUnread = false;
-  private statusReading = false;
   private readonly paceLogged = new Map<string, { mode: string; rpm?: number; tpm?: number; at: number }>();
   /** Per bucket: the pace last noted (see notePace). */
   private readonly paceSeen = new Map<string, { mode: string; rpm?: number; tpm?: number }>();
@@ -204,7 +219,21 @@ export class Dispatcher {
     this.keys = keys.map((k) => ({ ...k, parkedUntil: 0 }));
     this.producer = options.kafka.producer();
     const running = () => !this.stopping;
-    this.outcomes = new GatheringSender(this.producer, { running, log: options.log, what: 'outcome' });
+    // A results topic that is gone (an unknown job, deleted after retention) refuses its outcomes,
+    // which become dead letters, instead of holding every outcome gathered with them.
+    this.outcomes = new GatheringSender(this.producer, {
+      running,
+      log: options.log,
+      what: 'outcome',
+      topicExists: (topic) => options.kafka.topicExists(topic, { fresh: true }),
+    });
+    this.deadLetters = new DeadLetters(this.producer, { stage: 'dispatcher', running, log: options.log });
+    this.admission = new Admission({
+      redis: options.redis,
+      lane: `sluice.requests.${options.provider}`,
+      models: options.models,
+      log: options.log,
+    });
     this.delayed = new GatheringSender(this.producer, { running, log: options.log, what: 'delayed prompt' });
     // A slot is held for the call, the outcome's produce (a few ms) and, once freed, until the next
     // fetch of its paused partition brings a prompt (up to the fetch wait).
@@ -219,7 +248,11 @@ export class Dispatcher {
   }
 
   async start(): Promise<void> {
-    await this.o.kafka.ensureTopics([...tierTopics(), { topic: this.lane, partitions: this.o.lanePartitions }]);
+    await this.o.kafka.ensureTopics([
+      ...tierTopics(),
+      deadLetterSpec(),
+      { topic: this.lane, partitions: this.o.lanePartitions },
+    ]);
     this.lanePartitionCount = await this.partitionsOf(this.lane);
     await this.producer.connect();
     await this.startConsumer();
@@ -315,12 +348,25 @@ export class Dispatcher {
           const tracker = this.tracker(partition);
           tracker.start(offset);
           resolveOffset(message.offset);
+          const record = { key: message.key, value: message.value, headers: message.headers };
           if (!request) {
-            // A record that cannot be decoded cannot be answered; it was logged, skip it.
-            if (tracker.finish(offset) !== undefined) this.dirty.add(partition);
+            // A record that cannot be decoded cannot be answered: a dead letter, then passed.
+            void this.deadLetterTracked(partition, offset, tracker, {
+              reason: 'UNDECODABLE',
+              message: 'not a prompt record of the registry (Avro with a known schema id)',
+              target: this.lane,
+              ...record,
+            });
             continue;
           }
-          void this.runTracked({ request, history: readAttempts(message.headers), partition, offset, tracker });
+          void this.runTracked({
+            request,
+            record,
+            history: readAttempts(message.headers),
+            partition,
+            offset,
+            tracker,
+          });
         }
         // Control records after the last message (an upload's transaction marker) are passed too.
         // (eachBatch has messages, so lastOffset() is the last record fetched, not the log's end.)
@@ -433,9 +479,25 @@ export class Dispatcher {
       if (!value) throw new Error('empty record');
       return await this.o.codecs.promptRequest.decode(value);
     } catch (err) {
-      this.o.log.error({ err, lane: this.lane, partition, offset }, 'lane record could not be decoded; skipped');
+      this.o.log.error({ err, lane: this.lane, partition, offset }, 'lane record could not be decoded');
       return undefined;
     }
+  }
+
+  /** Writes a lane record's dead letter, then passes its offset (not before: it is its only copy). */
+  private async deadLetterTracked(
+    partition: number,
+    offset: number,
+    tracker: OffsetTracker,
+    letter: Omit<DeadLetter, 'source'>,
+  ): Promise<void> {
+    try {
+      await this.deadLetters.send({ ...letter, source: { topic: this.lane, partition, offset } });
+    } catch (err) {
+      this.o.log.error({ err, lane: this.lane, partition, offset }, 'dead letter not written; the record stays');
+      return;
+    }
+    if (tracker.finish(offset) !== undefined && this.trackers.get(partition) === tracker) this.dirty.add(partition);
   }
 
   private async runTracked(task: Task): Promise<void> {
@@ -458,11 +520,32 @@ export class Dispatcher {
 
   private async run(task: Task): Promise<void> {
     const { request } = task;
-    if ((await this.statusOf(request.jobId)) === 'cancelled') {
+    const verdict = await this.admitted(request);
+    if (verdict.kind === 'cancelled') {
       return this.terminal(task, 'cancelled', null, {
         code: 'JOB_CANCELLED',
         message: 'the job was cancelled before this prompt ran',
         lineNumber: null,
+      });
+    }
+    if (verdict.kind === 'ended') {
+      this.endedSkipped++;
+      if (now() - this.endedLoggedAt > 10_000) {
+        this.endedLoggedAt = now();
+        this.o.log.info(
+          { lane: this.lane, jobId: request.jobId, skipped: this.endedSkipped },
+          'records of ended jobs skipped (read again after a restart; their rows have outcomes)',
+        );
+      }
+      return;
+    }
+    if (verdict.kind === 'dead-letter') {
+      return this.deadLetters.send({
+        reason: verdict.reason,
+        message: verdict.message,
+        target: this.lane,
+        source: { topic: this.lane, partition: task.partition, offset: task.offset },
+        ...task.record,
       });
     }
     const counted = this.o.tokenCounter.count(request.messages);
@@ -867,6 +950,23 @@ export class Dispatcher {
     this.o.log.info({ lane: this.lane, model, keyId: key.keyId, mode, rpm, tpm, decreases: l.decreases }, 'pace');
   }
 
+  /** The admission's verdict; while the job view cannot say, the record waits (and is not passed). */
+  private async admitted(request: PromptRequest) {
+    for (;;) {
+      const verdict = await this.admission.check(request);
+      if (verdict.kind !== 'wait') return verdict;
+      if (this.stopping) throw new Error(`stopping while ${verdict.why}`);
+      if (now() - this.waitLoggedAt > 30_000) {
+        this.waitLoggedAt = now();
+        this.o.log.warn(
+          { lane: this.lane, jobId: request.jobId },
+          `prompts wait: ${verdict.why}; the ingest API rebuilds it from sluice.jobs when it starts`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+  }
+
   private async terminal(
     task: Task,
     status: 'succeeded' | 'failed' | 'cancelled',
@@ -887,10 +987,21 @@ export class Dispatcher {
       attemptHistory: task.history,
       completedAt: now(),
     };
-    await this.outcomes.send(`sluice.results.${r.jobId}`, {
-      key: r.jobId,
-      value: this.o.codecs.promptOutcome.encodeSync(outcome),
-    });
+    const topic = `sluice.results.${r.jobId}`;
+    const message = { key: r.jobId, value: this.o.codecs.promptOutcome.encodeSync(outcome) };
+    try {
+      await this.outcomes.send(topic, message);
+    } catch (err) {
+      if (!(err instanceof TopicMissingError)) throw err;
+      // Its job's results topic is gone: the outcome (already paid for) is kept as a dead letter.
+      await this.deadLetters.send({
+        reason: 'TOPIC_MISSING',
+        message: `${topic} does not exist (an unknown job, or its topic was deleted)`,
+        target: topic,
+        source: { topic: this.lane, partition: task.partition, offset: task.offset },
+        ...message,
+      });
+    }
   }
 
   private async delay(task: Task, attempt: number, waitMs: number): Promise<void> {
@@ -905,49 +1016,6 @@ export class Dispatcher {
         [headers.attempts]: JSON.stringify(task.history),
       },
     });
-  }
-
-  /**
-   * The job's status from the API's Redis view, cached for a second. While Redis does not answer
-   * (within a second), the status last read, if any, and no call waits on Redis: the status is
-   * read again aside, once at a time, so that a cancellation is seen once Redis is back.
-   */
-  private async statusOf(jobId: string): Promise<string | undefined> {
-    const cached = this.jobStatus.get(jobId);
-    if (cached && now() - cached.at < 1_000) return cached.status;
-    if (this.statusUnread) {
-      if (!this.statusReading) {
-        this.statusReading = true;
-        void this.readStatus(jobId).finally(() => (this.statusReading = false));
-      }
-      return cached?.status;
-    }
-    return this.readStatus(jobId);
-  }
-
-  private async readStatus(jobId: string): Promise<string | undefined> {
-    let raw: string | null;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      raw = await Promise.race([
-        this.o.redis.get(`sluice:job:${jobId}`),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error('Redis did not answer within 1000 ms')), 1_000);
-        }),
-      ]);
-    } catch (err) {
-      if (!this.statusUnread)
-        this.o.log.warn({ err, lane: this.lane, jobId }, 'job status unread (Redis); prompts go on');
-      this.statusUnread = true;
-      return this.jobStatus.get(jobId)?.status;
-    } finally {
-      clearTimeout(timer);
-    }
-    if (this.statusUnread) this.o.log.info({ lane: this.lane }, 'job status read again');
-    this.statusUnread = false;
-    const status = raw ? (JSON.parse(raw) as { status: string }).status : 'unknown';
-    this.jobStatus.set(jobId, { status, at: now() });
-    return status;
   }
 }
 

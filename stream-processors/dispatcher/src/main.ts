@@ -65,6 +65,7 @@ export async function main(): Promise<void> {
       adapter: adapterFor({ provider: config.provider, apiKey: k.apiKey, baseUrl: k.baseUrl }),
     })),
     limits: (model) => config.modelLimits[model] ?? {},
+    models: config.models,
     tokenCounter: await loadTokenCounter(config.tokenizer),
     concurrency: config.concurrency,
     callTimeoutMs: config.callTimeoutMs,

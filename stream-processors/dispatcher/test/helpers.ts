@@ -18,7 +18,11 @@ export async function seedLaneJob(
     { topic: `sluice.requests.${provider}`, partitions: 4 },
     { topic: `sluice.results.${jobId}`, partitions: 1 },
   ]);
-  await redis.set(`sluice:job:${jobId}`, JSON.stringify({ jobId, status }));
+  // The fields of the API's view the dispatcher checks lane records against.
+  await redis.set(
+    `sluice:job:${jobId}`,
+    JSON.stringify({ jobId, status, tenant: 'alice', model: 'gpt-4o-mini', total: status === 'open' ? null : n }),
+  );
   const producer = kafka.producer();
   await producer.connect();
   const messages = Array.from({ length: n }, (_, i) => {

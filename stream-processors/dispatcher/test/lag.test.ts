@@ -46,7 +46,10 @@ describe("the dispatcher's consumer lag (real Kafka)", () => {
       { topic: lane, partitions: 4 },
       { topic: `sluice.results.${jobId}`, partitions: 1 },
     ]);
-    await redis.set(`sluice:job:${jobId}`, JSON.stringify({ jobId, status: 'sealed' }));
+    await redis.set(
+      `sluice:job:${jobId}`,
+      JSON.stringify({ jobId, status: 'sealed', tenant: 'alice', model: 'gpt-4o-mini', total: 40 }),
+    );
     // Two transactions, as two upload chunks are written.
     const producer = kafka.producer({ transactionalId: uniqueName('lag-upload') });
     await producer.connect();
