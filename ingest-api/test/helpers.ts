@@ -54,7 +54,7 @@ export async function createTestApi(
     await kafka.ensureTopics([
       { topic: `sluice.requests.${provider}`, partitions: config.lanePartitions, config: o.laneTopicConfig },
     ]);
-  const jobs = new JobService({ kafka, redis, codecs, config, log, uploadLockMs: 2_000 });
+  const jobs = new JobService({ kafka, redis, codecs, config, log, uploadLockMs: 2_000, viewCheckMs: 500 });
   await jobs.start();
   const app = await buildApp({ config, jobs, results: o.results, logger: false });
   return {

@@ -1,3 +1,4 @@
+import { waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJob, createTestApi, type TestApi } from './helpers.js';
 
@@ -16,11 +17,12 @@ describe('job state', () => {
       headers: { ...api.auth('alice'), 'content-type': 'application/jsonl' },
       payload: '{"prompt":"a"}\n{"prompt":"b"}\n{"oops":true}\n',
     });
-    // Lose the view: the job is gone from Redis.
-    await api.redis.del(`sluice:job:${job.id}`, 'sluice:view:ready');
-    expect(
-      (await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') })).statusCode,
-    ).toBe(404);
+    // Lose the view: the job is gone from Redis. Until it is rebuilt, a job the view does not
+    // have is not said not to exist: 503, retry.
+    const notes = await api.redis.keys('sluice:view:rebuild:*');
+    await api.redis.del(`sluice:job:${job.id}`, 'sluice:view:ready', ...notes);
+    const meanwhile = await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') });
+    expect([meanwhile.statusCode, meanwhile.json().error.code]).toEqual([503, 'UNAVAILABLE']);
 
     expect(await api.jobs.rebuildView()).toBeGreaterThan(0);
     const got = await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') });
@@ -31,6 +33,24 @@ describe('job state', () => {
       counts: { total: 3, queued: 2, invalid: 1 },
     });
   });
+
+  // Regression: after Redis lost its data, every job read 404 until the API was restarted.
+  it('rebuilds the view by itself when Redis loses it while the API runs', async () => {
+    const job = await createJob(api);
+    // As Redis losing its data: the view's keys and any rebuild's note of its progress.
+    const notes = await api.redis.keys('sluice:view:rebuild:*');
+    await api.redis.del(`sluice:job:${job.id}`, 'sluice:view:ready', ...notes);
+    await waitFor(
+      'the job readable again',
+      async () =>
+        (await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') })).statusCode ===
+        200
+          ? true
+          : undefined,
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    expect(await api.redis.exists('sluice:view:ready')).toBe(1);
+  }, 60_000);
 
   it('lets Kafka-fed jobs be sealed with their total, and refuses uploads to them', async () => {
     const job = await createJob(api, { source: 'kafka' });

@@ -67,6 +67,8 @@ export interface JobServiceDeps {
   log: Logger;
   /** How long an upload holds its job's upload lock without progress. @default 30000 */
   uploadLockMs?: number;
+  /** How often the view's ready marker is checked (rebuilt when Redis lost it). @default 5000 */
+  viewCheckMs?: number;
 }
 
 const terminal = new Set(['cancelled', 'completed', 'completed_with_errors', 'failed']);
@@ -87,6 +89,8 @@ export class JobService {
   private readonly producer;
   private readonly log: Logger;
   private readonly lockMs: number;
+  private viewTimer: NodeJS.Timeout | undefined;
+  private rebuilding: Promise<void> | undefined;
 
   constructor(private readonly deps: JobServiceDeps) {
     this.view = new JobView(deps.redis);
@@ -104,10 +108,30 @@ export class JobService {
     ]);
     await this.producer.connect();
     if (!(await this.view.isReady())) await this.rebuildView();
+    // Redis may lose its data while the API runs (a restart without persistence): the view is
+    // rebuilt as soon as its ready marker is seen missing, not at the next start.
+    this.viewTimer = setInterval(() => void this.checkView(), this.deps.viewCheckMs ?? 5_000);
   }
 
   async close(): Promise<void> {
+    clearInterval(this.viewTimer);
+    await this.rebuilding;
     await this.producer.disconnect();
+  }
+
+  private async checkView(): Promise<void> {
+    if (this.rebuilding) return;
+    try {
+      if (await this.view.isReady()) return;
+    } catch {
+      return; // Redis does not answer: asked again at the next check
+    }
+    this.log.warn({}, 'the job view in Redis is gone (sluice:view:ready missing): rebuilding it from sluice.jobs');
+    this.rebuilding = this.rebuildView()
+      .then(() => undefined)
+      .catch((err: unknown) => this.log.error({ err }, 'job view rebuild failed; trying again'))
+      .finally(() => (this.rebuilding = undefined));
+    await this.rebuilding;
   }
 
   async create(
@@ -213,6 +237,11 @@ export class JobService {
   /** The tenant's job; another tenant's job does not exist for it. */
   async get(tenant: string, jobId: string): Promise<{ job: Job; counts: RunCounts }> {
     const job = await this.view.get(jobId);
+    if (!job && !(await this.view.isReady()))
+      throw new SluiceError('UNAVAILABLE', 'the job view is being rebuilt from sluice.jobs (Redis lost its data)', {
+        hint: 'retry in a few seconds',
+        retryable: true,
+      });
     if (!job || job.tenant !== tenant) throw new SluiceError('NOT_FOUND', `no job ${jobId}`, { context: { jobId } });
     return { job, counts: await this.view.counts(jobId) };
   }
@@ -521,15 +550,20 @@ export class JobService {
 
   /** Rebuilds the Redis view from the compacted job topic, reading it to its end. */
   async rebuildView(): Promise<number> {
+    const token = await this.view.beginRebuild();
     let rebuilt = 0;
     for (const job of (await this.readJobsTopic()).values()) {
-      await this.view.put(job);
+      await this.view.putIfNewer(job);
       if (job.idempotencyKey) {
         await this.deps.redis.set(`sluice:idem:${job.tenant}:${job.idempotencyKey}`, job.jobId, 'EX', 86_400, 'NX');
       }
       rebuilt++;
     }
-    await this.view.markReady();
+    if (!(await this.view.markReady(token))) {
+      // Redis lost its data again while this rebuild read: what it put may miss jobs; again.
+      this.log.warn({ jobs: rebuilt }, 'Redis lost the view during its rebuild; the view stays unready');
+      return rebuilt;
+    }
     this.log.info({ jobs: rebuilt }, 'job view rebuilt from sluice.jobs');
     return rebuilt;
   }

@@ -31,6 +31,26 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 `;
 
+const putIfNewerScript = `
+local was = redis.call('GET', KEYS[1])
+if was then
+  local ok, job = pcall(cjson.decode, was)
+  local at = ok and type(job) == 'table' and tonumber(job.updatedAt) or nil
+  if at and at > tonumber(ARGV[4]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+`;
+
+/** A rebuild's note that it is in progress (see JobView.beginRebuild). */
+export const rebuildKey = (token: string) => `sluice:view:rebuild:${token}`;
+const markReadyScript = `
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+`;
+
 /** Progress counters the stream processors keep per job (absent until they run). */
 export interface RunCounts {
   inFlight: number;
@@ -68,6 +88,24 @@ export class JobView {
       JSON.stringify(job),
       job.createdAt,
       job.jobId,
+    );
+    return r === 1;
+  }
+
+  /**
+   * Puts a job unless the view has a later state of it (a rebuild from sluice.jobs must not put
+   * back a state that a request wrote over while the rebuild read). False when it did not put.
+   */
+  async putIfNewer(job: Job): Promise<boolean> {
+    const r = await this.redis.eval(
+      putIfNewerScript,
+      2,
+      jobKey(job.jobId),
+      tenantKey(job.tenant),
+      JSON.stringify(job),
+      job.createdAt,
+      job.jobId,
+      job.updatedAt,
     );
     return r === 1;
   }
@@ -117,7 +155,24 @@ export class JobView {
     return (await this.redis.exists(viewReadyKey)) === 1;
   }
 
-  async markReady(): Promise<void> {
-    await this.redis.set(viewReadyKey, String(Date.now()));
+  /**
+   * Notes a rebuild in progress, for `markReady`: a Redis that loses its data during the rebuild
+   * loses this note too, and the rebuild (whose reading may predate jobs lost then) does not mark
+   * the view whole.
+   */
+  async beginRebuild(): Promise<string> {
+    const token = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    await this.redis.set(rebuildKey(token), '1', 'EX', 3_600);
+    return token;
+  }
+
+  /** Marks the view whole; after a rebuild, only if Redis kept its note (true when marked). */
+  async markReady(token?: string): Promise<boolean> {
+    if (token === undefined) {
+      await this.redis.set(viewReadyKey, String(Date.now()));
+      return true;
+    }
+    const r = await this.redis.eval(markReadyScript, 2, rebuildKey(token), viewReadyKey, String(Date.now()));
+    return r === 1;
   }
 }
