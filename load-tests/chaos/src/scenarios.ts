@@ -351,6 +351,25 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'redis-restart-empty',
+    quick: true,
+    what: 'kill -9 of Redis (no persistence) at 30 % of the prompts written, started again empty 2 s later',
+    async run(ctx) {
+      await submit(ctx, ctx.quick ? 2_000 : 6_000);
+      await progress(ctx, 0.3);
+      const pid = runningPid('redis');
+      if (pid === undefined) throw new Error('no Redis started by npm run stack:up is running');
+      ctx.log(`  kill -9 redis (pid ${pid}); it starts again without its data`);
+      process.kill(pid, 'SIGKILL');
+      await waitFor('Redis to exit', () => (runningPid('redis') === undefined ? true : undefined), {
+        timeoutMs: 10_000,
+      });
+      await new Promise((r) => setTimeout(r, 2_000));
+      await stackUp(() => undefined);
+      ctx.faultEnded();
+    },
+  },
+  {
     name: 'broker-pause',
     quick: false,
     what: 'SIGSTOP of the Kafka broker for 15 s (longer than the session timeouts), then SIGCONT',

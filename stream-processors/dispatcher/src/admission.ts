@@ -37,7 +37,6 @@ const cacheMs = 1_000;
  */
 export class Admission {
   private readonly jobs = new Map<string, { facts: JobFacts | null; at: number }>();
-  private readyAt = 0;
   /** Whether the last read failed (logged once per episode). */
   private unread = false;
   private reading = false;
@@ -53,12 +52,17 @@ export class Admission {
   ) {}
 
   async check(r: PromptRequest): Promise<Verdict> {
-    const job = await this.factsOf(r.jobId);
+    let job = await this.factsOf(r.jobId);
     if (job === undefined) return { kind: 'call' };
     if (job === null) {
+      // Asked of Redis each time (a view marked whole a moment ago may have been lost since), and
+      // then the job read again: the view is marked whole only after every job is in it, so a
+      // read after the mark is the one that can say the job does not exist.
       if (!(await this.viewReady()))
         return { kind: 'wait', why: 'the job view in Redis is not built (sluice:view:ready is missing)' };
-      return { kind: 'dead-letter', reason: 'JOB_UNKNOWN', message: `job ${r.jobId} does not exist` };
+      job = await this.read(r.jobId);
+      if (job === undefined) return { kind: 'call' };
+      if (job === null) return { kind: 'dead-letter', reason: 'JOB_UNKNOWN', message: `job ${r.jobId} does not exist` };
     }
     if (job.tenant !== r.tenant)
       return {
@@ -122,10 +126,7 @@ export class Admission {
   }
 
   private async viewReady(): Promise<boolean> {
-    if (Date.now() - this.readyAt < cacheMs) return true;
-    const ready = (await withinSecond(this.o.redis.exists(viewReadyKey)).catch(() => 0)) === 1;
-    if (ready) this.readyAt = Date.now();
-    return ready;
+    return (await withinSecond(this.o.redis.exists(viewReadyKey)).catch(() => 0)) === 1;
   }
 }
 
