@@ -51,6 +51,21 @@ export interface Announcer {
    * that one broken endpoint cannot hold a job open).
    */
   announce(a: Announcement, target: AnnounceTarget): Promise<AnnounceResult>;
+  /**
+   * A witness of a job's Pub/Sub announcement: a subscription of Sluice's own on the job's topic,
+   * opened before the announcement, so that after a crash between publishing and noting it, the
+   * sink can tell whether the announcement went out (and not publish it twice).
+   */
+  witness(jobId: string, target: AnnounceTarget): AnnouncementWitness;
+  close(): Promise<void>;
+}
+
+export interface AnnouncementWitness {
+  /** Opens the witness subscription (before the announcement). */
+  open(): Promise<void>;
+  /** Whether the job's announcement reached the topic since open() (waits up to `waitMs` for it). */
+  saw(waitMs?: number): Promise<boolean>;
+  /** Deletes the witness subscription. */
   close(): Promise<void>;
 }
 
@@ -72,7 +87,7 @@ export function createAnnouncer(o: AnnouncerOptions): Announcer {
     : undefined;
   const known = new Set<string>();
 
-  const publish = async (name: string, a: Announcement): Promise<string> => {
+  const topicOf = async (name: string) => {
     const topic = pubsub!.topic(name);
     if (o.pubsub?.createTopics && !known.has(name)) {
       const [exists] = await topic.exists();
@@ -82,6 +97,11 @@ export function createAnnouncer(o: AnnouncerOptions): Announcer {
         });
       known.add(name);
     }
+    return topic;
+  };
+
+  const publish = async (name: string, a: Announcement): Promise<string> => {
+    const topic = await topicOf(name);
     return topic.publishMessage({
       data: Buffer.from(JSON.stringify(a)),
       attributes: { jobId: a.jobId, tenant: a.tenant, status: a.status },
@@ -130,6 +150,48 @@ export function createAnnouncer(o: AnnouncerOptions): Announcer {
           );
       }
       return out;
+    },
+    witness(jobId, target) {
+      const name = target.pubsubTopic ?? o.pubsub?.defaultTopic;
+      if (!name || !pubsub)
+        return { open: async () => undefined, saw: async () => false, close: async () => undefined };
+      const subscription = pubsub.subscription(`sluice-witness-${jobId}`);
+      return {
+        async open() {
+          const topic = await topicOf(name);
+          await topic.createSubscription(subscription.name).catch((err: { code?: number }) => {
+            if (err.code !== 6) throw err; // ALREADY_EXISTS: opened before a crash
+          });
+        },
+        async saw(waitMs = 5_000) {
+          const [exists] = await subscription.exists();
+          if (!exists) return false;
+          const listener = pubsub.subscription(subscription.name, { flowControl: { maxMessages: 100 } });
+          try {
+            return await new Promise<boolean>((resolve, reject) => {
+              const timer = setTimeout(() => resolve(false), waitMs);
+              listener.on('message', (m: { attributes: Record<string, string>; ack(): void }) => {
+                m.ack();
+                if (m.attributes['jobId'] === jobId) {
+                  clearTimeout(timer);
+                  resolve(true);
+                }
+              });
+              listener.on('error', (err: Error) => {
+                clearTimeout(timer);
+                reject(err);
+              });
+            });
+          } finally {
+            await listener.close();
+          }
+        },
+        async close() {
+          await subscription.delete().catch((err: { code?: number }) => {
+            if (err.code !== 5) throw err; // NOT_FOUND: closed already
+          });
+        },
+      };
     },
     async close() {
       await pubsub?.close();

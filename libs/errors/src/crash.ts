@@ -12,6 +12,8 @@ export const crashPointNames = [
   'delay.after-produce',
   /** A part's files are written; its index (the commit) is not. */
   'sink.after-write',
+  /** A job is announced; neither the note that it was nor its finalized event is written yet. */
+  'sink.after-announce',
 ] as const;
 
 export type CrashPointName = (typeof crashPointNames)[number];

@@ -76,7 +76,11 @@ export class DeadLetters {
     if (d.source) own[deadLetterHeaders.source] = `${d.source.topic}/${d.source.partition}/${d.source.offset}`;
     await sendUntilWritten(
       this.producer,
-      { topic: deadLetterTopic, acks: -1, messages: [{ key: d.key, value: d.value, headers: { ...d.headers, ...own } }] },
+      {
+        topic: deadLetterTopic,
+        acks: -1,
+        messages: [{ key: d.key, value: d.value, headers: { ...d.headers, ...own } }],
+      },
       { running: this.o.running, log: this.o.log, what: 'dead letter' },
     );
     this.o.log.warn(

@@ -1,6 +1,7 @@
 // Must stay the first imports: they replace or wrap kafkajs modules before kafkajs loads them.
 import './linear-grouping.js';
 import './forget-deleted-topics.js';
+import { createRequire } from 'node:module';
 import {
   Kafka,
   logLevel,
@@ -143,13 +144,33 @@ export function splitByBytes<M extends Message>(messages: M[], maxBytes: number)
   return out;
 }
 
-/** Bridges kafkajs's log calls to Sluice's logger, at warn and above unless debugging. */
+/**
+ * The messages of the broker's retriable errors (a coordinator loading, a leader moving, a topic
+ * just created): kafkajs logs a response that carries one at error level, and then retries it.
+ */
+const retriableMessages = new Set(
+  (
+    createRequire(import.meta.url)('kafkajs/src/protocol/error') as {
+      errorCodes: Array<{ message: string; retriable: boolean }>;
+    }
+  ).errorCodes
+    .filter((e) => e.retriable)
+    .map((e) => e.message),
+);
+
+/**
+ * Bridges kafkajs's log calls to Sluice's logger, at warn and above unless debugging. A response
+ * with a retriable error is kafkajs's routine (it retries; Sluice logs what is still failing
+ * after the retries): debug, not error, so that a broker starting up does not read as a failure.
+ */
 function logCreator(logger: Logger | undefined) {
   return () =>
     ({ level, log }: LogEntry) => {
       if (!logger) return;
       const { message, ...rest } = log;
-      if (level === logLevel.ERROR) logger.error(rest, `kafka: ${message}`);
+      const routine = typeof rest['error'] === 'string' && retriableMessages.has(rest['error']);
+      if (routine) logger.debug(rest, `kafka: ${message}`);
+      else if (level === logLevel.ERROR) logger.error(rest, `kafka: ${message}`);
       else if (level === logLevel.WARN) logger.warn(rest, `kafka: ${message}`);
       else if (level === logLevel.INFO) logger.debug(rest, `kafka: ${message}`);
     };
@@ -298,8 +319,9 @@ export class GatheringSender {
               ? async (err) => {
                   if (!unknownTopicError(err)) return false;
                   const exists = this.o.topicExists!;
-                  const gone = (await Promise.all([...byTopic.keys()].map(async (t) => ((await exists(t)) ? [] : [t]))))
-                    .flat();
+                  const gone = (
+                    await Promise.all([...byTopic.keys()].map(async (t) => ((await exists(t)) ? [] : [t])))
+                  ).flat();
                   if (gone.length === 0) return false;
                   missing = new Set(gone);
                   return true;

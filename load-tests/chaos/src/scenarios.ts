@@ -234,6 +234,7 @@ export const scenarios: Scenario[] = [
   crashPoint('dispatcher', 'dispatcher.after-produce', 300),
   crashPoint('delay', 'delay.after-produce', 3),
   crashPoint('sink', 'sink.after-write', 3),
+  crashPoint('sink', 'sink.after-announce', 1),
   {
     name: 'poison-records',
     quick: true,

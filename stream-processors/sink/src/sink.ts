@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { Announcer } from '@sluice/announcer';
+import type { Announcement, Announcer } from '@sluice/announcer';
 import { JobView, releasePlacement } from '@sluice/job-store';
 import type { CrashPoint } from '@sluice/errors';
 import {
@@ -322,29 +322,20 @@ export class Sink {
     }
     const manifestUri = this.o.store.uri(manifestName);
     const notifications = JSON.parse(job.notifications || '{}') as { pubsubTopic?: string; webhookUrl?: string };
-    const announced = await this.o.announcer.announce(
-      {
-        jobId: job.jobId,
-        tenant: job.tenant,
-        // Lower case, as the job view says it (a manifest written before 2026-12 says it in upper case).
-        status: manifest.status.toLowerCase(),
-        manifestUri,
-        counts: {
-          total: manifest.counts.total,
-          succeeded: manifest.counts.succeeded,
-          failed: manifest.counts.failed + manifest.counts.invalid,
-          cancelled: manifest.counts.cancelled,
-        },
-        finishedAt: manifest.timings.finalizedAt,
+    await this.announceOnce(job, base, notifications, {
+      jobId: job.jobId,
+      tenant: job.tenant,
+      // Lower case, as the job view says it (a manifest written before 2026-12 says it in upper case).
+      status: manifest.status.toLowerCase(),
+      manifestUri,
+      counts: {
+        total: manifest.counts.total,
+        succeeded: manifest.counts.succeeded,
+        failed: manifest.counts.failed + manifest.counts.invalid,
+        cancelled: manifest.counts.cancelled,
       },
-      notifications,
-    );
-    if (announced.webhookError) {
-      this.o.log.warn(
-        { jobId: job.jobId, err: announced.webhookError },
-        'webhook not delivered; the job is announced on Pub/Sub',
-      );
-    }
+      finishedAt: manifest.timings.finalizedAt,
+    });
     const now = Date.now();
     const final: Job = {
       ...job,
@@ -370,6 +361,53 @@ export class Sink {
       { jobId: job.jobId, tenant: job.tenant, status: manifest.status, total: manifest.counts.total },
       'job finalized and announced',
     );
+  }
+
+  /**
+   * Announces a job once, whatever crashes between the announcement and the `finalized` event:
+   * an object beside the manifest notes "announcing" before and "announced" after, and a witness
+   * subscription opened before the announcement tells, after a crash between the two notes,
+   * whether it went out. (A webhook has no such witness: after a crash in that window it is
+   * posted again, with the same x-sluice-job-id.)
+   */
+  private async announceOnce(
+    job: Job,
+    base: string,
+    target: { pubsubTopic?: string; webhookUrl?: string },
+    a: Announcement,
+  ): Promise<void> {
+    const noteName = `${base}announcement.json`;
+    const note = async (state: 'announcing' | 'announced', ifAbsent: boolean) =>
+      this.o.store.put(noteName, JSON.stringify({ state, at: new Date().toISOString() }) + '\n', {
+        ifAbsent,
+        contentType: 'application/json',
+      });
+    const raw = await this.o.store.get(noteName);
+    const was = raw ? (JSON.parse(raw.toString()) as { state: string }).state : undefined;
+    if (was === 'announced') return;
+    const witness = this.o.announcer.witness(job.jobId, target);
+    if (was === undefined) {
+      await witness.open();
+      await note('announcing', true).catch((err: unknown) => {
+        if (!(err instanceof ObjectExistsError)) throw err;
+      });
+    } else if (await witness.saw()) {
+      // Announced before a crash that came before the note said so.
+      this.o.log.info({ jobId: job.jobId }, 'announcement found sent before a restart; not sent again');
+      await note('announced', false);
+      await witness.close();
+      return;
+    }
+    const announced = await this.o.announcer.announce(a, target);
+    this.o.crash?.reached('sink.after-announce');
+    if (announced.webhookError) {
+      this.o.log.warn(
+        { jobId: job.jobId, err: announced.webhookError },
+        'webhook not delivered; the job is announced on Pub/Sub',
+      );
+    }
+    await note('announced', false);
+    await witness.close();
   }
 
   /** The reconciler and the retention sweep. */

@@ -125,7 +125,13 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
       // No left-overs: every object is a listed part, an index or the manifest.
       const listed = new Set([...out.manifest.outputs.results, ...out.manifest.outputs.errors].map((f) => f.name));
       expect(
-        out.objects.filter((n) => !n.includes('/_index/') && !n.endsWith('manifest.json') && !listed.has(n)),
+        out.objects.filter(
+          (n) =>
+            !n.includes('/_index/') &&
+            !n.endsWith('manifest.json') &&
+            !n.endsWith('announcement.json') &&
+            !listed.has(n),
+        ),
       ).toEqual([]);
 
       await waitFor(
@@ -145,6 +151,79 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
         succeeded: '971',
         written: '1000',
       });
+    } finally {
+      await sk.stop();
+      await sub.close();
+    }
+  }, 120_000);
+
+  // Regression: a sink that died after announcing a job and before its finalized event announced
+  // it again when it started over. The note beside the manifest says "announcing" and the
+  // witness subscription has the announcement: the restarted sink finalizes without announcing.
+  it('does not announce again a job announced before a crash that came before its finalized event', async () => {
+    const tenant = uniqueName('t');
+    const sub = await subscribe(s.pubsubProject, s.pubsubEmulatorHost, topic);
+    const job = makeJob({ tenant, total: 20, accepted: 20 });
+    await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 1 }]);
+    // What the crashed sink did: the witness opened, the note written, the announcement sent.
+    const witness = announcer.witness(job.jobId, {});
+    await witness.open();
+    await store.put(`${job.jobId}/announcement.json`, JSON.stringify({ state: 'announcing' }), { ifAbsent: true });
+    const sent = {
+      jobId: job.jobId,
+      tenant,
+      status: 'completed',
+      manifestUri: store.uri(`${job.jobId}/manifest.json`),
+      counts: { total: 20, succeeded: 20, failed: 0, cancelled: 0 },
+      finishedAt: new Date().toISOString(),
+    };
+    await announcer.announce(sent, {});
+    const sk = sink(tenant);
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, job, 'sealed');
+      await produceOutcomes(
+        kafka,
+        codecs,
+        job,
+        Array.from({ length: 20 }, (_, i) => outcome(job, i)),
+      );
+      const event = await finalEvent(job.jobId);
+      expect(event.job.status).toBe('completed');
+      await new Promise((r) => setTimeout(r, 2_000)); // a second announcement would arrive now
+      expect(sub.messages.filter((m) => m.attributes['jobId'] === job.jobId)).toHaveLength(1);
+      expect(JSON.parse((await store.get(`${job.jobId}/announcement.json`))!.toString())).toMatchObject({
+        state: 'announced',
+      });
+    } finally {
+      await sk.stop();
+      await sub.close();
+    }
+  }, 120_000);
+
+  it('announces a job whose note says "announcing" but whose witness never saw it (a crash before the send)', async () => {
+    const tenant = uniqueName('t');
+    const sub = await subscribe(s.pubsubProject, s.pubsubEmulatorHost, topic);
+    const job = makeJob({ tenant, total: 5, accepted: 5 });
+    await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 1 }]);
+    await announcer.witness(job.jobId, {}).open();
+    await store.put(`${job.jobId}/announcement.json`, JSON.stringify({ state: 'announcing' }), { ifAbsent: true });
+    const sk = sink(tenant);
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, job, 'sealed');
+      await produceOutcomes(
+        kafka,
+        codecs,
+        job,
+        Array.from({ length: 5 }, (_, i) => outcome(job, i)),
+      );
+      await finalEvent(job.jobId);
+      await waitFor('the announcement', () => sub.messages.find((m) => m.attributes['jobId'] === job.jobId), {
+        timeoutMs: 20_000,
+      });
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(sub.messages.filter((m) => m.attributes['jobId'] === job.jobId)).toHaveLength(1);
     } finally {
       await sk.stop();
       await sub.close();
