@@ -160,12 +160,18 @@ describe('jobs API', () => {
       ['GET', `/v1/jobs/${job.id}`],
       ['DELETE', `/v1/jobs/${job.id}`],
       ['PUT', `/v1/jobs/${job.id}/input`],
+      ['POST', `/v1/jobs/${job.id}/seal`],
     ] as const) {
       const res = await api.app.inject({
         method,
         url,
-        headers: method === 'PUT' ? { ...api.auth('bob'), 'content-type': 'application/jsonl' } : api.auth('bob'),
-        payload: method === 'PUT' ? '{"prompt":"x"}' : undefined,
+        headers:
+          method === 'PUT'
+            ? { ...api.auth('bob'), 'content-type': 'application/jsonl' }
+            : method === 'POST'
+              ? { ...api.auth('bob'), 'content-type': 'application/json' }
+              : api.auth('bob'),
+        payload: method === 'PUT' ? '{"prompt":"x"}' : method === 'POST' ? JSON.stringify({ total: 1 }) : undefined,
       });
       expect(res.statusCode, `${method} ${url}`).toBe(404);
       expect(res.json().error.code).toBe('NOT_FOUND');

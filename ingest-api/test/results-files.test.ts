@@ -74,5 +74,17 @@ describe('results listing on a store that cannot sign URLs (local directory)', (
     expect((await api.app.inject({ method: 'GET', url: files[0]!.url, headers: api.auth('bob') })).statusCode).toBe(
       404,
     );
+    // Every results route is the owner's alone: what alice reads, bob gets 404 for.
+    await store.put(`${job.id}/manifest.json`, Buffer.from('{"status":"completed"}'));
+    for (const url of [
+      `/v1/jobs/${job.id}/results`,
+      `/v1/jobs/${job.id}/results/manifest`,
+      `/v1/jobs/${job.id}/results/results`,
+      `/v1/jobs/${job.id}/results/errors`,
+    ]) {
+      expect((await api.app.inject({ method: 'GET', url, headers: api.auth('alice') })).statusCode, url).toBe(200);
+      const bob = await api.app.inject({ method: 'GET', url, headers: api.auth('bob') });
+      expect([bob.statusCode, bob.json().error.code], url).toEqual([404, 'NOT_FOUND']);
+    }
   });
 });
