@@ -37,6 +37,54 @@ export interface KafkaClientOptions {
   connectionTimeoutMs?: number;
   /** @default 30000 */
   requestTimeoutMs?: number;
+  /**
+   * Replicas of each topic Sluice creates (a spec may say otherwise). @default
+   * SLUICE_TOPIC_REPLICATION_FACTOR, else 1 (the local single broker; 3 on GKE)
+   */
+  replicationFactor?: number;
+  /**
+   * `min.insync.replicas` of each topic Sluice creates: with producers' acks from all in-sync
+   * replicas, a write needs this many copies. @default SLUICE_TOPIC_MIN_INSYNC_REPLICAS, else
+   * one less than the replication factor (at least 1)
+   */
+  minInsyncReplicas?: number;
+}
+
+/** A Kafka setting that cannot work, said before anything is created with it. */
+export class KafkaConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KafkaConfigError';
+  }
+}
+
+/** The replication of the topics Sluice creates, from the options or the environment. */
+export function topicReplication(
+  o: { replicationFactor?: number; minInsyncReplicas?: number },
+  env: NodeJS.ProcessEnv = process.env,
+): { replicationFactor: number; minInsyncReplicas: number } {
+  const int = (name: string, v: number | string | undefined, fallback: number) => {
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new KafkaConfigError(`${name}=${v}: give a whole number of 1 or more`);
+    return n;
+  };
+  const replicationFactor = int(
+    'SLUICE_TOPIC_REPLICATION_FACTOR',
+    o.replicationFactor ?? env['SLUICE_TOPIC_REPLICATION_FACTOR'],
+    1,
+  );
+  const minInsyncReplicas = int(
+    'SLUICE_TOPIC_MIN_INSYNC_REPLICAS',
+    o.minInsyncReplicas ?? env['SLUICE_TOPIC_MIN_INSYNC_REPLICAS'],
+    Math.max(1, replicationFactor - 1),
+  );
+  if (minInsyncReplicas > replicationFactor)
+    throw new KafkaConfigError(
+      `SLUICE_TOPIC_MIN_INSYNC_REPLICAS=${minInsyncReplicas} is more than SLUICE_TOPIC_REPLICATION_FACTOR=` +
+        `${replicationFactor}: no write could ever be acknowledged (3 and 2 are usual on a cluster)`,
+    );
+  return { replicationFactor, minInsyncReplicas };
 }
 
 export interface TopicSpec {
@@ -346,6 +394,7 @@ export class GatheringSender {
 }
 
 export function createKafka(options: KafkaClientOptions): SluiceKafka {
+  const replication = topicReplication(options);
   const kafka = new Kafka({
     clientId: options.clientId,
     brokers: options.brokers,
@@ -370,14 +419,27 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
       const topics: ITopicConfig[] = missing.map((s) => ({
         topic: s.topic,
         numPartitions: s.partitions,
-        replicationFactor: s.replicationFactor ?? 1,
-        configEntries: Object.entries({ ...topicDefaults, ...s.config }).map(([name, value]) => ({ name, value })),
+        replicationFactor: s.replicationFactor ?? replication.replicationFactor,
+        configEntries: Object.entries({
+          ...topicDefaults,
+          'min.insync.replicas': String(Math.min(replication.minInsyncReplicas, s.replicationFactor ?? Infinity)),
+          ...s.config,
+        }).map(([name, value]) => ({ name, value })),
       }));
       // kafkajs's own wait for leaders gives up at the first metadata answer that does not know
       // the topic yet ("This server does not host this topic-partition"), which a broker that has
       // just started gives for a while after the create; and when another replica created a topic
       // between our list and create, kafkajs returns at once without waiting. So: our own wait.
-      await admin.createTopics({ topics, waitForLeaders: false });
+      await admin.createTopics({ topics, waitForLeaders: false }).catch((err: unknown) => {
+        const e = err as { type?: string; errors?: Array<{ type?: string; message?: string }>; message?: string };
+        const invalid = [e, ...(e.errors ?? [])].find((x) => x.type === 'INVALID_REPLICATION_FACTOR');
+        if (!invalid) throw err;
+        throw new KafkaConfigError(
+          `cannot create ${topics.map((t) => t.topic).join(', ')} with ${replication.replicationFactor} replicas: ` +
+            `${invalid.message ?? 'more than the cluster has brokers'}. Set SLUICE_TOPIC_REPLICATION_FACTOR to at ` +
+            'most the number of brokers (1 on the local stack, 3 on GKE)',
+        );
+      });
       await waitForLeaders(
         admin,
         specs.map((s) => s.topic),

@@ -1,6 +1,7 @@
 import { stackSettings, uniqueName } from '@sluice/testing';
 import { describe, expect, it } from 'vitest';
-import { createKafka } from '../src/index.js';
+import type { ConfigResourceTypes } from 'kafkajs';
+import { createKafka, KafkaConfigError, topicReplication } from '../src/index.js';
 
 describe('ensureTopics against the real broker', () => {
   it('lets every one of several replicas starting at once produce to the topics right away', async () => {
@@ -82,5 +83,37 @@ describe('topics that come and go (real broker)', () => {
       await producer.disconnect();
       await kafka.deleteTopics([kept, later]);
     }
+  }, 60_000);
+
+  it('creates topics with the configured min.insync.replicas, and says what to set when the replicas cannot be had', async () => {
+    const { kafkaBrokers } = stackSettings();
+    const topic = uniqueName('replicas');
+    const kafka = createKafka({ brokers: kafkaBrokers, clientId: uniqueName('replicas'), replicationFactor: 1 });
+    await kafka.ensureTopics([{ topic, partitions: 1 }]);
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const r = await admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [{ type: 2 as ConfigResourceTypes, name: topic, configNames: ['min.insync.replicas'] }],
+      });
+      expect(r.resources[0]!.configEntries[0]!.configValue).toBe('1');
+    } finally {
+      await admin.disconnect();
+    }
+    // Three replicas on the local single broker: refused, with the setting to change.
+    const three = createKafka({ brokers: kafkaBrokers, clientId: uniqueName('replicas'), replicationFactor: 3 });
+    const err = await three.ensureTopics([{ topic: uniqueName('replicas'), partitions: 1 }]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KafkaConfigError);
+    expect((err as Error).message).toMatch(/with 3 replicas: .*SLUICE_TOPIC_REPLICATION_FACTOR/);
+    // A minimum no write could meet is refused before anything is created.
+    expect(() =>
+      topicReplication({}, { SLUICE_TOPIC_REPLICATION_FACTOR: '3', SLUICE_TOPIC_MIN_INSYNC_REPLICAS: '4' }),
+    ).toThrow(/no write could ever be acknowledged/);
+    expect(topicReplication({}, { SLUICE_TOPIC_REPLICATION_FACTOR: '3' })).toEqual({
+      replicationFactor: 3,
+      minInsyncReplicas: 2,
+    });
+    expect(topicReplication({}, {})).toEqual({ replicationFactor: 1, minInsyncReplicas: 1 });
   }, 60_000);
 });
