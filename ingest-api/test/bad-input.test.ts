@@ -136,4 +136,30 @@ describe('bad input: each bad row gets its documented outcome and the job goes o
     const rows = prompts.map((p) => p.rowIndex).sort((a, b) => a - b);
     expect(rows).toEqual(Array.from({ length: 2_500 }, (_, i) => i));
   });
+
+  // Regression: resume was by row count alone, so another file sent after an interrupted upload
+  // had its first rows skipped silently and the rest added to the job.
+  it('refuses to resume with another file (INPUT_CHANGED), and still resumes with the same one', async () => {
+    const job = await createJob(api);
+    const lines = Array.from({ length: 2_500 }, (_, i) =>
+      JSON.stringify({ custom_id: `r${i}`, prompt: `prompt ${i}` }),
+    );
+    const first = await upload(job.id, `[${lines.join(',')}`, 'application/json');
+    expect(first.statusCode).toBe(400);
+    // Another file: the same length, one row changed among the committed ones.
+    const other = [...lines];
+    other[1_234] = JSON.stringify({ custom_id: 'r1234', prompt: 'another prompt' });
+    const changed = await upload(job.id, `[${other.join(',')}]`, 'application/json');
+    expect([changed.statusCode, changed.json().error.code]).toEqual([409, 'INPUT_CHANGED']);
+    expect(changed.json().error.message).toMatch(/first 2000 rows of this upload are not the 2000 rows/);
+    // A shorter file is not the same either.
+    const shorter = await upload(job.id, `[${lines.slice(0, 1_500).join(',')}]`, 'application/json');
+    expect([shorter.statusCode, shorter.json().error.code]).toEqual([409, 'INPUT_CHANGED']);
+    const view = await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') });
+    expect(view.json()).toMatchObject({ status: 'open', counts: { queued: 2_000, total: null } });
+    // The same file resumes where the first stopped.
+    const same = await upload(job.id, `[${lines.join(',')}]`, 'application/json');
+    expect(same.statusCode, same.body).toBe(200);
+    expect(same.json()).toMatchObject({ resumedFrom: 2_000, accepted: 500, total: 2_500 });
+  });
 });

@@ -32,6 +32,8 @@ export interface Job {
   finalizedAt: null | number;
   /** The job's manifest.json, once finalized. */
   manifestUri: null | string;
+  /** SHA-256 (hex) of the rows committed so far, as read: an upload that resumes after them must start with the same rows. */
+  inputDigest: null | string;
 }
 
 /** A job lifecycle event on the compacted topic sluice.jobs (key: job id). Each event carries the whole job, so the latest one is the job's state. */

@@ -225,6 +225,7 @@ export class JobService {
       updatedAt: now,
       finalizedAt: null,
       manifestUri: null,
+      inputDigest: null,
     };
     await this.deps.kafka.ensureTopics([{ topic: job.resultsTopic, partitions: this.deps.config.resultsPartitions }]);
     await this.producer.send({ topic: jobsTopic, acks: -1, messages: [this.eventMessage('created', job)] });
@@ -325,6 +326,25 @@ export class JobService {
       log.info({ jobId, committedRows: job.accepted + job.invalid }, 'upload resumed from the state in sluice.jobs');
     }
     const resumedFrom = job.accepted + job.invalid;
+    // A digest of the rows as read, in order: each commit records it for the rows committed, and
+    // an upload that resumes checks that its first rows are those (resume is by row count, and
+    // another file would otherwise have its first rows skipped silently).
+    const prefix = createHash('sha256');
+    let prefixChecked = resumedFrom === 0 || job.inputDigest === null;
+    const checkPrefix = () => {
+      if (prefixChecked) return;
+      prefixChecked = true;
+      if (prefix.copy().digest('hex') !== job.inputDigest)
+        throw new SluiceError(
+          'INPUT_CHANGED',
+          `the first ${resumedFrom} rows of this upload are not the ${resumedFrom} rows an earlier upload ` +
+            `committed to job ${jobId}: it resumes after them, so it must start with them`,
+          {
+            hint: 'send the same file again to resume it, or create a new job for a different file',
+            context: { committedRows: resumedFrom },
+          },
+        );
+    };
     let rowIndex = 0;
     let accepted = 0;
     let invalid = 0;
@@ -351,6 +371,7 @@ export class JobService {
         accepted: job.accepted + chunkAccepted,
         invalid: job.invalid + chunkInvalid,
         updatedAt: Date.now(),
+        inputDigest: prefix.copy().digest('hex'),
       };
       if (seal) {
         next.status = 'sealed';
@@ -415,6 +436,9 @@ export class JobService {
         maxMessages: c.maxMessages,
         template: job.promptTemplate,
       })) {
+        if (rowIndex === resumedFrom) checkPrefix();
+        prefix.update(JSON.stringify(item));
+        prefix.update('\n');
         const customId = item.row?.customId ?? null;
         const duplicate = customId !== null && !customIds.add(customId);
         if (rowIndex < resumedFrom) {
@@ -462,6 +486,7 @@ export class JobService {
         rowIndex++;
         if (chunkAccepted + chunkInvalid >= c.chunkRows || chunkBytes >= c.chunkBytes) await commit(false);
       }
+      if (rowIndex <= resumedFrom) checkPrefix(); // the same file with no row more, or a shorter one
       if (rowIndex === 0) {
         throw new SluiceError('INPUT_EMPTY', 'the upload has no rows', {
           hint: 'send one JSON object per line (JSONL), a JSON array, or a CSV with a header row and data rows',

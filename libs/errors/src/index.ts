@@ -13,6 +13,7 @@ export const errorCodes = {
   UPLOAD_TOO_LARGE: 413,
   INPUT_EMPTY: 422,
   UPLOAD_INTERRUPTED: 400,
+  INPUT_CHANGED: 409,
   INTERNAL: 500,
   UNAVAILABLE: 503,
   // Rows of an input (each becomes an error outcome; the job goes on)

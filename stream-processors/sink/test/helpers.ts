@@ -31,6 +31,7 @@ export function makeJob(over: Partial<Job> = {}): Job {
     updatedAt: now,
     finalizedAt: null,
     manifestUri: null,
+    inputDigest: null,
     ...over,
   };
 }
