@@ -11,6 +11,8 @@ export interface CheckInput {
   outputs: OutputLine[];
   /** Announcements received, by job id (one entry per message). */
   announcements: string[];
+  /** Problems checkFiles found in the jobs' files. Must be none. */
+  fileProblems?: string[];
 }
 
 export interface CheckResult {
@@ -26,8 +28,10 @@ export interface CheckResult {
   unknown: number;
   /** Announcements received per job, as a subscriber sees them (each must be 1). */
   announcementsPerJob: Record<string, number>;
+  /** Problems in the files themselves (checkFiles). Must be 0. */
+  fileProblems: number;
   /** Examples of each problem, for the report. */
-  examples: { lost: string[]; duplicates: string[]; unknown: string[] };
+  examples: { lost: string[]; duplicates: string[]; unknown: string[]; files: string[] };
   ok: boolean;
 }
 
@@ -35,7 +39,7 @@ export interface CheckResult {
  * The suite's judge: every submitted prompt ends in exactly one result or one error, nothing else
  * appears in the output, and every job is announced exactly once.
  */
-export function check({ submitted, outputs, announcements }: CheckInput): CheckResult {
+export function check({ submitted, outputs, announcements, fileProblems = [] }: CheckInput): CheckResult {
   const seen = new Map<string, { result: number; error: number }>();
   let unknown = 0;
   const unknownIds: string[] = [];
@@ -78,6 +82,7 @@ export function check({ submitted, outputs, announcements }: CheckInput): CheckR
     duplicates === 0 &&
     resultAndError === 0 &&
     unknown === 0 &&
+    fileProblems.length === 0 &&
     Object.values(perJob).every((n) => n === 1);
   return {
     submitted: total,
@@ -87,7 +92,8 @@ export function check({ submitted, outputs, announcements }: CheckInput): CheckR
     resultAndError,
     unknown,
     announcementsPerJob: perJob,
-    examples: { lost: lostIds, duplicates: duplicateIds, unknown: unknownIds },
+    fileProblems: fileProblems.length,
+    examples: { lost: lostIds, duplicates: duplicateIds, unknown: unknownIds, files: fileProblems.slice(0, 5) },
     ok,
   };
 }
@@ -95,4 +101,90 @@ export function check({ submitted, outputs, announcements }: CheckInput): CheckR
 function splitId(id: string): [string, number] {
   const i = id.lastIndexOf(':');
   return i < 0 ? [id, -1] : [id.slice(0, i), Number(id.slice(i + 1))];
+}
+
+/** One job's output as the bucket holds it, for the file-level checks. */
+export interface JobFiles {
+  jobId: string;
+  /** manifest.json, parsed; undefined when there is none. */
+  manifest:
+    | {
+        counts: { total: number; succeeded: number; failed: number; invalid: number; cancelled: number };
+        outputs: {
+          results: Array<{ name: string; records: number }>;
+          errors: Array<{ name: string; records: number }>;
+        };
+      }
+    | undefined;
+  /** Every object name under the job's prefix. */
+  objects: string[];
+  /** The lines of each file the manifest lists, by file name. */
+  lines: Map<string, string[]>;
+}
+
+/** What the submitted input says of a row: its custom_id, and whether it is a bad row. */
+export interface RowExpectation {
+  customId: string | null;
+  /** The error code a bad row must end with; undefined for a good row (a result, or a provider error). */
+  inputError?: string;
+}
+
+/**
+ * Checks a job from its files alone: the manifest lists every results and errors file and only
+ * those, its counts equal the lines of its files, each file holds the records the manifest says,
+ * and each line is its row's: id and row_index agree, custom_id is the row's, a bad row ends in
+ * its input error and a good one never in an input error. Each problem is one string.
+ */
+export function checkFiles(job: JobFiles, expect: (row: number) => RowExpectation): string[] {
+  const problems: string[] = [];
+  const m = job.manifest;
+  if (!m) return [`${job.jobId}: no manifest.json`];
+  const listed = new Set([...m.outputs.results, ...m.outputs.errors].map((f) => f.name));
+  for (const name of job.objects)
+    if ((name.includes('/results/') || name.includes('/errors/')) && !listed.has(name))
+      problems.push(`${job.jobId}: ${name} is not in the manifest`);
+  const count = { results: 0, errors: 0 };
+  for (const kind of ['results', 'errors'] as const) {
+    for (const f of m.outputs[kind]) {
+      const lines = job.lines.get(f.name);
+      if (!lines) {
+        problems.push(`${job.jobId}: ${f.name} is in the manifest but not in the bucket`);
+        continue;
+      }
+      if (lines.length !== f.records)
+        problems.push(`${job.jobId}: ${f.name} has ${lines.length} lines, the manifest says ${f.records}`);
+      count[kind] += lines.length;
+      for (const text of lines) {
+        const l = JSON.parse(text) as {
+          id: string;
+          custom_id: string | null;
+          row_index: number;
+          error: { code: string } | null;
+        };
+        const [, row] = splitId(l.id);
+        if (l.row_index !== row) problems.push(`${l.id}: row_index ${l.row_index}`);
+        const want = expect(row);
+        if (l.custom_id !== want.customId) problems.push(`${l.id}: custom_id ${l.custom_id}, not ${want.customId}`);
+        if (want.inputError && l.error?.code !== want.inputError)
+          problems.push(`${l.id}: a bad row, ended ${l.error?.code ?? 'as a result'}, not ${want.inputError}`);
+        if (!want.inputError && l.error?.code.startsWith('INPUT_'))
+          problems.push(`${l.id}: a good row, ended ${l.error.code}`);
+      }
+    }
+  }
+  const c = m.counts;
+  if (c.succeeded !== count.results)
+    problems.push(
+      `${job.jobId}: the manifest counts ${c.succeeded} succeeded, the files hold ${count.results} results`,
+    );
+  if (c.failed + c.invalid + c.cancelled !== count.errors)
+    problems.push(
+      `${job.jobId}: the manifest counts ${c.failed + c.invalid + c.cancelled} failed, invalid and cancelled, ` +
+        `the files hold ${count.errors} errors`,
+    );
+  if (c.total !== count.results + count.errors)
+    problems.push(
+      `${job.jobId}: the manifest counts ${c.total} in all, the files hold ${count.results + count.errors}`,
+    );
+  return problems;
 }

@@ -9,10 +9,10 @@ import { createKafka } from '@sluice/kafka';
 import { createGcsObjectStore, readCommittedParts } from '@sluice/object-store';
 import { startProviderSim, type KeyConfig } from '@sluice/provider-sim';
 import { freePort, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
-import { check, type CheckResult, type OutputLine } from './checker.js';
+import { check, checkFiles, type CheckResult, type JobFiles, type OutputLine } from './checker.js';
 import { Cluster, type Role } from './cluster.js';
 import { FaultProxy, proxyAddresses } from '@sluice/testing';
-import { scenarios, type Scenario, type ScenarioContext } from './scenarios.js';
+import { inputRow, scenarios, type Scenario, type ScenarioContext } from './scenarios.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const { values } = parseArgs({
@@ -192,19 +192,41 @@ async function runScenario(sc: Scenario): Promise<Row> {
     : null;
   await cluster.stop();
   await proxy?.stop();
+  // From the files alone: the manifest's files (every one of them, and nothing else), their lines.
+  const fileProblems: string[] = [];
   for (const jobId of ledger.keys()) {
-    for (const part of await readCommittedParts(store, '', jobId)) {
-      for (const [kind, file] of [
-        ['result', part.results],
-        ['error', part.errors],
-      ] as const) {
-        if (!file) continue;
-        const text = (await store.get(file.name))?.toString() ?? '';
-        for (const l of text.split('\n')) if (l) outputs.push({ id: (JSON.parse(l) as { id: string }).id, kind });
+    const raw = await store.get(`${jobId}/manifest.json`);
+    const manifest = raw ? (JSON.parse(raw.toString()) as JobFiles['manifest']) : undefined;
+    const lines = new Map<string, string[]>();
+    for (const [kind, files] of [
+      ['result', manifest?.outputs.results ?? []],
+      ['error', manifest?.outputs.errors ?? []],
+    ] as const) {
+      for (const file of files) {
+        const body = await store.get(file.name);
+        if (!body) continue;
+        const fileLines = body
+          .toString()
+          .split('\n')
+          .filter((l) => l);
+        lines.set(file.name, fileLines);
+        for (const l of fileLines) outputs.push({ id: (JSON.parse(l) as { id: string }).id, kind });
       }
     }
+    if (!manifest)
+      // No manifest (the job never finished): what its committed parts hold, for the counts.
+      for (const part of await readCommittedParts(store, '', jobId))
+        for (const [kind, file] of [
+          ['result', part.results],
+          ['error', part.errors],
+        ] as const) {
+          if (!file) continue;
+          const text = (await store.get(file.name))?.toString() ?? '';
+          for (const l of text.split('\n')) if (l) outputs.push({ id: (JSON.parse(l) as { id: string }).id, kind });
+        }
+    fileProblems.push(...checkFiles({ jobId, manifest, objects: await store.list(`${jobId}/`), lines }, inputRow));
   }
-  const result = check({ submitted: ledger, outputs, announcements: announced });
+  const result = check({ submitted: ledger, outputs, announcements: announced, fileProblems });
   if (!result.ok || error !== null) {
     // What a failed run needs for its diagnosis, in the suite's own output (CI keeps nothing else).
     log(`  progress, every 5 s:\n${timeline.map((l) => `    ${l}`).join('\n')}`);
@@ -251,6 +273,9 @@ for (const sc of chosen) {
       (row.error ? `\n  ${row.error}` : '') +
       (row.lost || row.duplicates
         ? `\n  e.g. lost ${row.examples.lost.join(' ')} duplicated ${row.examples.duplicates.join(' ')}`
+        : '') +
+      (row.fileProblems
+        ? `\n  files: ${row.fileProblems} problems, e.g.\n    ${row.examples.files.join('\n    ')}`
         : ''),
   );
 }

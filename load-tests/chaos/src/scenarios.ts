@@ -6,6 +6,7 @@ import { stackSettings, waitFor } from '@sluice/testing';
 import { readDeadLetters } from '@sluice/dev/dead-letters';
 import { createSchemaCodecs } from '@sluice/schemas';
 import { runningPid, stackUp } from '@sluice/dev/stack';
+import type { RowExpectation } from './checker.js';
 import type { Cluster, Role } from './cluster.js';
 import type { FaultProxy } from '@sluice/testing';
 
@@ -58,6 +59,11 @@ export function jobInput(n: number): string {
         : `${JSON.stringify({ custom_id: `r${i}`, prompt: `Is headline ${i} good news?`, max_tokens: 8 })}\n`;
   }
   return out;
+}
+
+/** What jobInput's row `row` must end as: its custom_id, and for a bad row its error. */
+export function inputRow(row: number): RowExpectation {
+  return row % 100 === 42 ? { customId: null, inputError: 'INPUT_INVALID_JSON' } : { customId: `r${row}` };
 }
 
 export async function createJob(ctx: ScenarioContext, idempotencyKey?: string): Promise<string> {
