@@ -36,6 +36,11 @@ export interface SinkConfig {
   retentionMs: number;
   /** @default 256 (SLUICE_SINK_MAX_JOBS) */
   maxActiveJobs: number;
+  /**
+   * An open job's writer idle this long gives its slot to a job waiting for one (it waits in turn
+   * itself). @default 60000 (SLUICE_SINK_IDLE_WRITER_MS)
+   */
+  idleWriterMs: number;
   /** Only these tenants' jobs (SLUICE_SINK_TENANTS, comma-separated). @default all tenants */
   tenants: string[] | null;
   /** The fault suite's crash point (SLUICE_CRASH_POINT). */
@@ -91,6 +96,7 @@ export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig
     pipelineTimeoutMs: int(env, 'SLUICE_PIPELINE_TIMEOUT_MS', 6 * 3_600_000),
     retentionMs: int(env, 'SLUICE_RESULTS_RETENTION_MS', 7 * 86_400_000),
     maxActiveJobs: int(env, 'SLUICE_SINK_MAX_JOBS', 256),
+    idleWriterMs: int(env, 'SLUICE_SINK_IDLE_WRITER_MS', 60_000),
     tenants: env['SLUICE_SINK_TENANTS'] ? env['SLUICE_SINK_TENANTS'].split(',').map((t) => t.trim()) : null,
     prices,
     crash: (() => {

@@ -43,6 +43,7 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
     pipelineTimeoutMs: config.pipelineTimeoutMs,
     retentionMs: config.retentionMs,
     maxActiveJobs: config.maxActiveJobs,
+    idleWriterMs: config.idleWriterMs,
     prices: config.prices,
     tenants: config.tenants,
     crash: config.crash,

@@ -40,6 +40,11 @@ export interface SinkOptions {
   retentionMs?: number;
   /** Jobs written at once by this process; more wait their turn. @default 256 */
   maxActiveJobs?: number;
+  /**
+   * An open job whose writer has taken nothing for this long gives its slot to a job waiting for
+   * one, and waits in turn itself: jobs never sealed cannot hold every slot. @default 60000
+   */
+  idleWriterMs?: number;
   /** @default defaultPrices */
   prices?: PriceTable;
   /** @default sluice-sink */
@@ -85,6 +90,8 @@ export class Sink {
   consumerReplacements = 0;
   /** Group joins of the sink's consumer (1 after start; more means rebalances). */
   joins = 0;
+  /** Idle open jobs whose writers gave their slots to waiting jobs. */
+  parked = 0;
 
   constructor(options: SinkOptions) {
     this.o = {
@@ -96,6 +103,7 @@ export class Sink {
       pipelineTimeoutMs: 6 * 3_600_000,
       retentionMs: 7 * 86_400_000,
       maxActiveJobs: 256,
+      idleWriterMs: 60_000,
       prices: defaultPrices,
       groupId: 'sluice-sink',
       sweepMs: 10_000,
@@ -233,10 +241,37 @@ export class Sink {
         writer.update(job);
         continue;
       }
-      if (this.writers.size >= this.o.maxActiveJobs) continue; // stays pending until a slot frees
+      // Stays pending until a slot frees, or an idle open job gives up its own.
+      if (this.writers.size >= this.o.maxActiveJobs && !this.parkIdleWriter()) continue;
       this.pending.delete(jobId);
       this.startWriter(job);
     }
+  }
+
+  /**
+   * Stops the writer of the open job idle longest (idle for `idleWriterMs` at least), and puts the
+   * job at the back of the line: what its writer took is committed, and what comes later waits in
+   * its results topic. Sealed jobs keep their writers (they end, by the pipeline timeout at worst).
+   */
+  private parkIdleWriter(): boolean {
+    const t = Date.now();
+    let idlest: JobWriter | undefined;
+    for (const [jobId, w] of this.writers) {
+      if (w.job.status !== 'open' || this.finalizing.has(jobId) || t - w.lastProgressAt < this.o.idleWriterMs) continue;
+      if (!idlest || w.lastProgressAt < idlest.lastProgressAt) idlest = w;
+    }
+    if (!idlest) return false;
+    const jobId = idlest.job.jobId;
+    this.writers.delete(jobId);
+    this.parked++;
+    void idlest.stop().finally(() => {
+      if (!this.stopping) this.pending.add(jobId);
+    });
+    this.o.log.info(
+      { jobId, idleMs: t - idlest.lastProgressAt },
+      "an open job's idle writer gave its slot to a job waiting for one",
+    );
+    return true;
   }
 
   private startWriter(job: Job): void {

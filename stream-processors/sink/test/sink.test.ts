@@ -230,6 +230,49 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
     }
   }, 120_000);
 
+  // Regression: every open job held one of the sink's writer slots for as long as it stayed open,
+  // so that as many jobs never sealed as there are slots stalled every new job.
+  it('gives the slot of an idle open job to a job waiting for one, and writes the idle job once it is sealed', async () => {
+    const tenant = uniqueName('t');
+    const sk = sink(tenant, { maxActiveJobs: 2, idleWriterMs: 1_000 });
+    const [a, b] = [makeJob({ tenant, status: 'open' }), makeJob({ tenant, status: 'open' })];
+    const c = makeJob({ tenant, total: 20, accepted: 20 });
+    for (const j of [a, b, c]) await kafka.ensureTopics([{ topic: j.resultsTopic, partitions: 1 }]);
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, a, 'created');
+      await publishJob(kafka, codecs, b, 'created');
+      await waitFor('both slots taken', () => (sk.activeJobs.length === 2 ? true : undefined), { timeoutMs: 20_000 });
+      await publishJob(kafka, codecs, c, 'sealed');
+      await produceOutcomes(
+        kafka,
+        codecs,
+        c,
+        Array.from({ length: 20 }, (_, i) => outcome(c, i)),
+      );
+      expect((await finalEvent(c.jobId, 30_000)).job.status).toBe('completed');
+      expect(sk.parked).toBeGreaterThanOrEqual(1);
+      // The open job parked meanwhile is written once it has its outcomes and is sealed.
+      await produceOutcomes(
+        kafka,
+        codecs,
+        a,
+        Array.from({ length: 5 }, (_, i) => outcome(a, i)),
+      );
+      await publishJob(
+        kafka,
+        codecs,
+        { ...a, status: 'sealed', total: 5, accepted: 5, updatedAt: Date.now() },
+        'sealed',
+      );
+      expect((await finalEvent(a.jobId, 30_000)).job.status).toBe('completed');
+      const out = (await readOutputs(store, a.jobId))!;
+      expect(out.results.map((l) => l['row_index']).sort()).toEqual([0, 1, 2, 3, 4]);
+    } finally {
+      await sk.stop();
+    }
+  }, 120_000);
+
   // Regression: the job writers' groups committed nothing (the sink's progress could not be seen
   // as lag) and a group per job and writer start piled up in the broker's group list.
   it("shows a job's progress as its writer group's committed offsets, and leaves no group behind once done", async () => {
