@@ -41,6 +41,11 @@ export interface IngestConfig {
   maxJsonBodyBytes: number;
   /** How long an interrupted upload keeps its job locked. @default 30000 */
   uploadLockMs: number;
+  /**
+   * A job left open (never sealed) with no change for this long is cancelled as expired.
+   * @default 604800000, 7 days (SLUICE_OPEN_JOB_TTL_MS)
+   */
+  openJobTtlMs: number;
   /** Where the sink writes results, read by GET /v1/jobs/{id}/results (the same settings as the sink's). */
   results: {
     /** SLUICE_RESULTS_BUCKET; absent: the local directory. */
@@ -126,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
     maxMessages: int(env, 'SLUICE_MAX_MESSAGES', 256),
     maxJsonBodyBytes: int(env, 'SLUICE_MAX_JSON_BODY_BYTES', 1024 ** 2),
     uploadLockMs: int(env, 'SLUICE_UPLOAD_LOCK_MS', 30_000),
+    openJobTtlMs: int(env, 'SLUICE_OPEN_JOB_TTL_MS', 7 * 86_400_000),
     results: Object.freeze({
       bucket: env['SLUICE_RESULTS_BUCKET'] || undefined,
       gcsEndpoint: env['SLUICE_GCS_ENDPOINT'] || undefined,

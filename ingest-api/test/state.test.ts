@@ -52,6 +52,42 @@ describe('job state', () => {
     expect(await api.redis.exists('sluice:view:ready')).toBe(1);
   }, 60_000);
 
+  // Regression: a job never sealed stayed open for ever, holding its topic and its placement.
+  it('cancels a job left open past SLUICE_OPEN_JOB_TTL_MS as expired, and leaves sealed and recent ones', async () => {
+    const stale = await createJob(api, { source: 'kafka' });
+    const recent = await createJob(api, { source: 'kafka' });
+    const sealed = await createJob(api);
+    await api.app.inject({
+      method: 'PUT',
+      url: `/v1/jobs/${sealed.id}/input`,
+      headers: { ...api.auth('alice'), 'content-type': 'application/jsonl' },
+      payload: '{"prompt":"a"}\n',
+    });
+    // As if the stale job had been left open for a week (its last change 8 days ago).
+    const raw = JSON.parse((await api.redis.get(`sluice:job:${stale.id}`))!) as { updatedAt: number };
+    await api.redis.set(`sluice:job:${stale.id}`, JSON.stringify({ ...raw, updatedAt: Date.now() - 8 * 86_400_000 }));
+    const expired = await api.jobs.expireOpenJobs();
+    expect(expired).toContain(stale.id);
+    expect(expired).not.toContain(recent.id);
+    expect(expired).not.toContain(sealed.id);
+    const got = (
+      await api.app.inject({ method: 'GET', url: `/v1/jobs/${stale.id}`, headers: api.auth('alice') })
+    ).json();
+    expect(got.status).toBe('cancelled');
+    expect(got.statusReason).toMatch(/^expired: open 168 h with no input and no seal/);
+    // What sluice.jobs says (the view rebuilt from it keeps the reason).
+    await api.redis.del(`sluice:job:${stale.id}`);
+    await api.jobs.rebuildView();
+    const rebuilt = (
+      await api.app.inject({ method: 'GET', url: `/v1/jobs/${stale.id}`, headers: api.auth('alice') })
+    ).json();
+    expect([rebuilt.status, rebuilt.statusReason]).toEqual([got.status, got.statusReason]);
+    for (const id of [recent.id, sealed.id])
+      expect(
+        (await api.app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: api.auth('alice') })).json().status,
+      ).not.toBe('cancelled');
+  }, 60_000);
+
   it('lets Kafka-fed jobs be sealed with their total, and refuses uploads to them', async () => {
     const job = await createJob(api, { source: 'kafka' });
     // Regression: a producer could not learn the tenant its records must name.

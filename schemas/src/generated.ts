@@ -34,6 +34,8 @@ export interface Job {
   manifestUri: null | string;
   /** SHA-256 (hex) of the rows committed so far, as read: an upload that resumes after them must start with the same rows. */
   inputDigest: null | string;
+  /** Why the job has its status, when Sluice set it (a job left open past its time is cancelled as expired). */
+  statusReason: null | string;
 }
 
 /** A job lifecycle event on the compacted topic sluice.jobs (key: job id). Each event carries the whole job, so the latest one is the job's state. */

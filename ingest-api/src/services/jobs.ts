@@ -69,6 +69,8 @@ export interface JobServiceDeps {
   uploadLockMs?: number;
   /** How often the view's ready marker is checked (rebuilt when Redis lost it). @default 5000 */
   viewCheckMs?: number;
+  /** How often open jobs are checked for expiry (config.openJobTtlMs). @default 600000 */
+  expiryCheckMs?: number;
 }
 
 const terminal = new Set(['cancelled', 'completed', 'completed_with_errors', 'failed']);
@@ -90,6 +92,7 @@ export class JobService {
   private readonly log: Logger;
   private readonly lockMs: number;
   private viewTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private rebuilding: Promise<void> | undefined;
 
   constructor(private readonly deps: JobServiceDeps) {
@@ -111,10 +114,35 @@ export class JobService {
     // Redis may lose its data while the API runs (a restart without persistence): the view is
     // rebuilt as soon as its ready marker is seen missing, not at the next start.
     this.viewTimer = setInterval(() => void this.checkView(), this.deps.viewCheckMs ?? 5_000);
+    this.expiryTimer = setInterval(
+      () => void this.expireOpenJobs().catch((err: unknown) => this.log.warn({ err }, 'open-job expiry failed')),
+      this.deps.expiryCheckMs ?? 600_000,
+    );
+  }
+
+  /**
+   * Cancels the jobs left open (never sealed) with no change for `openJobTtlMs`: status cancelled,
+   * statusReason saying why. Their rows so far end as they would after a cancel, and the job
+   * stops holding its topic and placement. Every replica runs it; a cancel of an ended job is a no-op.
+   */
+  async expireOpenJobs(now = Date.now()): Promise<string[]> {
+    const ttl = this.deps.config.openJobTtlMs;
+    const expired: string[] = [];
+    for await (const job of this.view.scan()) {
+      if (job.status !== 'open' || !(now - job.updatedAt >= ttl)) continue;
+      const reason =
+        `expired: open ${Math.round(ttl / 3_600_000)} h with no input and no seal ` +
+        '(SLUICE_OPEN_JOB_TTL_MS); its rows so far end as cancelled';
+      await this.cancel(job.tenant, job.jobId, reason);
+      expired.push(job.jobId);
+    }
+    if (expired.length > 0) this.log.info({ jobs: expired.length }, 'open jobs past their time expired');
+    return expired;
   }
 
   async close(): Promise<void> {
     clearInterval(this.viewTimer);
+    clearInterval(this.expiryTimer);
     await this.rebuilding;
     await this.producer.disconnect();
   }
@@ -226,6 +254,7 @@ export class JobService {
       finalizedAt: null,
       manifestUri: null,
       inputDigest: null,
+      statusReason: null,
     };
     await this.deps.kafka.ensureTopics([{ topic: job.resultsTopic, partitions: this.deps.config.resultsPartitions }]);
     await this.producer.send({ topic: jobsTopic, acks: -1, messages: [this.eventMessage('created', job)] });
@@ -251,10 +280,10 @@ export class JobService {
     return this.view.list(tenant, limit, before);
   }
 
-  async cancel(tenant: string, jobId: string): Promise<Job> {
+  async cancel(tenant: string, jobId: string, reason: string | null = null): Promise<Job> {
     const { job } = await this.get(tenant, jobId);
     if (terminal.has(job.status)) return job;
-    const next: Job = { ...job, status: 'cancelled', updatedAt: Date.now() };
+    const next: Job = { ...job, status: 'cancelled', statusReason: reason, updatedAt: Date.now() };
     // Written as the job's uploads write (their transactional id): a transaction of an upload in
     // progress is fenced and aborted, so its next chunk cannot follow the cancel with the job
     // open again (a cancel sent during an upload was undone by the next chunk's commit).

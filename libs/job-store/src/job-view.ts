@@ -115,6 +115,18 @@ export class JobView {
     return raw ? (JSON.parse(raw) as Job) : undefined;
   }
 
+  /** Every job in the view (SCAN: no snapshot; jobs written meanwhile may or may not be seen). */
+  async *scan(): AsyncGenerator<Job> {
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', jobKey('*'), 'COUNT', 500);
+      cursor = next;
+      const ids = keys.filter((k) => !k.slice(jobKey('').length).includes(':'));
+      if (ids.length === 0) continue;
+      for (const raw of await this.redis.mget(ids)) if (raw) yield JSON.parse(raw) as Job;
+    } while (cursor !== '0');
+  }
+
   async list(tenant: string, limit: number, before?: number): Promise<Job[]> {
     const ids = await this.redis.zrevrangebyscore(
       tenantKey(tenant),

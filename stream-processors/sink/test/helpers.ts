@@ -32,6 +32,7 @@ export function makeJob(over: Partial<Job> = {}): Job {
     finalizedAt: null,
     manifestUri: null,
     inputDigest: null,
+    statusReason: null,
     ...over,
   };
 }

@@ -44,6 +44,8 @@ const CreateJob = Type.Object(
 const JobView = Type.Object({
   id: Type.String(),
   status: Type.String(),
+  /** Why the job has its status, when Sluice set it (e.g. a job left open past its time, expired). */
+  statusReason: Type.Union([Type.String(), Type.Null()]),
   provider: Type.String(),
   model: Type.String(),
   priority: Type.Integer(),
@@ -106,6 +108,7 @@ function view(job: Job, counts: RunCounts, heldBack?: HeldBack[]): Static<typeof
         }),
     id: job.jobId,
     status: job.status,
+    statusReason: job.statusReason ?? null,
     provider: job.provider,
     model: job.model,
     priority: job.priority,
