@@ -47,7 +47,11 @@ async function stackEnv(): Promise<Record<string, string | undefined>> {
   console.log('local stack: starting what is not running (npm run stack:status shows it)');
   await stackUp(() => undefined);
   if (!existsSync(envFile)) fail(`the stack wrote no ${envFile}; run npm run stack:up to see why`);
-  return { ...parseEnvFile(readFileSync(envFile, 'utf8')), ...process.env };
+  const env = { ...parseEnvFile(readFileSync(envFile, 'utf8')), ...process.env };
+  // Read by google-auth from this process's environment, not from the settings handed to the roles.
+  if (env['METADATA_SERVER_DETECTION'] !== undefined)
+    process.env['METADATA_SERVER_DETECTION'] = env['METADATA_SERVER_DETECTION'];
+  return env;
 }
 
 async function lanes(provider: string): Promise<{ lanes: DevLane[]; sim?: ProviderSimServer; model: string }> {

@@ -66,5 +66,8 @@ export function connectionSettings(ports: StackPorts): Record<string, string> {
     PUBSUB_EMULATOR_HOST: `${host}:${ports.pubsub}`,
     SLUICE_PUBSUB_PROJECT: pubsubProject,
     SLUICE_SCHEMA_REGISTRY_URL: `http://${host}:${ports.schemaRegistry}/apis/ccompat/v7`,
+    // The emulators take no credentials: google-auth is told not to look for the GCE metadata
+    // server (off GCE it warns "MetadataLookupWarning ... ENOTFOUND" and waits for the lookup).
+    METADATA_SERVER_DETECTION: 'none',
   };
 }

@@ -19,6 +19,11 @@ export interface AcquireRequest {
    * the replicas (the dispatcher: the lane partitions it owns over all of them). @default 1
    */
   share?: number;
+  /**
+   * What the other calls of a lease are expected to reserve each (see RateLimiterOptions.leaseMs).
+   * @default tokens
+   */
+  tokensPerCall?: number;
 }
 
 export type AcquireResult =
@@ -40,6 +45,18 @@ export interface RateLimiterOptions {
   timeoutMs?: number;
   /** How often Redis is asked (PING) while the local buckets answer. @default 1000 */
   retryMs?: number;
+  /**
+   * At a pace of more than one call in this many ms, one Redis call books the calls of this many
+   * ms of the pace (a lease, at most `maxLeaseCalls`): this process hands them out at the bucket's
+   * own spacing, and gives back what it did not use within `leaseTtlMs`. Fewer round trips at a
+   * high pace (one a call cost a dispatcher about an eighth of its CPU); at a low pace, a lease is
+   * one call, as without one. 0: one call per Redis call. @default 25
+   */
+  leaseMs?: number;
+  /** @default 32 */
+  maxLeaseCalls?: number;
+  /** @default 100 */
+  leaseTtlMs?: number;
   /** @default Date.now */
   now?: () => number;
 }
@@ -68,7 +85,9 @@ export type LimiterState = 'shared' | 'local';
 // pace; p: paused until µs;
 // nr, nt: calls and tokens granted so far, which tell a provider's remaining-only headers apart
 // from what every replica sent)
-// ARGV = requests/min, tokens/min, burst ms, tokens
+// ARGV = requests/min, tokens/min, burst ms, tokens; then the lease: calls and tokens booked when
+// the first call is granted (at least 1 and tokens), and calls and tokens of an earlier lease given
+// back (unused), taken off the arrival times and the counts before anything else.
 const acquireScript = `
 local now_s = redis.call('TIME')
 local now = tonumber(now_s[1]) * 1000000 + tonumber(now_s[2])
@@ -76,6 +95,18 @@ local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3]) * 1000
 local tokens = tonumber(ARGV[4])
+local lease_calls = tonumber(ARGV[5])
+local lease_tokens = tonumber(ARGV[6])
+local back_calls = tonumber(ARGV[7])
+local back_tokens = tonumber(ARGV[8])
+if back_calls > 0 or back_tokens > 0 then
+  local g = redis.call('HMGET', KEYS[1], 'r', 'ri', 't', 'ti')
+  if g[1] and g[2] then redis.call('HSET', KEYS[1], 'r', tonumber(g[1]) - back_calls * tonumber(g[2])) end
+  if g[3] and g[4] then redis.call('HSET', KEYS[1], 't', tonumber(g[3]) - back_tokens * tonumber(g[4])) end
+  -- (HINCRBY takes whole numbers only; Lua 5.1 writes minus zero as -0)
+  if back_calls > 0 then redis.call('HINCRBY', KEYS[1], 'nr', -back_calls) end
+  if back_tokens > 0 then redis.call('HINCRBY', KEYS[1], 'nt', -back_tokens) end
+end
 -- One read of every field a grant needs: p, then r, ri, rb, then t, ti, tb.
 local h = redis.call('HMGET', KEYS[1], 'p', 'r', 'ri', 'rb', 't', 'ti', 'tb')
 local paused = tonumber(h[1] or '0')
@@ -101,18 +132,19 @@ local function check(field, at, per_minute, cost)
   local need = math.min(cost, capacity) * interval
   local used = base - now
   if used + need > capacity * interval + 1 then return nil, used + need - capacity * interval end
-  return base + cost * interval, 0, interval
+  return base, 0, interval
 end
-local new_r, wait_r, int_r = check('r', 2, rpm, 1)
-if rpm > 0 and new_r == nil then return {0, wait_r, 'requests'} end
-local new_t, wait_t, int_t = check('t', 5, tpm, tokens)
-if tpm > 0 and new_t == nil then return {0, wait_t, 'tokens'} end
-if new_r then redis.call('HSET', KEYS[1], 'r', new_r, 'ri', int_r, 'rb', burst) end
-if new_t then redis.call('HSET', KEYS[1], 't', new_t, 'ti', int_t, 'tb', burst) end
-local sent_r = redis.call('HINCRBY', KEYS[1], 'nr', 1)
-local sent_t = redis.call('HINCRBY', KEYS[1], 'nt', tokens)
+-- The first call must fit now; the lease's others are booked behind it, at the bucket's spacing.
+local base_r, wait_r, int_r = check('r', 2, rpm, 1)
+if rpm > 0 and base_r == nil then return {0, wait_r, 'requests'} end
+local base_t, wait_t, int_t = check('t', 5, tpm, tokens)
+if tpm > 0 and base_t == nil then return {0, wait_t, 'tokens'} end
+if base_r then redis.call('HSET', KEYS[1], 'r', base_r + lease_calls * int_r, 'ri', int_r, 'rb', burst) end
+if base_t then redis.call('HSET', KEYS[1], 't', base_t + lease_tokens * int_t, 'ti', int_t, 'tb', burst) end
+local sent_r = redis.call('HINCRBY', KEYS[1], 'nr', lease_calls)
+local sent_t = redis.call('HINCRBY', KEYS[1], 'nt', lease_tokens)
 redis.call('PEXPIRE', KEYS[1], 3600000)
-return {1, 0, '', sent_r, sent_t}
+return {1, 0, '', sent_r, sent_t, tostring(base_r and base_r - now or 0), tostring(base_t and base_t - now or 0)}
 `;
 
 const pauseScript = `
@@ -141,7 +173,16 @@ export class RateLimiter {
   private readonly timeoutMs: number;
   private readonly retryMs: number;
   private readonly now: () => number;
+  private readonly leaseMs: number;
+  private readonly maxLeaseCalls: number;
+  private readonly leaseTtlMs: number;
   private readonly local = new LocalBuckets();
+  /** Per bucket: the calls of a lease not yet handed out. */
+  private readonly leases = new Map<string, Lease>();
+  /** Per bucket: what leases left unused, given back with the bucket's next Redis call. */
+  private readonly unused = new Map<string, { calls: number; tokens: number }>();
+  /** Redis calls made for grants (a lease is one), for the caller's figures. */
+  redisCalls = 0;
   /** Whether the local buckets answer (Redis failed and has not answered a PING since). */
   private onLocal = false;
   private stateNow: LimiterState = 'shared';
@@ -156,6 +197,9 @@ export class RateLimiter {
     this.timeoutMs = options.timeoutMs ?? 1_000;
     this.retryMs = options.retryMs ?? 1_000;
     this.now = options.now ?? Date.now;
+    this.leaseMs = options.leaseMs ?? 25;
+    this.maxLeaseCalls = Math.max(1, options.maxLeaseCalls ?? 32);
+    this.leaseTtlMs = options.leaseTtlMs ?? 100;
     // ioredis keeps commands while it reconnects; the timeout, not the queue, decides here.
     this.redis.defineCommand('sluiceAcquire', { numberOfKeys: 1, lua: acquireScript });
     this.redis.defineCommand('sluicePause', { numberOfKeys: 1, lua: pauseScript });
@@ -168,15 +212,30 @@ export class RateLimiter {
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
     if (this.onLocal) return this.grantLocally(req);
     const ms = (v: number | undefined) => Math.max(0, Math.ceil(v ?? 0));
-    let reply: [number, number, string, number?, number?];
+    const tokens = ms(req.tokens);
+    const t0 = this.now();
+    const held = this.leases.get(req.bucket);
+    if (held) {
+      const fromLease = this.fromLease(req.bucket, held, tokens, t0);
+      if (fromLease) return fromLease;
+    }
+    const { calls, leaseTokens } = this.leaseSize(req.limits, tokens, ms(req.tokensPerCall ?? tokens));
+    const back = this.unused.get(req.bucket);
+    this.unused.delete(req.bucket);
+    let reply: [number, number, string, number?, number?, string?, string?];
     try {
+      this.redisCalls++;
       reply = (await this.withTimeout(
         (this.redis as unknown as Scripts).sluiceAcquire(
           `${this.prefix}:${req.bucket}`,
           req.limits.requestsPerMinute ?? 0,
           req.limits.tokensPerMinute ?? 0,
           req.limits.burstWindowMs ?? 1_000,
-          ms(req.tokens),
+          tokens,
+          calls,
+          leaseTokens,
+          back?.calls ?? 0,
+          back?.tokens ?? 0,
         ),
       )) as typeof reply;
     } catch (err) {
@@ -184,8 +243,33 @@ export class RateLimiter {
       return this.grantLocally(req);
     }
     this.stateNow = 'shared';
-    const [ok, waitUs, reason, sentRequests, sentTokens] = reply;
-    if (ok === 1) return { granted: true, sent: { requests: Number(sentRequests), tokens: Number(sentTokens) } };
+    const [ok, waitUs, reason, sentRequests, sentTokens, usedR, usedT] = reply;
+    if (ok === 1) {
+      const sent = { requests: Number(sentRequests) - calls + 1, tokens: Number(sentTokens) - leaseTokens + tokens };
+      if (calls > 1) {
+        const rpm = req.limits.requestsPerMinute ?? 0;
+        const tpm = req.limits.tokensPerMinute ?? 0;
+        // A lease taken while another's calls were being asked for replaces it: that one's are given back.
+        const earlier = this.leases.get(req.bucket);
+        if (earlier) this.giveBack(req.bucket, earlier);
+        this.leases.set(req.bucket, {
+          // Booked on Redis's clock between the ask and the answer: counted from the answer, late rather than early.
+          at: this.now(),
+          calls: calls - 1,
+          tokens: leaseTokens - tokens,
+          taken: 1,
+          takenTokens: tokens,
+          usedR: Number(usedR ?? 0) / 1_000,
+          usedT: Number(usedT ?? 0) / 1_000,
+          intervalR: rpm > 0 ? 60_000 / rpm : 0,
+          intervalT: tpm > 0 ? 60_000 / tpm : 0,
+          burstMs: req.limits.burstWindowMs ?? 1_000,
+          before: { requests: sent.requests - 1, tokens: sent.tokens - tokens },
+        });
+      }
+      return { granted: true, sent };
+    }
+    // Refused: nothing was booked, what was given back is back.
     return {
       granted: false,
       retryAfterMs: Math.ceil(Number(waitUs) / 1_000),
@@ -199,6 +283,8 @@ export class RateLimiter {
    */
   async pause(bucket: string, ms: number): Promise<void> {
     this.local.pause(bucket, ms, this.now());
+    const lease = this.leases.get(bucket);
+    if (lease) this.giveBack(bucket, lease);
     if (this.onLocal) return;
     try {
       await this.withTimeout(
@@ -251,11 +337,71 @@ export class RateLimiter {
     return rpm === undefined && tpm === undefined ? undefined : out;
   }
 
+  /**
+   * How many calls one Redis call books: the calls of `leaseMs` at the pace (bounded by tokens
+   * too, at `tokensPerCall` each after the first), at least 1. Unlimited: `maxLeaseCalls`.
+   */
+  private leaseSize(limits: BucketLimits, tokens: number, perCall: number): { calls: number; leaseTokens: number } {
+    if (this.leaseMs <= 0) return { calls: 1, leaseTokens: tokens };
+    const rpm = limits.requestsPerMinute ?? 0;
+    const tpm = limits.tokensPerMinute ?? 0;
+    let calls = rpm > 0 ? Math.floor((rpm * this.leaseMs) / 60_000) : this.maxLeaseCalls;
+    if (tpm > 0)
+      calls = Math.min(
+        calls,
+        1 + Math.floor(Math.max(0, (tpm * this.leaseMs) / 60_000 - tokens) / Math.max(1, perCall)),
+      );
+    calls = Math.max(1, Math.min(this.maxLeaseCalls, calls));
+    return { calls, leaseTokens: tokens + (calls - 1) * perCall };
+  }
+
+  /**
+   * A call out of the bucket's lease, when it fits: at the spacing the bucket booked the lease's
+   * calls at (the k-th no sooner than the bucket would have granted it), in the tokens left. A
+   * lease past its time, spent, or short of the call's tokens is given back, and Redis is asked.
+   */
+  private fromLease(bucket: string, lease: Lease, tokens: number, t: number): AcquireResult | undefined {
+    if (lease.calls <= 0 || lease.tokens < tokens || t - lease.at > this.leaseTtlMs) {
+      this.giveBack(bucket, lease);
+      return undefined;
+    }
+    const elapsed = t - lease.at;
+    const waitR = lease.usedR + (lease.taken + 1) * lease.intervalR - lease.burstMs - elapsed;
+    const waitT = lease.usedT + (lease.takenTokens + tokens) * lease.intervalT - lease.burstMs - elapsed;
+    if (waitR > 0 || waitT > 0)
+      return {
+        granted: false,
+        retryAfterMs: Math.ceil(Math.max(waitR, waitT)),
+        reason: waitR >= waitT ? 'requests' : 'tokens',
+      };
+    lease.calls--;
+    lease.tokens -= tokens;
+    lease.taken++;
+    lease.takenTokens += tokens;
+    return {
+      granted: true,
+      sent: { requests: lease.before.requests + lease.taken, tokens: lease.before.tokens + lease.takenTokens },
+    };
+  }
+
+  /** Ends a lease; what it did not hand out goes back with the bucket's next Redis call. */
+  private giveBack(bucket: string, lease: Lease): void {
+    this.leases.delete(bucket);
+    if (lease.calls <= 0 && lease.tokens <= 0) return;
+    const u = this.unused.get(bucket) ?? { calls: 0, tokens: 0 };
+    u.calls += Math.max(0, lease.calls);
+    u.tokens += Math.max(0, lease.tokens);
+    this.unused.set(bucket, u);
+  }
+
   private grantLocally(req: AcquireRequest): AcquireResult {
     return this.local.acquire(req, this.now());
   }
 
   private failed(err: unknown): void {
+    // Leases are Redis's bookings: while its buckets do not answer, the local ones pace alone.
+    this.leases.clear();
+    this.unused.clear();
     this.lastError = err instanceof Error ? err : new Error(String(err));
     if (this.stateNow === 'shared') this.fallbacks++;
     this.stateNow = 'local';
@@ -290,8 +436,39 @@ export class RateLimiter {
   }
 }
 
+/** Calls one Redis call booked for this process, handed out at the bucket's spacing. Times in ms. */
+interface Lease {
+  /** When it was granted, on this process's clock. */
+  at: number;
+  /** Calls and tokens not yet handed out. */
+  calls: number;
+  tokens: number;
+  /** Calls and tokens handed out, the first (granted with the lease) included. */
+  taken: number;
+  takenTokens: number;
+  /** How far each dimension was booked ahead of the grant, before it. */
+  usedR: number;
+  usedT: number;
+  /** ms a call, ms a token; 0 for a dimension without a limit. */
+  intervalR: number;
+  intervalT: number;
+  burstMs: number;
+  /** What every replica had been granted before the lease. */
+  before: { requests: number; tokens: number };
+}
+
 interface Scripts {
-  sluiceAcquire(key: string, rpm: number, tpm: number, burstMs: number, tokens: number): Promise<unknown>;
+  sluiceAcquire(
+    key: string,
+    rpm: number,
+    tpm: number,
+    burstMs: number,
+    tokens: number,
+    leaseCalls: number,
+    leaseTokens: number,
+    backCalls: number,
+    backTokens: number,
+  ): Promise<unknown>;
   sluicePause(key: string, ms: number): Promise<unknown>;
 }
 

@@ -1,7 +1,7 @@
 import { FaultProxy, freePort, stackSettings, uniqueName } from '@sluice/testing';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LimitLearner, LocalBuckets, RateLimiter } from '../src/index.js';
+import { LimitLearner, LocalBuckets, RateLimiter, type BucketLimits } from '../src/index.js';
 
 describe('RateLimiter on real Redis', () => {
   const a = new Redis(stackSettings().redisUrl);
@@ -104,6 +104,123 @@ describe('RateLimiter on real Redis', () => {
     expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 110)).toMatchObject({ granted: true });
     expect(local.acquire({ bucket, limits: fast, tokens: 0 }, 110)).toMatchObject({ granted: false });
     expect(local.acquire({ bucket, limits: slow, tokens: 0 }, 120)).toMatchObject({ granted: false });
+  });
+
+  describe('leases: one Redis call books the calls of 25 ms at a high pace', () => {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    /** Asks as a dispatcher does, again after each wait, until `ms` have gone by; counts grants. */
+    async function run(limiter: RateLimiter, bucket: string, limits: BucketLimits, ms: number, tokens = 0) {
+      let granted = 0;
+      const end = Date.now() + ms;
+      while (Date.now() < end) {
+        const r = await limiter.acquire({ bucket, limits, tokens });
+        if (r.granted) granted++;
+        else await sleep(Math.min(r.retryAfterMs, end - Date.now()));
+      }
+      return granted;
+    }
+
+    it('hands out the lease at the bucket’s pace: no more calls than the limit, a Redis call per many', async () => {
+      const limiter = new RateLimiter({ redis: a, keyPrefix: uniqueName('rl') });
+      // 800 a second with a quarter second of burst (200 calls): a lease is 20 calls.
+      const limits = { requestsPerMinute: 48_000, burstWindowMs: 250 };
+      const started = Date.now();
+      const granted = await run(limiter, 'openai:gpt-4o-mini:lease', limits, 600);
+      const seconds = (Date.now() - started) / 1_000;
+      // Never more than the burst and the pace over the time taken (and one lease's rounding).
+      expect(granted).toBeLessThanOrEqual(200 + 800 * seconds + 20);
+      // The pace is reached: well over the burst alone (a loaded machine still asks fast enough).
+      expect(granted).toBeGreaterThan(200 + 800 * 0.6 * 0.5);
+      // Without leases this is one Redis call a grant.
+      expect(limiter.redisCalls).toBeLessThanOrEqual(granted / 10);
+    });
+
+    it("spaces a lease's calls as the bucket would have granted them: no burst beyond the bucket's", async () => {
+      const limiter = new RateLimiter({ redis: a, keyPrefix: uniqueName('rl') });
+      // 800 a second, 25 ms of burst (20 calls): the second lease's calls come one per 1.25 ms.
+      const limits = { requestsPerMinute: 48_000, burstWindowMs: 25 };
+      const bucket = 'openai:gpt-4o-mini:spaced';
+      const at: number[] = [];
+      while (at.length < 60) {
+        const r = await limiter.acquire({ bucket, limits, tokens: 0 });
+        if (r.granted) at.push(performance.now());
+        else await sleep(r.retryAfterMs);
+      }
+      // After the burst (20), 40 calls at 1.25 ms: no sooner than 48.75 ms after the 21st (less
+      // timer slack). A lease handed out at once would let them by in about 25 ms.
+      expect(at[59]! - at[20]!).toBeGreaterThanOrEqual(39 * 1.25 * 0.9);
+    });
+
+    it('two replicas with leases on one bucket keep to the limit together', async () => {
+      const prefix = uniqueName('rl');
+      const x = new RateLimiter({ redis: a, keyPrefix: prefix });
+      const y = new RateLimiter({ redis: b, keyPrefix: prefix });
+      const limits = { requestsPerMinute: 48_000, burstWindowMs: 250 };
+      const started = Date.now();
+      const [gx, gy] = await Promise.all([
+        run(x, 'openai:gpt-4o-mini:shared', limits, 600),
+        run(y, 'openai:gpt-4o-mini:shared', limits, 600),
+      ]);
+      const seconds = (Date.now() - started) / 1_000;
+      expect(gx + gy).toBeLessThanOrEqual(200 + 800 * seconds + 40);
+      expect(gx).toBeGreaterThan(0);
+      expect(gy).toBeGreaterThan(0);
+    });
+
+    /** Calls booked ahead of now on a bucket's request dimension, read from Redis. */
+    async function bookedCalls(prefix: string, bucket: string): Promise<number> {
+      const [r, ri] = await a.hmget(`${prefix}:${bucket}`, 'r', 'ri');
+      const [s, us] = await a.time();
+      return Math.max(0, Number(r) - (Number(s) * 1e6 + Number(us))) / Number(ri);
+    }
+
+    it('gives back what a lease did not use when its time is up: counted as the calls made', async () => {
+      const prefix = uniqueName('rl');
+      const x = new RateLimiter({ redis: a, keyPrefix: prefix, leaseTtlMs: 50 });
+      // 800 calls a second: a lease is 20 calls (of 100 tokens, 2,000 in all).
+      const limits = { requestsPerMinute: 48_000, tokensPerMinute: 6_000_000, burstWindowMs: 250 };
+      const bucket = 'openai:gpt-4o:giveback';
+      expect(await x.acquire({ bucket, limits, tokens: 100 })).toEqual({
+        granted: true,
+        sent: { requests: 1, tokens: 100 },
+      });
+      expect(await bookedCalls(prefix, bucket)).toBeGreaterThan(15); // the lease's 20, less a few ms of refill
+      await sleep(80); // past its time, 19 calls unused
+      expect(await x.acquire({ bucket, limits, tokens: 100 })).toEqual({
+        granted: true,
+        sent: { requests: 2, tokens: 200 }, // not 21 and 2,100
+      });
+      expect(x.redisCalls).toBe(2);
+      // A lease whose calls all went, with tokens left (estimates ran high): those go back alone.
+      await sleep(80);
+      for (let i = 0; i < 20; i++)
+        expect((await x.acquire({ bucket, limits, tokens: 50, tokensPerCall: 100 })).granted).toBe(true);
+      expect(await x.acquire({ bucket, limits, tokens: 50 })).toMatchObject({
+        granted: true,
+        sent: { requests: 23, tokens: 1_250 },
+      });
+      expect(x.state).toBe('shared');
+      expect(x.fallbacks).toBe(0);
+    });
+
+    it('a call larger than what the lease has left asks Redis again, and the rest goes back with it', async () => {
+      const prefix = uniqueName('rl');
+      const limiter = new RateLimiter({ redis: a, keyPrefix: prefix });
+      const limits = { requestsPerMinute: 48_000, tokensPerMinute: 6_000_000, burstWindowMs: 250 };
+      const bucket = 'openai:gpt-4o:short';
+      await limiter.acquire({ bucket, limits, tokens: 100, tokensPerCall: 100 }); // 20 calls, 2,000 tokens
+      expect(limiter.redisCalls).toBe(1);
+      expect(await limiter.acquire({ bucket, limits, tokens: 100 })).toMatchObject({ granted: true });
+      expect(limiter.redisCalls).toBe(1);
+      // 5,000 tokens: more than the lease's 1,800, and a lease of one call (25 ms of tokens is 2,500).
+      const big = await limiter.acquire({ bucket, limits, tokens: 5_000 });
+      expect(big).toEqual({ granted: true, sent: { requests: 3, tokens: 5_200 } });
+      expect(limiter.redisCalls).toBe(2);
+      // Three calls booked, not the first lease's 20 and one more.
+      const booked = await bookedCalls(prefix, bucket);
+      expect(booked).toBeGreaterThan(0);
+      expect(booked).toBeLessThanOrEqual(3);
+    });
   });
 
   it("shares learned limits: a replica that knows nothing begins at another's, not from slow start", async () => {

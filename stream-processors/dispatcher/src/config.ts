@@ -43,6 +43,11 @@ export interface DispatcherConfig {
   lanePartitions: number;
   /** The lane topic's provider name (SLUICE_LANE), when it differs from the API it calls. @default provider */
   lane: string;
+  /**
+   * At a high pace, one Redis call books this many ms of the pace's calls for this replica (a
+   * lease, see RateLimiterOptions.leaseMs); 0: one Redis call per call. @default 25 (SLUICE_RATE_LEASE_MS)
+   */
+  rateLeaseMs: number;
   /** The fault suite's crash point (SLUICE_CRASH_POINT). */
   crash: CrashPoint | undefined;
 }
@@ -51,12 +56,12 @@ export class DispatcherConfigError extends Error {}
 
 const providers = ['openai', 'azure', 'gemini', 'compatible'] as const;
 
-function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, least = 1): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const v = Number(raw);
-  if (!Number.isInteger(v) || v < 1)
-    throw new DispatcherConfigError(`${name}=${raw}: give a whole number of at least 1`);
+  if (!Number.isInteger(v) || v < least)
+    throw new DispatcherConfigError(`${name}=${raw}: give a whole number of at least ${least}`);
   return v;
 }
 
@@ -168,6 +173,7 @@ export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): Disp
     maxAttempts: int(env, 'SLUICE_MAX_ATTEMPTS', 6),
     lanePartitions: int(env, 'SLUICE_LANE_PARTITIONS', 12),
     consumerStallMs: int(env, 'SLUICE_CONSUMER_STALL_MS', 45_000),
+    rateLeaseMs: int(env, 'SLUICE_RATE_LEASE_MS', 25, 0),
     lane,
     crash: crashPoint(env),
   });

@@ -684,6 +684,7 @@ export class Dispatcher {
           bucket: this.bucketOf(model, key),
           limits: learner.limits(),
           tokens,
+          tokensPerCall: this.tokensPerCall,
           share: this.share(),
         });
         this.noteLimiter();

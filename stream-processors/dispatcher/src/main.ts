@@ -58,7 +58,7 @@ export async function main(): Promise<void> {
     kafka,
     codecs: await createSchemaCodecs({ registryUrl: config.schemaRegistryUrl }),
     redis,
-    limiter: new RateLimiter({ redis }),
+    limiter: new RateLimiter({ redis, leaseMs: config.rateLeaseMs }),
     provider: config.lane,
     keys: config.keys.map((k) => ({
       keyId: k.keyId,
