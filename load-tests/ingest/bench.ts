@@ -3,9 +3,11 @@
  * to the real ingest API process and measures, from the first byte sent to the answer that comes
  * after the last Kafka transaction commits, rows/s and MB/s, and the API process's peak RSS.
  *
- *   npm run bench:ingest -- [--rows 1000000[,5000000]] [--no-custom-ids] [--json FILE]
+ *   npm run bench:ingest -- [--rows 1000000[,5000000]] [--prompt-bytes N] [--no-custom-ids] [--json FILE]
  *
  * Rows carry a custom_id unless --no-custom-ids (duplicate detection keeps a hash per custom_id).
+ * Prompts are a headline of about 90 bytes, or N bytes of text with --prompt-bytes (2048: a
+ * document of the size a real backfill sends).
  *
  * Needs the local stack (npm run stack:up). Each size runs in a fresh API process.
  */
@@ -28,8 +30,19 @@ const { values } = parseArgs({
     json: { type: 'string', default: join(root, 'load-tests/results/ingest.json') },
     'chunk-rows': { type: 'string', default: '5000' },
     'no-custom-ids': { type: 'boolean', default: false },
+    'prompt-bytes': { type: 'string' },
   },
 });
+const promptBytes = values['prompt-bytes'] === undefined ? undefined : Number(values['prompt-bytes']);
+if (promptBytes !== undefined && !(Number.isInteger(promptBytes) && promptBytes >= 32))
+  throw new Error(`--prompt-bytes ${values['prompt-bytes']}: give a whole number of bytes, at least 32`);
+/** Text of about `promptBytes`, different per row (a number first), from a fixed body of words. */
+const body =
+  promptBytes === undefined
+    ? ''
+    : 'the quarterly filing notes revenue growth in services while hardware margins narrowed; '
+        .repeat(Math.ceil(promptBytes / 80))
+        .slice(0, promptBytes - 24);
 
 const stack = { ...parseEnvFile(readFileSync(join(root, '.sluice/stack.env'), 'utf8')), ...process.env };
 
@@ -38,9 +51,12 @@ function rowsStream(n: number): Readable {
   return new Readable({
     read() {
       let chunk = '';
-      for (let k = 0; k < 2_000 && i < n; k++, i++) {
+      for (let k = 0; k < (promptBytes === undefined ? 2_000 : 100) && i < n; k++, i++) {
         const id = values['no-custom-ids'] ? '' : `"custom_id":"row-${i}",`;
-        chunk += `{${id}"prompt":"Classify the sentiment of headline number ${i}: shares of the company rose after the quarterly report."}\n`;
+        chunk +=
+          promptBytes === undefined
+            ? `{${id}"prompt":"Classify the sentiment of headline number ${i}: shares of the company rose after the quarterly report."}\n`
+            : `{${id}"prompt":"Summarize document ${i}: ${body}"}\n`;
       }
       this.push(chunk.length > 0 ? chunk : null);
     },
@@ -143,7 +159,7 @@ async function main() {
   mkdirSync(dirname(values.json), { recursive: true });
   writeFileSync(
     values.json,
-    `${JSON.stringify({ benchmark: 'ingest', date: new Date().toISOString(), chunkRows: Number(values['chunk-rows']), customIds: !values['no-custom-ids'], results }, null, 2)}\n`,
+    `${JSON.stringify({ benchmark: 'ingest', date: new Date().toISOString(), chunkRows: Number(values['chunk-rows']), customIds: !values['no-custom-ids'], promptBytes: promptBytes ?? null, results }, null, 2)}\n`,
   );
   console.log(`written ${values.json}`);
 }

@@ -12,9 +12,13 @@ export interface InputLimits extends RowRules {
   maxLineBytes: number;
 }
 
-/** One row of an upload: a prompt or the reason it is not one. `line` is 1-based. */
-export type InputItem =
-  { line: number; row: PromptRow; error?: undefined } | { line: number; error: RowError; row?: undefined };
+/**
+ * One row of an upload: a prompt or the reason it is not one. `line` is 1-based. `raw` is the
+ * row's bytes as sent (a JSONL line or a JSON array's element), where the reader has them.
+ */
+export type InputItem = (
+  { line: number; row: PromptRow; error?: undefined } | { line: number; error: RowError; row?: undefined }
+) & { raw?: Buffer };
 
 /** The format named by a Content-Type (or a ?format= override). */
 export function formatOf(contentType: string | undefined, override?: string): InputFormat | undefined {
@@ -40,10 +44,12 @@ function fromLine(line: Line, rules: RowRules, maxLineBytes: number, unit: strin
       },
     };
   }
-  const text = decodeUtf8(line.bytes);
+  const raw = line.bytes;
+  const text = decodeUtf8(raw);
   if (text === undefined) {
     return {
       line: line.lineNumber,
+      raw,
       error: { code: 'INPUT_INVALID_UTF8', message: `${unit} ${line.lineNumber} is not valid UTF-8` },
     };
   }
@@ -54,6 +60,7 @@ function fromLine(line: Line, rules: RowRules, maxLineBytes: number, unit: strin
   } catch (e) {
     return {
       line: line.lineNumber,
+      raw,
       error: {
         code: 'INPUT_INVALID_JSON',
         message: `${unit} ${line.lineNumber} is not valid JSON: ${(e as Error).message}`,
@@ -61,7 +68,7 @@ function fromLine(line: Line, rules: RowRules, maxLineBytes: number, unit: strin
     };
   }
   const row = normalizeRow(value, rules);
-  return 'code' in row ? { line: line.lineNumber, error: row } : { line: line.lineNumber, row };
+  return 'code' in row ? { line: line.lineNumber, raw, error: row } : { line: line.lineNumber, raw, row };
 }
 
 /**

@@ -466,7 +466,9 @@ export class JobService {
         template: job.promptTemplate,
       })) {
         if (rowIndex === resumedFrom) checkPrefix();
-        prefix.update(JSON.stringify(item));
+        // The row's bytes as sent where the reader has them (JSONL, JSON): hashing a row
+        // serialized again cost a tenth of an upload of 2 KB prompts.
+        prefix.update(item.raw ?? JSON.stringify(item));
         prefix.update('\n');
         const customId = item.row?.customId ?? null;
         const duplicate = customId !== null && !customIds.add(customId);
