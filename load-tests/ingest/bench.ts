@@ -63,6 +63,12 @@ function rowsStream(n: number): Readable {
   });
 }
 
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 a second)
+}
+
 function peakRssMb(pid: number): number {
   const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
   return Math.round(kb / 1024);
@@ -109,6 +115,7 @@ async function runOnce(rows: number) {
       })
     ).json()) as { id: string };
     const rssBefore = peakRssMb(child.pid!);
+    const cpuBefore = cpuSeconds(child.pid!);
     let bytes = 0;
     const started = performance.now();
     const answer = await new Promise<{ status: number; body: string }>((ok, fail) => {
@@ -127,6 +134,7 @@ async function runOnce(rows: number) {
       src.pipe(req);
     });
     const seconds = (performance.now() - started) / 1_000;
+    const apiCpuSeconds = cpuSeconds(child.pid!) - cpuBefore;
     if (answer.status !== 200) throw new Error(`upload failed: ${answer.status} ${answer.body}`);
     const summary = JSON.parse(answer.body) as { accepted: number; total: number };
     if (summary.total !== rows) throw new Error(`expected ${rows} rows, the API counted ${summary.total}`);
@@ -136,6 +144,8 @@ async function runOnce(rows: number) {
       rowsPerSecond: Math.round(rows / seconds),
       megabytesPerSecond: Number((bytes / 1024 / 1024 / seconds).toFixed(1)),
       uploadMegabytes: Number((bytes / 1024 / 1024).toFixed(1)),
+      apiCpuSeconds: Number(apiCpuSeconds.toFixed(2)),
+      megabytesPerCpuSecond: Number((bytes / 1024 / 1024 / apiCpuSeconds).toFixed(1)),
       apiPeakRssMb: peakRssMb(child.pid!),
       apiRssAtStartMb: rssBefore,
     };
@@ -153,6 +163,7 @@ async function main() {
     results.push(r);
     console.log(
       `${String(r.rows).padStart(9)} rows  ${r.seconds} s  ${r.rowsPerSecond} rows/s  ${r.megabytesPerSecond} MB/s  ` +
+        `API CPU ${r.apiCpuSeconds} s (${r.megabytesPerCpuSecond} MB per CPU s)  ` +
         `API peak RSS ${r.apiPeakRssMb} MB (at start ${r.apiRssAtStartMb} MB)`,
     );
   }
