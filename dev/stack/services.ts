@@ -81,6 +81,7 @@ export function kafkaService(ports: StackPorts): Service {
           `-DoutputDirectory=${join(home, 'libs')}`,
         ]);
       });
+      installKafkaTools();
     },
     start() {
       mkdirSync(logDirs, { recursive: true });
@@ -95,6 +96,28 @@ export function kafkaService(ports: StackPorts): Service {
     },
     healthy: () => kafkaReady(`${host}:${ports.kafka}`),
   };
+}
+
+/** Where Kafka's command-line tools are kept (their own classpath, apart from the broker's). */
+export function kafkaToolsHome(): string {
+  return join(cacheDir, `kafka-tools-${pomProperty('dev/kafka/tools/pom.xml', 'kafka.version')}`);
+}
+
+/** Fetches Kafka's command-line tools from Maven Central into the cache, once. */
+export function installKafkaTools(): void {
+  const home = kafkaToolsHome();
+  cached(home, () => {
+    requireTool('mvn', "to fetch Kafka's tools from Maven Central", 'Install Maven: apt-get install maven');
+    run('mvn', [
+      '-q',
+      '-B',
+      '-f',
+      join(repoRoot, 'dev/kafka/tools/pom.xml'),
+      'dependency:copy-dependencies',
+      '-DincludeScope=runtime',
+      `-DoutputDirectory=${join(home, 'libs')}`,
+    ]);
+  });
 }
 
 function kafkaProperties(ports: StackPorts, logDirs: string): string {

@@ -4,6 +4,7 @@ import { createKafka } from '@sluice/kafka';
 import type { Job } from '@sluice/schemas';
 import { stackSettings, uniqueName } from '@sluice/testing';
 import { describe, expect, it } from 'vitest';
+import { runKafkaTool } from '../stack/kafka-tools.js';
 import { formatLag, lagReport } from '../sluice/lag.js';
 
 describe('sluice lag (real Kafka and Redis)', () => {
@@ -26,7 +27,14 @@ describe('sluice lag (real Kafka and Redis)', () => {
       });
       await producer.disconnect();
       // The group has read 2 of partition 0's 3 records and none of partition 1's 2.
-      await admin.setOffsets({ groupId, topic, partitions: [{ partition: 0, offset: '2' }] });
+      await admin.setOffsets({
+        groupId,
+        topic,
+        partitions: [
+          { partition: 0, offset: '2' },
+          { partition: 1, offset: '0' },
+        ],
+      });
       const jobId = `job_${prefix}`;
       const job = { jobId, tenant: 't', status: 'sealed', accepted: 10, finalizedAt: null } as unknown as Job;
       await new JobView(redis).put(job);
@@ -47,6 +55,19 @@ describe('sluice lag (real Kafka and Redis)', () => {
         waiting: 6,
       });
       expect(formatLag(r)).toContain(`${groupId}  Empty, 0 members, lag 3`);
+      // Kafka's own tool (kafka-consumer-groups, from the stack's cache) reads the same lag.
+      const tool = await runKafkaTool('consumer-groups', ['--describe', '--group', groupId], {
+        broker: s.kafkaBrokers[0],
+      });
+      expect(tool.code, tool.stderr).toBe(0);
+      const rows = tool.stdout
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .filter((c) => c[0] === groupId && c[1] === topic);
+      expect(rows.map((c) => [Number(c[2]), c[3], Number(c[4]), c[5]]).sort()).toEqual([
+        [0, '2', 3, '1'],
+        [1, '0', 2, '2'],
+      ]);
 
       // Read to the end: lag 0.
       await admin.setOffsets({
