@@ -24,7 +24,15 @@ describe('job state', () => {
     const meanwhile = await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') });
     expect([meanwhile.statusCode, meanwhile.json().error.code]).toEqual([503, 'UNAVAILABLE']);
 
+    const admin = api.kafka.admin();
+    await admin.connect();
+    const readGroups = async () =>
+      (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith('sluice-ingest-read-'));
+    const before = new Set(await readGroups());
     expect(await api.jobs.rebuildView()).toBeGreaterThan(0);
+    // The read's consumer group is gone after it (they piled up, one per rebuild, showing lag).
+    expect((await readGroups()).filter((g) => !before.has(g))).toEqual([]);
+    await admin.disconnect();
     const got = await api.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: api.auth('alice') });
     expect(got.statusCode).toBe(200);
     expect(got.json()).toMatchObject({

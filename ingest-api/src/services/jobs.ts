@@ -634,13 +634,17 @@ export class JobService {
     const remaining = new Map(ends.filter((e) => e.high !== e.low).map((e) => [e.partition, Number(e.high)]));
     const latest = new Map<string, Job>();
     if (remaining.size === 0) return latest;
-    const consumer = kafka.consumer({ groupId: `sluice-ingest-read-${randomBytes(4).toString('hex')}` });
+    // A group of its own for one read, which commits nothing and is deleted after it: such groups
+    // piled up in the group list (one per rebuild and per resumed upload, each showing lag).
+    const groupId = `sluice-ingest-read-${randomBytes(4).toString('hex')}`;
+    const consumer = kafka.consumer({ groupId });
     await consumer.connect();
     await consumer.subscribe({ topic: jobsTopic, fromBeginning: true });
     // Until the group is joined nothing can arrive: the quiet period starts then.
     let lastProgress = Date.now() + 60_000;
     consumer.on(consumer.events.GROUP_JOIN, () => (lastProgress = Math.min(lastProgress, Date.now())));
     await consumer.run({
+      autoCommit: false,
       eachBatch: async ({ batch }) => {
         for (const message of batch.messages) {
           if (!message.value || (only !== undefined && message.key?.toString() !== only)) continue;
@@ -657,6 +661,15 @@ export class JobService {
     // marker that no batch reports, when nothing more has come for a while.
     while (remaining.size > 0 && Date.now() - lastProgress < 2_000) await new Promise((r) => setTimeout(r, 50));
     await consumer.disconnect();
+    const cleanup = kafka.admin();
+    try {
+      await cleanup.connect();
+      await cleanup.deleteGroups([groupId]);
+    } catch (err) {
+      this.log.debug({ err, groupId }, 'read group not deleted (Kafka drops an empty group with no offsets itself)');
+    } finally {
+      await cleanup.disconnect().catch(() => undefined);
+    }
     return latest;
   }
 }
