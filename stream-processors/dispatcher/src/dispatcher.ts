@@ -75,6 +75,11 @@ export interface DispatcherOptions {
    * replica that dies is replaced quickly. @default 10000
    */
   sessionTimeoutMs?: number;
+  /**
+   * On stop, how long calls in flight may finish before the group is left (see stop()); the
+   * prompts of calls still running then are read again by the next owner. @default 2000
+   */
+  handBackMs?: number;
   /** A lane consumer with no fetch for this long is replaced (kafkajs can hang after resets). @default 45000 */
   consumerStallMs?: number;
   /** A 429 asking to wait longer than this parks the lane (the key is quota-blocked). @default 30000 */
@@ -206,6 +211,7 @@ export class Dispatcher {
       tokenCounter: charsCounter,
       groupId: `sluice-dispatcher-${options.provider}`,
       sessionTimeoutMs: 10_000,
+      handBackMs: 2_000,
       consumerStallMs: 45_000,
       parkAfterMs: 30_000,
       heldBackAfterMs: 60_000,
@@ -404,20 +410,43 @@ export class Dispatcher {
     });
   }
 
-  /** Stops taking prompts, lets calls in flight finish (up to `graceMs`), commits, disconnects. */
-  async stop(graceMs = 30_000): Promise<void> {
+  /**
+   * Stops taking prompts and leaves the lane's group soon, so that another replica takes the
+   * partitions without waiting out a session timeout (a rolling deploy held them for as long as
+   * the slowest call): the calls in flight get `handBackMs` to finish, what is done is committed,
+   * and the group is left. Calls still running then go on (up to `graceMs` in all) and write their
+   * outcomes; their prompts are handed back (not committed), so the next owner calls them again,
+   * and the sink keeps the first outcome of each row.
+   */
+  async stop(graceMs = 30_000, handBackMs = this.o.handBackMs): Promise<void> {
     this.stopping = true;
+    const until = now() + graceMs;
     this.unwatch?.();
     this.flow('pause', [{ topic: this.lane }]);
-    if (this.fair.inFlight > 0) {
-      await Promise.race([new Promise<void>((r) => this.idle.push(r)), new Promise((r) => setTimeout(r, graceMs))]);
-    }
+    const idle = (ms: number) =>
+      this.fair.inFlight === 0
+        ? Promise.resolve()
+        : Promise.race([
+            new Promise<void>((r) => this.idle.push(r)),
+            new Promise((r) => setTimeout(r, Math.max(0, ms))),
+          ]);
+    await idle(Math.min(handBackMs, graceMs));
+    await this.commitDirty();
+    const handedBack = this.fair.inFlight;
+    if (handedBack > 0)
+      this.o.log.info(
+        { lane: this.lane, handedBack },
+        'leaving the group with calls in flight: their prompts go to the next owner, their outcomes are still written',
+      );
+    // Late commits of this member would fail once it is gone: none are made after this.
+    this.generation++;
+    await this.consumer?.disconnect();
+    this.consumer = undefined;
+    await idle(until - now());
     if (this.flushTimer) clearInterval(this.flushTimer);
     clearInterval(this.capTimer);
     clearTimeout(this.parkTimer);
     clearTimeout(this.releaseTimer);
-    await this.commitDirty();
-    await this.consumer?.disconnect();
     await this.producer.disconnect();
   }
 

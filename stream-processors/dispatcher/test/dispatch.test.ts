@@ -417,6 +417,52 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
     }
   }, 90_000);
 
+  // Regression: on SIGTERM the group stayed Stable (the partitions held) until the slowest call
+  // in flight ended, up to the 30 s grace.
+  it('leaves its group soon on stop, with calls in flight: the next replica calls those again, no prompt lost', async () => {
+    const { provider, jobId } = await seedJob(6);
+    const groupId = uniqueName('dispatcher');
+    const over = { groupId, sessionTimeoutMs: 6_000, callTimeoutMs: 20_000, handBackMs: 500 };
+    const first = dispatcher(provider, 'sk-slow', 60_000, over);
+    await first.start();
+    const admin = kafka.admin();
+    await admin.connect();
+    const next = dispatcher(provider, 'sk-slow', 60_000, over);
+    try {
+      // Six calls of 9 s each in flight.
+      await waitFor(
+        'calls in flight',
+        () => ((first as unknown as { fair: { inFlight: number } }).fair.inFlight >= 6 ? true : undefined),
+        {
+          timeoutMs: 20_000,
+          intervalMs: 50,
+        },
+      );
+      const stopping = Date.now();
+      const stopped = first.stop(30_000);
+      await waitFor(
+        'the group left',
+        async () => {
+          const { groups } = await admin.describeGroups([groupId]);
+          return groups[0]?.members.length === 0 ? true : undefined;
+        },
+        { timeoutMs: 8_000, intervalMs: 100 },
+      );
+      // Left after the hand-back time, not after the 9 s calls (nor a session timeout).
+      expect(Date.now() - stopping).toBeLessThan(5_000);
+      await next.start();
+      const { all, unique } = await outcomes(jobId, 6, 60_000);
+      expect(unique.size).toBe(6);
+      // The first replica's calls still wrote their outcomes; the next called the same prompts
+      // again (handed back, not committed): the sink keeps the first of each row.
+      expect(all.length).toBeLessThanOrEqual(12);
+      await stopped;
+    } finally {
+      await admin.disconnect();
+      await next.stop();
+    }
+  }, 90_000);
+
   it('survives its lane consumer stopping under it, as kafkajs does while it restarts after a broker outage', async () => {
     const { provider, jobId } = await seedJob(60);
     const d = dispatcher(provider, 'sk-calm', 60_000, {
