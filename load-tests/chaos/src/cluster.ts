@@ -118,8 +118,21 @@ export class Cluster {
   startReplica(role: Role): ChildProcess {
     const child = this.spawn(role, {});
     this.extras.add(child);
-    child.once('exit', () => this.extras.delete(child));
+    this.replicaRoles.set(child, role);
+    child.once('exit', () => {
+      this.extras.delete(child);
+      this.replicaRoles.delete(child);
+    });
     return child;
+  }
+
+  private readonly replicaRoles = new Map<ChildProcess, Role>();
+
+  /** CPU seconds of the role's process and of its running extra replicas (startReplica). */
+  cpuSecondsWithReplicas(role: Role): number {
+    let total = this.cpuSeconds(role);
+    for (const [p, r] of this.replicaRoles) if (r === role && p.pid) total += cpuSeconds(p.pid);
+    return total;
   }
 
   /** Starts a role; `extra` env applies to this start only (a crash point, for instance). */

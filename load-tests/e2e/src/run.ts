@@ -36,6 +36,7 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     prompts: { type: 'string' },
     jobs: { type: 'string', default: '4' },
+    dispatchers: { type: 'string', default: '1' },
     latency: { type: 'string', default: 'zero' },
     json: { type: 'string' },
   },
@@ -106,12 +107,15 @@ const log = (line: string) => console.log(line);
 const roles: Role[] = ['ingest', 'dispatcher', 'delay', 'sink'];
 const cluster = new Cluster(env, api, log);
 for (const role of ['sink', 'delay', 'dispatcher', 'ingest'] as const) await cluster.start(role);
+// --dispatchers N: replicas of the dispatcher beside the first (the lane's partitions split among them).
+const dispatchers = Math.max(1, Number(args.dispatchers));
+for (let i = 1; i < dispatchers; i++) cluster.startReplica('dispatcher');
 await new Promise((r) => setTimeout(r, 3_000)); // the consumer groups join before the clock starts
 
 const ledger = new Map<string, number>();
 const owner = new Map<string, (typeof tenants)[number]>();
 const stats: RowStats = { rows: 0, bytes: 0, largestPromptBytes: 0, promptBytes: [] };
-const cpuAtStart = Object.fromEntries(roles.map((r) => [r, cluster.cpuSeconds(r)])) as Record<Role, number>;
+const cpuAtStart = Object.fromEntries(roles.map((r) => [r, cluster.cpuSecondsWithReplicas(r)])) as Record<Role, number>;
 const started = performance.now();
 const seconds = (at: number) => Math.round((at - started) / 100) / 10;
 
@@ -197,7 +201,10 @@ await waitFor(
   },
 ).catch((err: Error) => (error = err.message));
 const endAt = lastAnnouncedAt || performance.now();
-const cpu = Object.fromEntries(roles.map((r) => [r, cluster.cpuSeconds(r) - cpuAtStart[r]])) as Record<Role, number>;
+const cpu = Object.fromEntries(roles.map((r) => [r, cluster.cpuSecondsWithReplicas(r) - cpuAtStart[r]])) as Record<
+  Role,
+  number
+>;
 await new Promise((r) => setTimeout(r, 2_000)); // a second announcement would come now
 clearInterval(ticker);
 clearInterval(progress);
@@ -232,6 +239,7 @@ const result = {
   node: process.version,
   processes: 'one per role',
   latency: args.latency,
+  dispatchers,
   prompts,
   jobs,
   tenants: tenants.length,
