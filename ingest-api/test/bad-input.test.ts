@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJob, createTestApi, readOutcomes, readPrompts, type TestApi } from './helpers.js';
 
@@ -67,6 +68,59 @@ describe('bad input: each bad row gets its documented outcome and the job goes o
     expect(outcomes.every((o) => o.status === 'failed' && o.error !== null && o.attempts === 0)).toBe(true);
     const dup = outcomes.find((o) => o.error?.code === 'INPUT_DUPLICATE_CUSTOM_ID');
     expect(dup).toMatchObject({ customId: 'ok-1', error: { lineNumber: 7 } });
+  });
+
+  // Issue 20 #12, #13: input that is not what it claims, decided and documented (docs/errors.md).
+  it('refuses UTF-16 and bare gzip before any row, inflates Content-Encoding: gzip, and makes a lone surrogate a row error', async () => {
+    const text = '{"prompt":"a"}\n{"prompt":"b"}\n';
+    const send = (job: string, payload: Buffer, headers: Record<string, string> = {}) =>
+      api.app.inject({
+        method: 'PUT',
+        url: `/v1/jobs/${job}/input`,
+        headers: { ...api.auth('alice'), 'content-type': 'application/jsonl', ...headers },
+        payload,
+      });
+    for (const body of [
+      Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]), // with a byte order mark
+      Buffer.from(text, 'utf16le'), // without one
+      gzipSync(text), // compressed, not said so
+    ]) {
+      const job = await createJob(api);
+      const res = await send(job.id, body);
+      expect([res.statusCode, res.json().error.code]).toEqual([415, 'INPUT_NOT_UTF8']);
+      expect(res.json().error.hint).toBeTruthy();
+      // Nothing committed: the job is open, and the same job takes the file in UTF-8.
+      expect((await send(job.id, Buffer.from(text))).json()).toMatchObject({ accepted: 2, status: 'sealed' });
+    }
+    // Content-Encoding: gzip is inflated (within the size limit), a corrupt stream refused.
+    const gz = await createJob(api);
+    expect((await send(gz.id, gzipSync(text), { 'content-encoding': 'gzip' })).json()).toMatchObject({
+      accepted: 2,
+      status: 'sealed',
+    });
+    const bad = await createJob(api);
+    const corrupt = await send(bad.id, gzipSync(text).subarray(0, 12), { 'content-encoding': 'gzip' });
+    expect([corrupt.statusCode, corrupt.json().error.code]).toEqual([400, 'INPUT_BAD_ENCODING']);
+    const br = await send(bad.id, Buffer.from(text), { 'content-encoding': 'br' });
+    expect([br.statusCode, br.json().error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    // A lone surrogate would become U+FFFD in UTF-8: two custom_ids that differ only there would
+    // collide. A row error, naming where; a pair (an emoji, escaped) is fine, as is an escaped NUL.
+    const sur = await createJob(api);
+    const res = await send(
+      sur.id,
+      Buffer.from(
+        '{"custom_id":"s\\udc00","prompt":"x"}\n{"custom_id":"s\\udc01","prompt":"x"}\n' +
+          '{"custom_id":"e","prompt":"\\ud83d\\ude00 and \\u0000"}\n{"prompt":"lone \\ud800 here"}\n',
+      ),
+    );
+    expect(res.json()).toMatchObject({ accepted: 1, invalid: 3 });
+    expect(res.json().errors.map((e: { line: number; code: string }) => [e.line, e.code])).toEqual([
+      [1, 'INPUT_INVALID_UNICODE'],
+      [2, 'INPUT_INVALID_UNICODE'],
+      [4, 'INPUT_INVALID_UNICODE'],
+    ]);
+    expect(res.json().errors[0].message).toContain('custom_id');
+    expect(res.json().errors[2].message).toContain('prompt');
   });
 
   it('refuses an empty file with INPUT_EMPTY and leaves the job open', async () => {

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
 import { SluiceError } from '@sluice/errors';
 import { JsonArrayError, splitJsonArray } from './json-array.js';
@@ -67,8 +67,89 @@ function fromLine(line: Line, rules: RowRules, maxLineBytes: number, unit: strin
       },
     };
   }
+  // An escaped lone surrogate (\ud800) is valid JSON but not Unicode: written as UTF-8 it would
+  // become U+FFFD, changing the prompt and making distinct custom_ids one.
+  if (surrogateEscape.test(text)) {
+    const where = unpairedSurrogate(value, '');
+    if (where !== undefined)
+      return {
+        line: line.lineNumber,
+        raw,
+        error: {
+          code: 'INPUT_INVALID_UNICODE',
+          message: `${unit} ${line.lineNumber} has an unpaired UTF-16 surrogate in ${where || 'its value'}: it is not Unicode text and cannot be sent as UTF-8; pair it or remove it`,
+        },
+      };
+  }
   const row = normalizeRow(value, rules);
   return 'code' in row ? { line: line.lineNumber, raw, error: row } : { line: line.lineNumber, raw, row };
+}
+
+const surrogateEscape = /\\u[dD][89a-fA-F]/;
+const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** The path of the first string (or key) in `v` with an unpaired surrogate, else undefined. */
+function unpairedSurrogate(v: unknown, path: string): string | undefined {
+  if (typeof v === 'string') return loneSurrogate.test(v) ? path : undefined;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const w = unpairedSurrogate(v[i], `${path}[${i}]`);
+      if (w !== undefined) return w;
+    }
+    return undefined;
+  }
+  if (v !== null && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const here = path ? `${path}.${k}` : k;
+      if (loneSurrogate.test(k)) return here;
+      const w = unpairedSurrogate(x, here);
+      if (w !== undefined) return w;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Refuses, from its first bytes and before any row is read, a body that is not UTF-8 text: UTF-16
+ * (with a byte order mark, or without one: ASCII text in UTF-16 is every other byte NUL) and gzip
+ * sent without `Content-Encoding: gzip`. Passes everything else on as it is; the body's own errors
+ * (a size limit, a client gone) come through.
+ */
+export async function* utf8Only(body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let head: Buffer | undefined = Buffer.alloc(0);
+  for await (const chunk of body) {
+    if (head === undefined) {
+      yield chunk;
+      continue;
+    }
+    head = Buffer.concat([head, chunk]);
+    // Decided on the first bytes that arrive (a client may trickle rows and wait for commits).
+    if (head.length < 4) continue;
+    refuseNotUtf8(head);
+    yield head;
+    head = undefined;
+  }
+  if (head !== undefined && head.length > 0) {
+    refuseNotUtf8(head);
+    yield head;
+  }
+}
+
+function refuseNotUtf8(bytes: Buffer): void {
+  if (bytes.length < 2) return;
+  const start = bytes.subarray(0, 512);
+  const utf16 =
+    (bytes[0] === 0xff && bytes[1] === 0xfe) ||
+    (bytes[0] === 0xfe && bytes[1] === 0xff) ||
+    start.filter((b) => b === 0).length >= start.length / 4;
+  if (utf16)
+    throw new SluiceError('INPUT_NOT_UTF8', 'the upload is UTF-16 text; Sluice reads UTF-8', {
+      hint: 'convert it first, for example: iconv -f UTF-16 -t UTF-8 input.jsonl > input-utf8.jsonl',
+    });
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b)
+    throw new SluiceError('INPUT_NOT_UTF8', 'the upload is gzip-compressed but was not sent as such', {
+      hint: 'send it with the header Content-Encoding: gzip, or send it uncompressed',
+    });
 }
 
 /**
@@ -76,11 +157,9 @@ function fromLine(line: Line, rules: RowRules, maxLineBytes: number, unit: strin
  * not exceptions: a bad row never ends the upload. It throws only when the document as a whole
  * cannot be read (a JSON body that is not an array, a CSV that cannot be tokenized).
  */
-export async function* readInput(
-  stream: Readable,
-  format: InputFormat,
-  limits: InputLimits,
-): AsyncGenerator<InputItem> {
+export async function* readInput(body: Readable, format: InputFormat, limits: InputLimits): AsyncGenerator<InputItem> {
+  // Not UTF-8 at all (UTF-16, gzip sent bare): refused before a row is read, nothing committed.
+  const stream = Readable.from(utf8Only(body), { objectMode: false });
   if (format === 'jsonl') {
     for await (const line of splitLines(stream, limits.maxLineBytes)) {
       const item = fromLine(line, limits, limits.maxLineBytes, 'line');

@@ -7,6 +7,8 @@ export const errorCodes = {
   UNKNOWN_PROVIDER: 400,
   UNKNOWN_MODEL: 400,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  INPUT_NOT_UTF8: 415,
+  INPUT_BAD_ENCODING: 400,
   JOB_NOT_OPEN: 409,
   UPLOAD_IN_PROGRESS: 409,
   IDEMPOTENCY_KEY_REUSED: 422,
@@ -19,6 +21,7 @@ export const errorCodes = {
   // Rows of an input (each becomes an error outcome; the job goes on)
   INPUT_INVALID_JSON: 0,
   INPUT_INVALID_UTF8: 0,
+  INPUT_INVALID_UNICODE: 0,
   INPUT_LINE_TOO_LONG: 0,
   INPUT_MISSING_PROMPT: 0,
   INPUT_WRONG_TYPE: 0,

@@ -1,3 +1,4 @@
+import { createGunzip } from 'node:zlib';
 import { Transform, type Readable } from 'node:stream';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
@@ -263,18 +264,36 @@ export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes
         // The request is piped, not pipelined: a refusal (a cancel, the size limit, a document that
         // cannot be read) ends the reading of the body but must not destroy the request, which would
         // close the connection before the answer is written.
+        const encoding = (request.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
+        if (!['identity', 'gzip', 'x-gzip'].includes(encoding)) {
+          throw new SluiceError('UNSUPPORTED_MEDIA_TYPE', `cannot read an upload with Content-Encoding "${encoding}"`, {
+            hint: 'send it uncompressed or with Content-Encoding: gzip',
+          });
+        }
         const raw = request.body as Readable;
+        // The size limit counts the bytes as read, after a gzip body is inflated: inflation is bounded.
         const body = limitBytes(maxUploadBytes);
         body.on('error', () => undefined); // the upload's reader takes it (it may start after the error)
         raw.on('aborted', () => body.destroy(new Error('the client closed the connection')));
         raw.on('error', (err) => body.destroy(err));
-        raw.pipe(body);
+        if (encoding === 'identity') raw.pipe(body);
+        else {
+          const inflate = createGunzip();
+          inflate.on('error', (err) =>
+            body.destroy(
+              new SluiceError('INPUT_BAD_ENCODING', `the gzip body cannot be inflated: ${err.message}`, {
+                hint: 'send a whole gzip stream (gzip -c input.jsonl), or send it uncompressed',
+              }),
+            ),
+          );
+          raw.pipe(inflate).pipe(body);
+        }
         try {
           return await jobs.upload(request.tenant, (request.params as { id: string }).id, body, format);
         } finally {
           if (!raw.readableEnded) {
             // Refused before the end: the rest is not read, and the connection closes after the answer.
-            raw.unpipe(body);
+            raw.unpipe();
             void reply.header('connection', 'close');
           }
         }
