@@ -123,6 +123,25 @@ describe('bad input: each bad row gets its documented outcome and the job goes o
     expect(res.json().errors[2].message).toContain('prompt');
   });
 
+  // Issue 20 #12: a stray `}` in a JSON array and a quoting error in a CSV refused the whole
+  // upload, after earlier chunks had committed: the file could never finish.
+  it('makes a stray brace in a JSON array and a bad quote in a CSV errors of their rows; the rows after go on', async () => {
+    const json = await createJob(api);
+    const elements = Array.from({ length: 30 }, (_, i) => `{"custom_id":"j${i}","prompt":"p${i}"}`);
+    elements[12] += '}';
+    const res = await upload(json.id, `[${elements.join(',')}]`, 'application/json');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ accepted: 29, invalid: 1, total: 30 });
+    expect(res.json().errors).toEqual([expect.objectContaining({ line: 13, code: 'INPUT_INVALID_JSON' })]);
+    const csv = await createJob(api);
+    const lines = ['prompt,custom_id', ...Array.from({ length: 20 }, (_, i) => `p${i},c${i}`)];
+    lines[6] = 'p5 said "yes,c5'; // a quote in an unquoted field
+    const res2 = await upload(csv.id, `${lines.join('\n')}\n`, 'text/csv');
+    expect(res2.statusCode).toBe(200);
+    expect(res2.json().errors).toEqual([expect.objectContaining({ line: 7, code: 'INPUT_INVALID_CSV' })]);
+    expect(res2.json()).toMatchObject({ accepted: 19, invalid: 1, status: 'sealed' });
+  });
+
   it('refuses an empty file with INPUT_EMPTY and leaves the job open', async () => {
     const job = await createJob(api);
     for (const empty of ['', '\n\n', '\ufeff']) {

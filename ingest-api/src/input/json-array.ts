@@ -82,7 +82,9 @@ export async function* splitJsonArray(stream: Readable, maxElementBytes: number)
       }
       if (b === C.Quote) inString = true;
       else if (b === C.OpenBrace || b === C.OpenBracket) depth++;
-      else if (b === C.CloseBrace || (b === C.CloseBracket && depth > 0)) depth--;
+      // A closer with nothing open (a stray `}` after an element) stays in the element's bytes,
+      // which then fail to parse: that element's error, not the end of the whole upload.
+      else if ((b === C.CloseBrace || b === C.CloseBracket) && depth > 0) depth--;
       else if ((b === C.Comma || b === C.CloseBracket) && depth === 0) {
         append(chunk.subarray(start, i));
         yield finish();

@@ -190,13 +190,28 @@ export async function* readInput(body: Readable, format: InputFormat, limits: In
       info: true,
       max_record_size: limits.maxLineBytes,
       relax_column_count: true,
+      // A record the tokenizer cannot read (a stray quote) is that row's error, and reading goes
+      // on after it: refusing the upload there left a file that could never finish.
+      skip_records_with_error: true,
     }),
   );
+  const skipped: InputItem[] = [];
+  parser.on('skip', (err: Error & { lines?: number }) => {
+    skipped.push({
+      line: err.lines ?? 0,
+      error: {
+        code: 'INPUT_INVALID_CSV',
+        message: `record at line ${err.lines ?? '?'} cannot be read: ${err.message}`,
+      },
+    });
+  });
   try {
     for await (const record of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
+      yield* skipped.splice(0);
       const row = normalizeRow(record.record, limits);
       yield 'code' in row ? { line: record.info.lines, error: row } : { line: record.info.lines, row };
     }
+    yield* skipped.splice(0);
   } catch (e) {
     const err = e as Error & { code?: string; lines?: number };
     if (typeof err.code === 'string' && err.code.startsWith('CSV_')) {
