@@ -21,6 +21,33 @@ export interface SchemaCodecs {
   promptRequest: Codec<PromptRequest>;
   promptOutcome: Codec<PromptOutcome>;
   jobEvent: Codec<JobEvent>;
+  /**
+   * Sets a subject's compatibility level to BACKWARD (any later schema must read what earlier
+   * ones wrote, so that Sluice reads every producer's records): Sluice's own subjects at start,
+   * and a lane's topic-name subject (`<lane topic>-value`), where Confluent clients register by
+   * default, when its dispatcher starts. A level set by hand to something else is left.
+   */
+  backwardCompatible(subject: string): Promise<void>;
+}
+
+/** Compatibility levels at least as strict as BACKWARD: an operator's choice among them stays. */
+const backwardOrStricter = new Set(['BACKWARD', 'BACKWARD_TRANSITIVE', 'FULL', 'FULL_TRANSITIVE']);
+
+async function backwardCompatible(registryUrl: string, subject: string): Promise<void> {
+  const url = `${registryUrl.replace(/\/$/, '')}/config/${encodeURIComponent(subject)}`;
+  const current = await fetch(url);
+  if (current.ok) {
+    const level = ((await current.json()) as { compatibilityLevel?: string }).compatibilityLevel;
+    if (level && backwardOrStricter.has(level)) return;
+  } else await current.body?.cancel();
+  const res = await fetch(url, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+    body: JSON.stringify({ compatibility: 'BACKWARD' }),
+  });
+  if (!res.ok)
+    throw new Error(`the registry refused compatibility BACKWARD for ${subject}: ${res.status} ${await res.text()}`);
+  await res.body?.cancel();
 }
 
 /** Subjects follow the record name strategy: one subject per record, whatever the topic. */
@@ -46,6 +73,7 @@ async function writerSchema(registryUrl: string, id: number): Promise<unknown> {
 export async function createSchemaCodecs(options: SchemaCodecOptions): Promise<SchemaCodecs> {
   const registry = new SchemaRegistry({ host: options.registryUrl });
   const make = async <T>(subject: string, schema: Record<string, unknown>): Promise<Codec<T>> => {
+    await backwardCompatible(options.registryUrl, subject);
     const { id } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject });
     const type = avro.Type.forSchema(schema as avro.Schema, { registry: {} });
     // Per writer schema id: a resolver from it to this reader schema (Confluent's schema
@@ -95,5 +123,10 @@ export async function createSchemaCodecs(options: SchemaCodecOptions): Promise<S
     make<PromptOutcome>(subjects.promptOutcome, promptOutcomeSchema),
     make<JobEvent>(subjects.jobEvent, jobEventSchema),
   ]);
-  return { promptRequest, promptOutcome, jobEvent };
+  return {
+    promptRequest,
+    promptOutcome,
+    jobEvent,
+    backwardCompatible: (subject) => backwardCompatible(options.registryUrl, subject),
+  };
 }

@@ -140,6 +140,29 @@ describe('schema registry codecs (real registry)', () => {
     await expect(codecs.promptRequest.decode(bad)).rejects.toThrow(new RegExp(`schema id ${otherId} cannot be read`));
   });
 
+  // Issue 30 #1: Sluice sets the compatibility of its subjects itself, not only the stack's registry.
+  it('sets BACKWARD on its subjects and on a lane subject, and leaves a stricter level an operator set', async () => {
+    const { schemaRegistryUrl } = stackSettings();
+    const codecs = await createSchemaCodecs({ registryUrl: schemaRegistryUrl });
+    const level = async (subject: string) => {
+      const res = await fetch(`${schemaRegistryUrl}/config/${subject}`);
+      return res.ok ? ((await res.json()) as { compatibilityLevel: string }).compatibilityLevel : res.status;
+    };
+    expect(await level('sluice.v1.PromptRequest')).toBe('BACKWARD');
+    const lane = `sluice.requests.compat${Date.now().toString(36)}-value`;
+    expect(await level(lane)).toBe(404);
+    await codecs.backwardCompatible(lane);
+    expect(await level(lane)).toBe('BACKWARD');
+    const strict = `sluice.requests.strict${Date.now().toString(36)}-value`;
+    await fetch(`${schemaRegistryUrl}/config/${strict}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+      body: JSON.stringify({ compatibility: 'FULL_TRANSITIVE' }),
+    });
+    await codecs.backwardCompatible(strict);
+    expect(await level(strict)).toBe('FULL_TRANSITIVE');
+  });
+
   it('refuses to encode a record that does not fit the schema', async () => {
     const codecs = await createSchemaCodecs({ registryUrl: stackSettings().schemaRegistryUrl });
     await expect(codecs.promptRequest.encode({ jobId: 'x' } as unknown as PromptRequest)).rejects.toThrow();

@@ -260,6 +260,13 @@ export class Dispatcher {
       { topic: this.lane, partitions: this.o.lanePartitions },
     ]);
     this.lanePartitionCount = await this.partitionsOf(this.lane);
+    // Where Confluent clients register their schema by default (the topic-name strategy): BACKWARD,
+    // so that a producer's later schema still reads as Sluice's. Best effort: records decode by id.
+    await this.o.codecs
+      .backwardCompatible(`${this.lane}-value`)
+      .catch((err: unknown) =>
+        this.o.log.warn({ err, lane: this.lane }, "the lane's schema subject could not be set to BACKWARD"),
+      );
     await this.producer.connect();
     await this.startConsumer();
     this.flushTimer = setInterval(() => void this.commitDirty(), 200);
