@@ -34,6 +34,8 @@ export interface SinkConfig {
   pipelineTimeoutMs: number;
   /** @default 604800000, 7 days (SLUICE_RESULTS_RETENTION_MS) */
   retentionMs: number;
+  /** How often the reconciler and the retention sweep run. @default 10000 (SLUICE_SINK_SWEEP_MS) */
+  sweepMs: number;
   /** @default 256 (SLUICE_SINK_MAX_JOBS) */
   maxActiveJobs: number;
   /**
@@ -95,6 +97,7 @@ export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig
     consumerStallMs: int(env, 'SLUICE_CONSUMER_STALL_MS', 45_000),
     pipelineTimeoutMs: int(env, 'SLUICE_PIPELINE_TIMEOUT_MS', 6 * 3_600_000),
     retentionMs: int(env, 'SLUICE_RESULTS_RETENTION_MS', 7 * 86_400_000),
+    sweepMs: int(env, 'SLUICE_SINK_SWEEP_MS', 10_000),
     maxActiveJobs: int(env, 'SLUICE_SINK_MAX_JOBS', 256),
     idleWriterMs: int(env, 'SLUICE_SINK_IDLE_WRITER_MS', 60_000),
     tenants: env['SLUICE_SINK_TENANTS'] ? env['SLUICE_SINK_TENANTS'].split(',').map((t) => t.trim()) : null,

@@ -42,6 +42,7 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
     consumerStallMs: config.consumerStallMs,
     pipelineTimeoutMs: config.pipelineTimeoutMs,
     retentionMs: config.retentionMs,
+    sweepMs: config.sweepMs,
     maxActiveJobs: config.maxActiveJobs,
     idleWriterMs: config.idleWriterMs,
     prices: config.prices,
