@@ -1,9 +1,18 @@
 import { envFile } from './paths.js';
 import { stackDown, stackStatus, stackUp } from './stack.js';
 
-const usage = 'usage: tsx dev/stack/cli.ts up|down|status';
+const usage = `usage: npm run stack:up | stack:down | stack:status   (tsx dev/stack/cli.ts up|down|status)
+  up      install (cached) and start every service of the local stack not already running
+  down    stop the processes stack:up started, by their pid files, and nothing else
+  status  one line per service: running, unhealthy or stopped (exit 3 unless all run)
+  SLUICE_STACK_SERVICES=redis,gcs runs only some; settings go to ${envFile}`;
 
 async function main(command: string | undefined): Promise<number> {
+  // Asked for help, nothing is started or stopped.
+  if (process.argv.slice(2).some((a) => a === '--help' || a === '-h')) {
+    console.log(usage);
+    return 0;
+  }
   switch (command) {
     case 'up': {
       const started = Date.now();

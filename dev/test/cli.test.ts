@@ -21,4 +21,35 @@ describe('the sluice CLI', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/Unknown option '--bogus' \(sluice dev --help lists the options\)/);
   });
+
+  // Regression: `npm run stack:down -- --help` stopped the stack; the benchmarks threw on --help.
+  it('answers --help for the stack, Kafka tools and every benchmark without starting or stopping anything', () => {
+    const root = join(import.meta.dirname, '..', '..');
+    const scripts = [
+      ['dev/stack/cli.ts', 'down'],
+      ['dev/stack/kafka-tools.ts'],
+      ['load-tests/rate/src/dispatch.ts'],
+      ['load-tests/e2e/src/run.ts'],
+      ['load-tests/chaos/src/run.ts'],
+      ['load-tests/ingest/bench.ts'],
+      ['load-tests/rate/src/run.ts'],
+      ['load-tests/rate/src/model.ts'],
+      ['load-tests/tokenizer/bench.ts'],
+      ['load-tests/provider-sim/bench/capacity.ts'],
+    ];
+    for (const [script, ...args] of scripts) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, script!), ...args, '--help'], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect(r.status, script).toBe(0);
+      expect(r.stdout, script).toMatch(/npm run|usage|Ingest|Capacity|counting/);
+    }
+    // Still up: --help stopped nothing.
+    const status = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'dev/stack/cli.ts'), 'status'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(status.status, status.stdout).toBe(0);
+  }, 120_000);
 });

@@ -21,9 +21,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { hashApiKey } from '../../ingest-api/src/config.js';
 import { parseEnvFile } from '../../libs/testing/src/index.js';
+import { helpIfAsked } from '@sluice/testing';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
+helpIfAsked(import.meta.url);
 const { values } = parseArgs({
   options: {
     rows: { type: 'string', default: '1000000' },

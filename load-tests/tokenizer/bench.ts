@@ -12,9 +12,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadTokenCounter, tokenizerNames, type TokenizerName } from '../../libs/rate-limit/src/index.js';
+import { helpIfAsked } from '@sluice/testing';
 
 const here = fileURLToPath(import.meta.url);
 const root = resolve(dirname(here), '..', '..');
+helpIfAsked(import.meta.url);
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '5' },

@@ -1,4 +1,11 @@
-// npm run chaos -- [--quick] [--only NAME,NAME] [--json FILE]
+/**
+ * npm run chaos -- [--quick] [--only NAME,NAME] [--json FILE]
+ *
+ * The fault suite: each scenario runs every role as its own process on the local stack, breaks
+ * something (kills a role, the broker, Redis, the provider; feeds poison), and checks from the
+ * files alone that every prompt ended exactly once and each job was announced once.
+ * --quick runs the CI subset; --only runs the named scenarios.
+ */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -13,8 +20,10 @@ import { check, checkFiles, type CheckResult, type JobFiles, type OutputLine } f
 import { Cluster, type Role } from './cluster.js';
 import { FaultProxy, proxyAddresses } from '@sluice/testing';
 import { inputRow, scenarios, type Scenario, type ScenarioContext } from './scenarios.js';
+import { helpIfAsked } from '@sluice/testing';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
+helpIfAsked(import.meta.url);
 const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },

@@ -1,5 +1,5 @@
 /**
- * npm run bench:e2e -- [--quick] [--prompts N] [--jobs N] [--latency zero|real] [--json FILE]
+ * npm run bench:e2e -- [--quick] [--prompts N] [--jobs N] [--dispatchers N] [--latency zero|real] [--json FILE]
  *
  * The whole pipeline on the local stack with a realistic backfill: each role (ingest API,
  * dispatcher, delay, sink) its own process as in production, the provider simulator unlimited,
@@ -29,8 +29,10 @@ import { freePort, parseEnvFile, stackSettings, waitFor } from '@sluice/testing'
 import { check, type OutputLine } from '../../chaos/src/checker.js';
 import { Cluster, type Role } from '../../chaos/src/cluster.js';
 import { defaultShape, quantile, rows, type RowStats } from './workload.js';
+import { helpIfAsked } from '@sluice/testing';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
+helpIfAsked(import.meta.url);
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },

@@ -15,8 +15,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { helpIfAsked } from '@sluice/testing';
 
 const here = dirname(fileURLToPath(import.meta.url));
+helpIfAsked(import.meta.url);
 const { values } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },

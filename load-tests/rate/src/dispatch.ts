@@ -19,8 +19,10 @@ import { startProviderSim } from '@sluice/provider-sim';
 import { createSchemaCodecs } from '@sluice/schemas';
 import { cpuSeconds, launchSluice, localStack, type BenchPrompt } from './contenders.js';
 import { round } from './figures.js';
+import { helpIfAsked } from '@sluice/testing';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
+helpIfAsked(import.meta.url);
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },

@@ -17,7 +17,9 @@ import { parseArgs } from 'node:util';
 import { createLimiter, type Accounting } from '@sluice/provider-sim';
 import { LimitLearner } from '@sluice/rate-limit';
 import { matrixAccountings, matrixHeaders, matrixScenarios } from './workloads.js';
+import { helpIfAsked } from '@sluice/testing';
 
+helpIfAsked(import.meta.url);
 const { values: args } = parseArgs({
   options: {
     json: { type: 'string' },

@@ -28,8 +28,10 @@ import {
 } from './contenders.js';
 import { figures, round, type Figures, type Phase } from './figures.js';
 import { matrix, workloads, type Workload } from './workloads.js';
+import { helpIfAsked } from '@sluice/testing';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
+helpIfAsked(import.meta.url);
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
