@@ -4,10 +4,10 @@ import { createKafka } from '@sluice/kafka';
 import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
 import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashApiKey } from '@sluice/ingest-api';
 import { conformance, conformancePython } from '../conformance/venv.js';
 import { lagReport } from '../sluice/lag.js';
 import { startDev, type DevRunning } from '../sluice/dev.js';
+import { devEnv } from './dev-env.js';
 
 interface Checked {
   jobs: Record<
@@ -57,20 +57,7 @@ describe('conformance: Python confluent-kafka, google-cloud-pubsub and google-cl
       },
     });
     dev = await startDev({
-      env: {
-        SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
-        SLUICE_REDIS_URL: s.redisUrl,
-        SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
-        SLUICE_GCS_ENDPOINT: s.gcsEndpoint,
-        PUBSUB_EMULATOR_HOST: s.pubsubEmulatorHost,
-        SLUICE_PUBSUB_PROJECT: s.pubsubProject,
-        SLUICE_RESULTS_BUCKET: bucket,
-        SLUICE_PUBSUB_TOPIC: topic,
-        SLUICE_API_KEYS: `${tenant}:${hashApiKey(key)}`,
-        SLUICE_SINK_TENANTS: tenant,
-        SLUICE_MODELS: JSON.stringify({ [lane]: ['gpt-4o-mini'] }),
-        SLUICE_SINK_FLUSH_MS: '500',
-      },
+      env: devEnv(s, { tenant, key, lane, bucket, topic }),
       lanes: [{ provider: lane, adapter: 'openai', apiKey: 'sk-conf', baseUrl: `${sim.url}/v1` }],
       log: pino({ level: 'warn' }),
       port: 0,

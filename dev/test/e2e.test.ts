@@ -10,9 +10,9 @@ import { createGcsObjectStore } from '@sluice/object-store';
 import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
 import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashApiKey } from '@sluice/ingest-api';
 import { readDeadLetters } from '../sluice/dead-letters.js';
 import { startDev, type DevRunning } from '../sluice/dev.js';
+import { devEnv } from './dev-env.js';
 import { repoRoot } from '../stack/paths.js';
 import { subscribe } from '../../stream-processors/sink/test/helpers.js';
 
@@ -51,21 +51,7 @@ describe('end to end: HTTP upload to GCS files and a Pub/Sub announcement', () =
       },
     });
     dev = await startDev({
-      env: {
-        SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
-        SLUICE_REDIS_URL: s.redisUrl,
-        SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
-        SLUICE_GCS_ENDPOINT: s.gcsEndpoint,
-        PUBSUB_EMULATOR_HOST: s.pubsubEmulatorHost,
-        SLUICE_PUBSUB_PROJECT: s.pubsubProject,
-        SLUICE_RESULTS_BUCKET: bucket,
-        SLUICE_GCS_CREDENTIALS_FILE: credentialsFile,
-        SLUICE_PUBSUB_TOPIC: topic,
-        SLUICE_API_KEYS: `${tenant}:${hashApiKey(key)}`,
-        SLUICE_SINK_TENANTS: tenant,
-        SLUICE_MODELS: JSON.stringify({ [lane]: ['gpt-4o-mini'] }),
-        SLUICE_SINK_FLUSH_MS: '500',
-      },
+      env: devEnv(s, { tenant, key, lane, bucket, topic }, { SLUICE_GCS_CREDENTIALS_FILE: credentialsFile }),
       lanes: [{ provider: lane, adapter: 'openai', apiKey: 'sk-e2e', baseUrl: `${sim.url}/v1` }],
       log: pino({ level: 'warn' }),
       port: 0,

@@ -3,8 +3,8 @@ import { createKafka } from '@sluice/kafka';
 import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
 import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashApiKey } from '@sluice/ingest-api';
 import { startDev, type DevRunning } from '../sluice/dev.js';
+import { devEnv } from './dev-env.js';
 import { subscribe } from '../../stream-processors/sink/test/helpers.js';
 
 /**
@@ -32,22 +32,11 @@ describe('results topics that come and go (retention of a second, many sweeps)',
       },
     });
     dev = await startDev({
-      env: {
-        SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
-        SLUICE_REDIS_URL: s.redisUrl,
-        SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
-        SLUICE_GCS_ENDPOINT: s.gcsEndpoint,
-        PUBSUB_EMULATOR_HOST: s.pubsubEmulatorHost,
-        SLUICE_PUBSUB_PROJECT: s.pubsubProject,
-        SLUICE_RESULTS_BUCKET: uniqueName('ret-results'),
-        SLUICE_PUBSUB_TOPIC: topic,
-        SLUICE_API_KEYS: `${tenant}:${hashApiKey(key)}`,
-        SLUICE_SINK_TENANTS: tenant,
-        SLUICE_MODELS: JSON.stringify({ [lane]: ['gpt-4o-mini'] }),
-        SLUICE_SINK_FLUSH_MS: '300',
-        SLUICE_RESULTS_RETENTION_MS: '1000',
-        SLUICE_SINK_SWEEP_MS: '500',
-      },
+      env: devEnv(
+        s,
+        { tenant, key, lane, bucket: uniqueName('ret-results'), topic },
+        { SLUICE_SINK_FLUSH_MS: '300', SLUICE_RESULTS_RETENTION_MS: '1000', SLUICE_SINK_SWEEP_MS: '500' },
+      ),
       lanes: [{ provider: lane, adapter: 'openai', apiKey: 'sk-ret', baseUrl: `${sim.url}/v1` }],
       log: pino({ level: 'warn' }),
       port: 0,

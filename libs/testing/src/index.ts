@@ -1,4 +1,4 @@
-export { stackSettings, parseEnvFile, type StackSettings } from './stack-settings.js';
+export { stackSettings, parseEnvFile, connectionEnv, type StackSettings } from './stack-settings.js';
 export { uniqueName } from './names.js';
 export { waitFor, type WaitForOptions } from './wait-for.js';
 export { freePort } from './ports.js';

@@ -48,3 +48,15 @@ export function parseEnvFile(text: string): Record<string, string> {
   }
   return out;
 }
+
+/** The stack's connection settings as the environment every role reads them from. */
+export function connectionEnv(s: StackSettings): Record<string, string> {
+  return {
+    SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
+    SLUICE_REDIS_URL: s.redisUrl,
+    SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
+    SLUICE_GCS_ENDPOINT: s.gcsEndpoint,
+    PUBSUB_EMULATOR_HOST: s.pubsubEmulatorHost,
+    SLUICE_PUBSUB_PROJECT: s.pubsubProject,
+  };
+}

@@ -15,12 +15,18 @@ import { PubSub, type Message } from '@google-cloud/pubsub';
 import { createKafka } from '@sluice/kafka';
 import { createGcsObjectStore, readCommittedParts } from '@sluice/object-store';
 import { startProviderSim, type KeyConfig } from '@sluice/provider-sim';
-import { freePort, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
+import {
+  FaultProxy,
+  freePort,
+  helpIfAsked,
+  parseEnvFile,
+  proxyAddresses,
+  stackSettings,
+  waitFor,
+} from '@sluice/testing';
 import { check, checkFiles, type CheckResult, type JobFiles, type OutputLine } from './checker.js';
 import { Cluster, type Role } from './cluster.js';
-import { FaultProxy, proxyAddresses } from '@sluice/testing';
 import { inputRow, scenarios, type Scenario, type ScenarioContext } from './scenarios.js';
-import { helpIfAsked } from '@sluice/testing';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 helpIfAsked(import.meta.url);

@@ -25,11 +25,10 @@ import { parseArgs } from 'node:util';
 import { PubSub, type Message } from '@google-cloud/pubsub';
 import { createGcsObjectStore, readCommittedParts } from '@sluice/object-store';
 import { startProviderSim, type LatencyModel } from '@sluice/provider-sim';
-import { freePort, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
+import { connectionEnv, freePort, helpIfAsked, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
 import { check, type OutputLine } from '../../chaos/src/checker.js';
 import { Cluster, type Role } from '../../chaos/src/cluster.js';
 import { defaultShape, quantile, rows, type RowStats } from './workload.js';
-import { helpIfAsked } from '@sluice/testing';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 helpIfAsked(import.meta.url);
@@ -84,12 +83,7 @@ sub.on('message', (m: Message) => {
 const port = await freePort(24_500, 26_000);
 const api = `http://127.0.0.1:${port}`;
 const env: Record<string, string> = {
-  SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
-  SLUICE_REDIS_URL: s.redisUrl,
-  SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
-  SLUICE_GCS_ENDPOINT: s.gcsEndpoint,
-  PUBSUB_EMULATOR_HOST: s.pubsubEmulatorHost,
-  SLUICE_PUBSUB_PROJECT: s.pubsubProject,
+  ...connectionEnv(s),
   SLUICE_API_KEYS: tenants.map((x) => `${x.tenant}:${createHash('sha256').update(x.apiKey).digest('hex')}`).join(','),
   SLUICE_MODELS: JSON.stringify({ [lane]: ['gpt-4o-mini'] }),
   SLUICE_INGEST_PORT: String(port),
