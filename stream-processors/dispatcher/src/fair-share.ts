@@ -53,7 +53,9 @@ export class FairShare {
    */
   admit(p: number, weight: number): boolean {
     const s = this.state(p);
-    s.weight = weight;
+    // A weight that is not a positive number (a record's priority undefined or NaN) counts as 1:
+    // one NaN made every partition's share NaN, and the whole lane stopped.
+    s.weight = Number.isFinite(weight) && weight > 0 ? weight : 1;
     const ok = this.total < this.capacity && s.inFlight < this.share(p);
     s.waiting = !ok;
     if (ok) {

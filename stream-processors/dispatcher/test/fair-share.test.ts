@@ -22,6 +22,16 @@ describe('FairShare', () => {
     expect(f.admit(1, 1)).toBe(true);
   });
 
+  it('counts a weight that is not a positive number as 1: no share is ever NaN', () => {
+    const f = new FairShare(12);
+    expect(f.admit(0, Number.NaN)).toBe(true);
+    expect(f.admit(1, undefined as unknown as number)).toBe(true);
+    expect(f.admit(2, -3)).toBe(true);
+    for (const p of [0, 1, 2]) expect(f.share(p)).toBe(4);
+    // and the lane goes on: the other slots are still given out
+    for (let i = 0; i < 3; i++) expect(f.admit(0, 1)).toBe(true);
+  });
+
   it('shares by weight (1 + priority)', () => {
     const f = new FairShare(12);
     f.admit(0, 1);
