@@ -88,7 +88,8 @@ describe('bad input: each bad row gets its documented outcome and the job goes o
       const job = await createJob(api);
       const res = await send(job.id, body);
       expect([res.statusCode, res.json().error.code]).toEqual([415, 'INPUT_NOT_UTF8']);
-      expect(res.json().error.hint).toBeTruthy();
+      // The hint says how to fix it: convert to UTF-8, or say the body is gzip.
+      expect(res.json().error.hint).toMatch(/iconv -f UTF-16 -t UTF-8|Content-Encoding: gzip/);
       // Nothing committed: the job is open, and the same job takes the file in UTF-8.
       expect((await send(job.id, Buffer.from(text))).json()).toMatchObject({ accepted: 2, status: 'sealed' });
     }
