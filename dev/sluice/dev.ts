@@ -60,6 +60,10 @@ export async function startDev(o: DevOptions): Promise<DevRunning> {
     apiKey = devApiKey;
     env['SLUICE_API_KEYS'] = `dev:${hashApiKey(devApiKey)}`;
   }
+  // On a laptop every topic is the developer's and a webhook receiver runs on localhost: the
+  // dev tenant may name any topic and post to private addresses (never for a shared deployment).
+  if (!env['SLUICE_TENANTS'])
+    env['SLUICE_TENANTS'] = JSON.stringify({ '*': { pubsubTopics: ['*'], privateWebhooks: true } });
   env['SLUICE_INGEST_PORT'] = String(o.port ?? 8080);
   const ingestConfig = loadConfig(env);
   const sinkConfig = loadSinkConfig(env);

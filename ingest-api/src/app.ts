@@ -6,6 +6,7 @@ import { registerAuth } from './plugins/auth.js';
 import { registerErrorHandler } from './plugins/errors.js';
 import { jobRoutes } from './routes/v1/jobs.js';
 import { resultRoutes, type ResultsAccess } from './routes/v1/results.js';
+import { tenantRoutes } from './routes/v1/tenant.js';
 import type { JobService } from './services/jobs.js';
 
 export interface AppOptions {
@@ -46,6 +47,7 @@ export async function buildApp({ config, jobs, results, logger }: AppOptions): P
   await app.register(async (v1) => {
     registerAuth(v1, config.apiKeyHashes);
     jobRoutes(v1, jobs, config.maxUploadBytes);
+    tenantRoutes(v1, jobs.tenancy);
     if (results) resultRoutes(v1, jobs, results);
   });
   return app;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
+import { parseTenantPolicies, TenantPolicyError, type TenantPolicies } from '@sluice/tenants';
 
 /** The providers Sluice routes to and the models each accepts (overridable: SLUICE_MODELS). */
 export const defaultModels: Record<string, string[]> = {
@@ -19,6 +20,13 @@ export interface IngestConfig {
   schemaRegistryUrl: string;
   /** sha256(api key) hex → tenant. SLUICE_API_KEYS: "tenant:sha256hex,tenant2:sha256hex". */
   apiKeyHashes: ReadonlyMap<string, string>;
+  /** What each tenant may do: topics, webhook addresses, quotas (SLUICE_TENANTS, docs/tenants.md). */
+  tenants: TenantPolicies;
+  /**
+   * The platform's webhook secret (SLUICE_WEBHOOK_SECRET, the sink's too): each tenant's signing
+   * key is derived from it and served by GET /v1/webhook-secret. Absent: no webhooks.
+   */
+  webhookSecret: string | undefined;
   /** Provider → accepted models; '*' accepts any. */
   models: Readonly<Record<string, string[]>>;
   /** Partitions of each lane topic sluice.requests.<provider>. @default 12 */
@@ -113,7 +121,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
       throw new ConfigError(`SLUICE_MODELS is not JSON ({"openai": ["gpt-4o-mini"], ...}): ${(e as Error).message}`);
     }
   }
+  let tenants: TenantPolicies;
+  try {
+    tenants = parseTenantPolicies(env['SLUICE_TENANTS']);
+  } catch (e) {
+    if (e instanceof TenantPolicyError) throw new ConfigError(e.message);
+    throw e;
+  }
   return Object.freeze({
+    tenants,
+    webhookSecret: env['SLUICE_WEBHOOK_SECRET'] || undefined,
     port: int(env, 'SLUICE_INGEST_PORT', 8080, 0),
     host: env['SLUICE_INGEST_HOST'] ?? '127.0.0.1',
     kafkaBrokers: required(env, 'SLUICE_KAFKA_BROKERS').split(','),

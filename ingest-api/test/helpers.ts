@@ -30,7 +30,14 @@ export interface TestApi {
  */
 export async function createTestApi(
   overrides: Record<string, string> = {},
-  o: { laneTopicConfig?: Record<string, string>; results?: ResultsAccess } = {},
+  o: {
+    laneTopicConfig?: Record<string, string>;
+    results?: ResultsAccess;
+    /** The tenants the keys of alice and bob name. @default alice, bob */
+    tenantNames?: { alice: string; bob: string };
+    /** The window of the tenants' upload rate. @default 60000 */
+    uploadRateWindowMs?: number;
+  } = {},
 ): Promise<TestApi> {
   const s = stackSettings();
   const provider = `t${randomBytes(4).toString('hex')}`;
@@ -39,7 +46,10 @@ export async function createTestApi(
     SLUICE_KAFKA_BROKERS: s.kafkaBrokers.join(','),
     SLUICE_REDIS_URL: s.redisUrl,
     SLUICE_SCHEMA_REGISTRY_URL: s.schemaRegistryUrl,
-    SLUICE_API_KEYS: `alice:${hashApiKey(keys.alice)},bob:${hashApiKey(keys.bob)}`,
+    SLUICE_API_KEYS: `${o.tenantNames?.alice ?? 'alice'}:${hashApiKey(keys.alice)},${o.tenantNames?.bob ?? 'bob'}:${hashApiKey(keys.bob)}`,
+    // Jobs of alice and bob that tests leave open stay in the stack's Redis from run to run: the
+    // quotas are tested on tenants of their own (tenants.test.ts).
+    SLUICE_TENANTS: JSON.stringify({ '*': { maxOpenJobs: 1_000_000, maxOpenRows: 1_000_000_000 } }),
     SLUICE_MODELS: JSON.stringify({ [provider]: ['model-a', 'model-b'] }),
     SLUICE_LANE_PARTITIONS: '4',
     SLUICE_UPLOAD_CHUNK_ROWS: '1000',
@@ -54,7 +64,16 @@ export async function createTestApi(
     await kafka.ensureTopics([
       { topic: `sluice.requests.${provider}`, partitions: config.lanePartitions, config: o.laneTopicConfig },
     ]);
-  const jobs = new JobService({ kafka, redis, codecs, config, log, uploadLockMs: 2_000, viewCheckMs: 500 });
+  const jobs = new JobService({
+    kafka,
+    redis,
+    codecs,
+    config,
+    log,
+    uploadLockMs: 2_000,
+    viewCheckMs: 500,
+    uploadRateWindowMs: o.uploadRateWindowMs,
+  });
   await jobs.start();
   const app = await buildApp({ config, jobs, results: o.results, logger: false });
   return {

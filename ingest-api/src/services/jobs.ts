@@ -17,6 +17,7 @@ import { readInput, type InputFormat, type InputItem } from '../input/reader.js'
 import type { PromptRow, RowError } from '../input/row.js';
 import { JobView, type RunCounts } from '@sluice/job-store';
 import { Placement } from './placement.js';
+import { Tenancy } from './tenancy.js';
 
 export const jobsTopic = 'sluice.jobs';
 export const laneTopic = (provider: string) => `sluice.requests.${provider}`;
@@ -71,6 +72,8 @@ export interface JobServiceDeps {
   viewCheckMs?: number;
   /** How often open jobs are checked for expiry (config.openJobTtlMs). @default 600000 */
   expiryCheckMs?: number;
+  /** The window a tenant's uploadBytesPerMinute is counted over (shorter in tests). @default 60000 */
+  uploadRateWindowMs?: number;
 }
 
 const terminal = new Set(['cancelled', 'completed', 'completed_with_errors', 'failed']);
@@ -88,6 +91,7 @@ function newJobId(): string {
 export class JobService {
   readonly view: JobView;
   readonly placement: Placement;
+  readonly tenancy: Tenancy;
   private readonly producer;
   private readonly log: Logger;
   private readonly lockMs: number;
@@ -98,6 +102,13 @@ export class JobService {
   constructor(private readonly deps: JobServiceDeps) {
     this.view = new JobView(deps.redis);
     this.placement = new Placement(deps.redis, deps.config.lanePartitions);
+    this.tenancy = new Tenancy(
+      deps.redis,
+      deps.config.tenants,
+      this.view,
+      deps.config.webhookSecret,
+      deps.uploadRateWindowMs,
+    );
     this.producer = deps.kafka.producer({ ordered: true });
     this.log = deps.log;
     this.lockMs = deps.uploadLockMs ?? 30_000;
@@ -178,6 +189,7 @@ export class JobService {
         hint: `use one of: ${models.join(', ')}`,
       });
     }
+    this.tenancy.checkNotifications(tenant, input.notifications);
     const jobId = newJobId();
     const idemKey = idempotencyKey === undefined ? undefined : `sluice:idem:${tenant}:${idempotencyKey}`;
     // The key names the job and what was asked for it: a replay with another body is refused.
@@ -207,6 +219,7 @@ export class JobService {
     let partitions: number[] = [];
     const progress = { created: false };
     try {
+      await this.tenancy.admitJob(tenant);
       partitions = await this.placement.place(input.provider, input.parallelism ?? 1);
       return await this.write(tenant, jobId, input, partitions, idempotencyKey, progress);
     } catch (err) {
@@ -332,6 +345,7 @@ export class JobService {
     if (current.source !== 'http') {
       throw new SluiceError('JOB_NOT_OPEN', `job ${jobId} takes its prompts from Kafka producers, not uploads`);
     }
+    await this.tenancy.admitUpload(tenant);
     const lockKey = `sluice:upload:${jobId}`;
     const lockId = randomBytes(8).toString('hex');
     if ((await this.deps.redis.set(lockKey, lockId, 'PX', this.lockMs, 'NX')) !== 'OK') {
@@ -355,6 +369,7 @@ export class JobService {
       log.info({ jobId, committedRows: job.accepted + job.invalid }, 'upload resumed from the state in sluice.jobs');
     }
     const resumedFrom = job.accepted + job.invalid;
+    let rowRoom = Infinity;
     // A digest of the rows as read, in order: each commit records it for the rows committed, and
     // an upload that resumes checks that its first rows are those (resume is by row count, and
     // another file would otherwise have its first rows skipped silently).
@@ -459,13 +474,25 @@ export class JobService {
     };
 
     try {
-      for await (const item of readInput(body, format, {
+      // Rows this upload may add under the tenant's maxOpenRows (refused now when none).
+      rowRoom = await this.tenancy.rowRoom(tenant, job);
+      // Read no faster than the tenant's upload rate; the lock is held while it waits.
+      const metered = this.tenancy.meter(tenant, body, async () => {
+        await this.deps.redis.pexpire(lockKey, this.lockMs);
+      });
+      for await (const item of readInput(metered, format, {
         maxLineBytes: c.maxLineBytes,
         maxFields: c.maxFields,
         maxMessages: c.maxMessages,
         template: job.promptTemplate,
       })) {
         if (rowIndex === resumedFrom) checkPrefix();
+        if (rowIndex - resumedFrom >= rowRoom) {
+          // The tenant's open rows are at their limit: the rows before this one are committed,
+          // and the same input sent again later resumes after them.
+          await commit(false);
+          throw this.tenancy.rowsExceeded(tenant, job, c.tenants.of(tenant).maxOpenRows);
+        }
         // The row's bytes as sent where the reader has them (JSONL, JSON): hashing a row
         // serialized again cost a tenth of an upload of 2 KB prompts.
         prefix.update(item.raw ?? JSON.stringify(item));
@@ -476,6 +503,7 @@ export class JobService {
           rowIndex++; // committed by an earlier upload of the same input
           continue;
         }
+
         if (duplicate) {
           fail(
             item,

@@ -1,5 +1,10 @@
 import { createHmac } from 'node:crypto';
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { request as httpRequest, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
 import { PubSub } from '@google-cloud/pubsub';
+import { isPrivateAddress, webhookSecretFor } from '@sluice/tenants';
 
 /** What a finished job's announcement says; subscribers dedupe by `jobId`. */
 export interface Announcement {
@@ -29,8 +34,16 @@ export interface AnnouncerOptions {
     createTopics?: boolean;
   };
   webhook?: {
-    /** The HMAC-SHA256 key webhooks are signed with. */
+    /**
+     * The platform's secret (SLUICE_WEBHOOK_SECRET): each tenant's webhooks are signed with the
+     * key derived from it for that tenant (webhookSecretFor), which the tenant reads from the API.
+     */
     secret: string;
+    /**
+     * Whether a tenant's webhooks may reach loopback, private and link-local addresses
+     * (SLUICE_TENANTS privateWebhooks). @default none may
+     */
+    allowPrivate?: (tenant: string) => boolean;
     /** @default 10000 */
     timeoutMs?: number;
     /** @default 3 */
@@ -111,26 +124,28 @@ export function createAnnouncer(o: AnnouncerOptions): Announcer {
   const post = async (url: string, a: Announcement): Promise<number> => {
     const w = o.webhook!;
     const body = JSON.stringify(a);
+    const key = webhookSecretFor(w.secret, a.tenant);
+    const allowPrivate = w.allowPrivate?.(a.tenant) ?? false;
     let last: unknown;
     for (let attempt = 1; attempt <= (w.attempts ?? 3); attempt++) {
       const timestamp = String(Math.floor(Date.now() / 1_000));
       try {
-        const res = await fetch(url, {
-          method: 'POST',
-          body,
-          signal: AbortSignal.timeout(w.timeoutMs ?? 10_000),
-          headers: {
-            'content-type': 'application/json',
-            'x-sluice-job-id': a.jobId,
-            [timestampHeader]: timestamp,
-            [signatureHeader]: signWebhook(w.secret, timestamp, body),
-          },
+        const status = await postOnce(url, body, allowPrivate, w.timeoutMs ?? 10_000, {
+          'content-type': 'application/json',
+          'x-sluice-job-id': a.jobId,
+          [timestampHeader]: timestamp,
+          [signatureHeader]: signWebhook(key, timestamp, body),
         });
-        if (res.ok) return res.status;
-        last = new Error(`webhook answered ${res.status}`);
-        if (res.status < 500 && res.status !== 429) break; // the receiver refuses it; trying again won't help
+        if (status >= 200 && status < 300) return status;
+        last = new Error(
+          status >= 300 && status < 400
+            ? `webhook answered ${status}, a redirect: Sluice does not follow redirects (give the final address)`
+            : `webhook answered ${status}`,
+        );
+        if (status < 500 && status !== 429) break; // the receiver refuses it; trying again won't help
       } catch (err) {
         last = err;
+        if (err instanceof WebhookRefused) break;
       }
       await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1)));
     }
@@ -197,4 +212,70 @@ export function createAnnouncer(o: AnnouncerOptions): Announcer {
       await pubsub?.close();
     },
   };
+}
+
+/** A webhook Sluice will not post: an address its tenant may not reach, a scheme it does not speak. */
+class WebhookRefused extends Error {}
+
+/**
+ * Resolves as dns.lookup does, refusing (unless `allowPrivate`) a name any of whose addresses is
+ * loopback, private or link-local: the address checked is the one connected to, so a name that
+ * resolves one way when checked and another when used (DNS rebinding) cannot slip through.
+ */
+function guardedLookup(allowPrivate: boolean): NonNullable<RequestOptions['lookup']> {
+  return ((hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
+      if (err) return callback(err);
+      const refused = allowPrivate ? undefined : addresses.find((x) => isPrivateAddress(x.address));
+      if (refused)
+        return callback(
+          new WebhookRefused(
+            `${hostname} resolves to ${refused.address}, a loopback, private or link-local address, ` +
+              "which this tenant's webhooks may not reach (SLUICE_TENANTS privateWebhooks)",
+          ),
+        );
+      if (options.all) return callback(null, addresses);
+      return callback(null, addresses[0]!.address, addresses[0]!.family);
+    });
+  }) as unknown as NonNullable<RequestOptions['lookup']>;
+}
+
+/** One POST, over node:http(s): redirects are answers, not followed. Resolves the status. */
+function postOnce(
+  url: string,
+  body: string,
+  allowPrivate: boolean,
+  timeoutMs: number,
+  headers: Record<string, string>,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    if (u.protocol !== 'https:' && u.protocol !== 'http:')
+      return reject(new WebhookRefused(`a webhook is http or https, not ${u.protocol}`));
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    if (!allowPrivate && isIP(host) !== 0 && isPrivateAddress(host))
+      return reject(
+        new WebhookRefused(
+          `${host} is a loopback, private or link-local address, which this tenant's webhooks may not reach`,
+        ),
+      );
+    const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(
+      u,
+      {
+        method: 'POST',
+        headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+        lookup: guardedLookup(allowPrivate),
+        timeout: timeoutMs,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }

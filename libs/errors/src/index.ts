@@ -16,6 +16,9 @@ export const errorCodes = {
   INPUT_EMPTY: 422,
   UPLOAD_INTERRUPTED: 400,
   INPUT_CHANGED: 409,
+  TOPIC_NOT_ALLOWED: 403,
+  WEBHOOK_NOT_ALLOWED: 403,
+  QUOTA_EXCEEDED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,
   // Rows of an input (each becomes an error outcome; the job goes on)

@@ -1,2 +1,2 @@
-export { JobView, heldBackKey, viewReadyKey, type HeldBack, type RunCounts } from './job-view.js';
+export { JobView, heldBackKey, isEnded, viewReadyKey, type HeldBack, type RunCounts } from './job-view.js';
 export { laneLoadKey, releasePlacement } from './placement.js';

@@ -4,6 +4,11 @@ import type { Job } from '@sluice/schemas';
 const jobKey = (id: string) => `sluice:job:${id}`;
 const tenantKey = (tenant: string) => `sluice:tenant:${tenant}:jobs`;
 const countsKey = (id: string) => `sluice:job:${id}:counts`;
+/** A tenant's jobs not yet ended (open, sealed, running), by creation time: its quotas count them. */
+const openKey = (tenant: string) => `sluice:tenant:${tenant}:open`;
+const endedStatuses = new Set(['cancelled', 'completed', 'completed_with_errors', 'failed']);
+/** Whether a job's status is final. */
+export const isEnded = (status: string): boolean => endedStatuses.has(status);
 export const viewReadyKey = 'sluice:view:ready';
 /**
  * A lane's note that one of its buckets (provider:model:key) paces under half of its stated
@@ -28,6 +33,7 @@ if was then
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+if ARGV[4] == '1' then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3]) else redis.call('ZREM', KEYS[3], ARGV[3]) end
 return 1
 `;
 
@@ -40,6 +46,7 @@ if was then
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+if ARGV[5] == '1' then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3]) else redis.call('ZREM', KEYS[3], ARGV[3]) end
 return 1
 `;
 
@@ -67,11 +74,13 @@ export class JobView {
   constructor(private readonly redis: Redis) {}
 
   async put(job: Job): Promise<void> {
-    await this.redis
+    const m = this.redis
       .multi()
       .set(jobKey(job.jobId), JSON.stringify(job))
-      .zadd(tenantKey(job.tenant), job.createdAt, job.jobId)
-      .exec();
+      .zadd(tenantKey(job.tenant), job.createdAt, job.jobId);
+    if (isEnded(job.status)) m.zrem(openKey(job.tenant), job.jobId);
+    else m.zadd(openKey(job.tenant), job.createdAt, job.jobId);
+    await m.exec();
   }
 
   /**
@@ -82,12 +91,14 @@ export class JobView {
   async putUnlessEnded(job: Job): Promise<boolean> {
     const r = await this.redis.eval(
       putUnlessEndedScript,
-      2,
+      3,
       jobKey(job.jobId),
       tenantKey(job.tenant),
+      openKey(job.tenant),
       JSON.stringify(job),
       job.createdAt,
       job.jobId,
+      isEnded(job.status) ? '0' : '1',
     );
     return r === 1;
   }
@@ -99,13 +110,15 @@ export class JobView {
   async putIfNewer(job: Job): Promise<boolean> {
     const r = await this.redis.eval(
       putIfNewerScript,
-      2,
+      3,
       jobKey(job.jobId),
       tenantKey(job.tenant),
+      openKey(job.tenant),
       JSON.stringify(job),
       job.createdAt,
       job.jobId,
       job.updatedAt,
+      isEnded(job.status) ? '0' : '1',
     );
     return r === 1;
   }
@@ -139,6 +152,25 @@ export class JobView {
     if (ids.length === 0) return [];
     const raws = await this.redis.mget(ids.map(jobKey));
     return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as Job);
+  }
+
+  /**
+   * The tenant's jobs not yet ended, as the view has them (every write of a job keeps the set; a
+   * rebuild from sluice.jobs makes it again). A member the view holds ended is dropped.
+   */
+  async openJobs(tenant: string): Promise<Job[]> {
+    const ids = await this.redis.zrange(openKey(tenant), 0, -1);
+    if (ids.length === 0) return [];
+    const jobs: Job[] = [];
+    const ended: string[] = [];
+    const raws = await this.redis.mget(ids.map(jobKey));
+    raws.forEach((raw, i) => {
+      const job = raw ? (JSON.parse(raw) as Job) : undefined;
+      if (job && !isEnded(job.status)) jobs.push(job);
+      else ended.push(ids[i]!);
+    });
+    if (ended.length > 0) await this.redis.zrem(openKey(tenant), ...ended);
+    return jobs;
   }
 
   async counts(id: string): Promise<RunCounts> {

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { CrashPoint } from '@sluice/errors';
+import { parseTenantPolicies, TenantPolicyError, type TenantPolicies } from '@sluice/tenants';
 import { defaultPrices, type PriceTable } from './manifest.js';
 
 export interface SinkConfig {
@@ -20,8 +21,13 @@ export interface SinkConfig {
   pubsubEmulatorHost: string | undefined;
   /** Where jobs without a topic of their own are announced (SLUICE_PUBSUB_TOPIC). @default sluice-jobs-finished */
   pubsubTopic: string;
-  /** HMAC key of webhooks (SLUICE_WEBHOOK_SECRET); never logged. */
+  /**
+   * The platform's webhook secret (SLUICE_WEBHOOK_SECRET): each tenant's webhooks are signed with
+   * a key derived from it (GET /v1/webhook-secret); never logged.
+   */
   webhookSecret: string | undefined;
+  /** What each tenant may do (SLUICE_TENANTS): here, whether its webhooks may reach private addresses. */
+  tenantPolicies: TenantPolicies;
   /** @default 10000 (SLUICE_SINK_PART_RECORDS) */
   partRecords: number;
   /** @default 67108864 (SLUICE_SINK_PART_BYTES) */
@@ -91,6 +97,14 @@ export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig
     pubsubEmulatorHost: env['PUBSUB_EMULATOR_HOST'] || undefined,
     pubsubTopic: env['SLUICE_PUBSUB_TOPIC'] || 'sluice-jobs-finished',
     webhookSecret: env['SLUICE_WEBHOOK_SECRET'] || undefined,
+    tenantPolicies: (() => {
+      try {
+        return parseTenantPolicies(env['SLUICE_TENANTS']);
+      } catch (e) {
+        if (e instanceof TenantPolicyError) throw new SinkConfigError(e.message);
+        throw e;
+      }
+    })(),
     partRecords: int(env, 'SLUICE_SINK_PART_RECORDS', 10_000),
     partBytes: int(env, 'SLUICE_SINK_PART_BYTES', 64 * 1024 * 1024),
     flushMs: int(env, 'SLUICE_SINK_FLUSH_MS', 2_000),

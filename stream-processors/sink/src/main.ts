@@ -26,7 +26,12 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
           createTopics: !!config.pubsubEmulatorHost,
         }
       : undefined,
-    webhook: config.webhookSecret ? { secret: config.webhookSecret } : undefined,
+    webhook: config.webhookSecret
+      ? {
+          secret: config.webhookSecret,
+          allowPrivate: (tenant) => config.tenantPolicies.of(tenant).privateWebhooks,
+        }
+      : undefined,
   });
   const sink = new Sink({
     kafka,
