@@ -1,4 +1,5 @@
 import { gzipSync } from 'node:zlib';
+import { badRowCorpus, corpusUpload } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJob, createTestApi, readOutcomes, readPrompts, type TestApi } from './helpers.js';
 
@@ -17,57 +18,42 @@ const upload = (jobId: string, payload: string | Buffer, contentType = 'applicat
   });
 
 describe('bad input: each bad row gets its documented outcome and the job goes on', () => {
-  it('turns every kind of bad row into an error outcome with its line, and keeps the good rows', async () => {
+  it('turns every kind of bad row into an error outcome with its line and custom_id, and keeps the good rows', async () => {
     const job = await createJob(api);
-    const rows: Array<string | Buffer> = [
-      '{"custom_id":"ok-1","prompt":"fine"}', // 1
-      '{"custom_id":"bad-json","prompt":"unterminated}', // 2 INPUT_INVALID_JSON
-      '{"custom_id":"no-prompt","text":"where is the prompt"}', // 3 INPUT_MISSING_PROMPT
-      '{"custom_id":"wrong-type","prompt":42}', // 4 INPUT_WRONG_TYPE
-      `{"custom_id":"huge","prompt":"${'x'.repeat(5 * 1024 * 1024)}"}`, // 5 INPUT_LINE_TOO_LONG
-      Buffer.concat([Buffer.from('{"custom_id":"utf8","prompt":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), // 6 INPUT_INVALID_UTF8
-      '{"custom_id":"ok-1","prompt":"same id again"}', // 7 INPUT_DUPLICATE_CUSTOM_ID
-      '{"custom_id":"bad-model","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-nope","messages":[{"role":"user","content":"x"}]}}', // 8 INPUT_UNKNOWN_MODEL
-      '{"custom_id":"bad-param","prompt":"x","max_tokens":"many"}', // 9 INPUT_WRONG_TYPE
-      '{"custom_id":"hot","prompt":"x","temperature":3}', // 10 INPUT_OUT_OF_RANGE
-      '{"custom_id":"none","prompt":"x","max_tokens":0}', // 11 INPUT_OUT_OF_RANGE
-      '', // 12 blank: not a row
-      '{"custom_id":"ok-2","prompt":"also fine"}\r', // 13 CRLF
-    ];
-    const body = Buffer.concat([
-      Buffer.from([0xef, 0xbb, 0xbf]),
-      ...rows.flatMap((r) => [Buffer.from(r), Buffer.from('\n')]),
-    ]);
+    // The corpus (libs/testing): a BOM first, a blank line (no row), a CRLF line, lone surrogates,
+    // a field nested 5,000 deep, and a bad row of every other kind between good rows.
+    const { body, rows } = corpusUpload();
     const res = await upload(job.id, body);
     expect(res.statusCode, res.body).toBe(200);
-    expect(res.json()).toMatchObject({ accepted: 2, invalid: 10, total: 12, status: 'sealed' });
+    const bad = rows.filter((r) => r.code);
+    expect(res.json()).toMatchObject({
+      accepted: rows.length - bad.length,
+      invalid: bad.length,
+      total: rows.length,
+      status: 'sealed',
+    });
     const byLine = Object.fromEntries(
       (res.json().errors as Array<{ line: number; code: string }>).map((e) => [e.line, e.code]),
     );
-    expect(byLine).toEqual({
-      2: 'INPUT_INVALID_JSON',
-      3: 'INPUT_MISSING_PROMPT',
-      4: 'INPUT_WRONG_TYPE',
-      5: 'INPUT_LINE_TOO_LONG',
-      6: 'INPUT_INVALID_UTF8',
-      7: 'INPUT_DUPLICATE_CUSTOM_ID',
-      8: 'INPUT_UNKNOWN_MODEL',
-      9: 'INPUT_WRONG_TYPE',
-      10: 'INPUT_OUT_OF_RANGE',
-      11: 'INPUT_OUT_OF_RANGE',
-    });
+    expect(byLine).toEqual(Object.fromEntries(badRowCorpus.flatMap((l, i) => (l.code ? [[i + 1, l.code]] : []))));
+    expect(byLine).toMatchObject({ 2: 'INPUT_INVALID_JSON', 5: 'INPUT_LINE_TOO_LONG', 7: 'INPUT_DUPLICATE_CUSTOM_ID' });
 
-    // The good rows (BOM on the first, CR on the last) are prompts; the bad ones are outcomes.
-    const prompts = await readPrompts(api, job.id, 2);
-    expect(prompts.map((p) => [p.rowIndex, p.customId, p.messages[0]?.content]).sort()).toEqual([
-      [0, 'ok-1', 'fine'],
-      [11, 'ok-2', 'also fine'],
-    ]);
-    const outcomes = await readOutcomes(api, job.id, 10);
-    expect(outcomes.map((o) => o.rowIndex).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    // The good rows (BOM on the first, CR on the one before the surrogates) are prompts; the bad ones are outcomes.
+    const good = rows.flatMap((r, i) => (r.code ? [] : [i]));
+    const prompts = await readPrompts(api, job.id, good.length);
+    expect(prompts.map((p) => [p.rowIndex, p.customId]).sort()).toEqual(good.map((i) => [i, rows[i]!.customId]).sort());
+    expect(prompts.find((p) => p.customId === 'ok-1')?.messages[0]?.content).toBe('fine');
+    expect(prompts.find((p) => p.customId === 'ok-2')?.messages[0]?.content).toBe('also fine');
+    const outcomes = await readOutcomes(api, job.id, bad.length);
     expect(outcomes.every((o) => o.status === 'failed' && o.error !== null && o.attempts === 0)).toBe(true);
+    // Each error carries its row's custom_id where one can be read (a missing prompt, a wrong type,
+    // a lone surrogate in the prompt), so that errors can be matched to input by custom_id.
+    expect(outcomes.map((o) => [o.rowIndex, o.customId, o.error?.code]).sort()).toEqual(
+      rows.flatMap((r, i) => (r.code ? [[i, r.customId, r.code]] : [])).sort(),
+    );
     const dup = outcomes.find((o) => o.error?.code === 'INPUT_DUPLICATE_CUSTOM_ID');
     expect(dup).toMatchObject({ customId: 'ok-1', error: { lineNumber: 7 } });
+    expect(outcomes.find((o) => o.customId === 'no-prompt')?.error?.code).toBe('INPUT_MISSING_PROMPT');
   });
 
   // Issue 20 #12, #13: input that is not what it claims, decided and documented (docs/errors.md).

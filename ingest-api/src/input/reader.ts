@@ -17,8 +17,21 @@ export interface InputLimits extends RowRules {
  * row's bytes as sent (a JSONL line or a JSON array's element), where the reader has them.
  */
 export type InputItem = (
-  { line: number; row: PromptRow; error?: undefined } | { line: number; error: RowError; row?: undefined }
+  | { line: number; row: PromptRow; error?: undefined }
+  | {
+      line: number;
+      error: RowError;
+      row?: undefined;
+      /** The row's custom_id where it could be read (a string, and Unicode), for its error outcome. */
+      customId?: string;
+    }
 ) & { raw?: Buffer };
+
+/** A bad row's custom_id, where its value has one that can be sent back: a string of Unicode text. */
+function customIdOf(value: unknown): { customId?: string } {
+  const id = typeof value === 'object' && value !== null ? (value as { custom_id?: unknown }).custom_id : undefined;
+  return typeof id === 'string' && !loneSurrogate.test(id) ? { customId: id } : {};
+}
 
 /** The format named by a Content-Type (or a ?format= override). */
 export function formatOf(contentType: string | undefined, override?: string): InputFormat | undefined {
@@ -75,6 +88,7 @@ function fromLine(line: Line, rules: RowRules, maxLineBytes: number, unit: strin
       return {
         line: line.lineNumber,
         raw,
+        ...customIdOf(value),
         error: {
           code: 'INPUT_INVALID_UNICODE',
           message: `${unit} ${line.lineNumber} has an unpaired UTF-16 surrogate in ${where || 'its value'}: it is not Unicode text and cannot be sent as UTF-8; pair it or remove it`,
@@ -82,7 +96,9 @@ function fromLine(line: Line, rules: RowRules, maxLineBytes: number, unit: strin
       };
   }
   const row = normalizeRow(value, rules);
-  return 'code' in row ? { line: line.lineNumber, raw, error: row } : { line: line.lineNumber, raw, row };
+  return 'code' in row
+    ? { line: line.lineNumber, raw, error: row, ...customIdOf(value) }
+    : { line: line.lineNumber, raw, row };
 }
 
 const surrogateEscape = /\\u[dD][89a-fA-F]/;
@@ -209,7 +225,9 @@ export async function* readInput(body: Readable, format: InputFormat, limits: In
     for await (const record of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
       yield* skipped.splice(0);
       const row = normalizeRow(record.record, limits);
-      yield 'code' in row ? { line: record.info.lines, error: row } : { line: record.info.lines, row };
+      yield 'code' in row
+        ? { line: record.info.lines, error: row, ...customIdOf(record.record) }
+        : { line: record.info.lines, row };
     }
     yield* skipped.splice(0);
   } catch (e) {

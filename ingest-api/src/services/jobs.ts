@@ -511,7 +511,7 @@ export class JobService {
             customId,
           );
         } else if (item.error) {
-          fail(item, item.error, null);
+          fail(item, item.error, item.customId ?? null);
         } else {
           const request = this.toRequest(job, item, rowIndex, jobParameters, models, submittedAt);
           const message =
