@@ -13,6 +13,11 @@ export interface CheckInput {
   announcements: string[];
   /** Problems checkFiles found in the jobs' files. Must be none. */
   fileProblems?: string[];
+  /**
+   * Calls the provider admitted (answered, not refused or failed) for these jobs, from the
+   * simulator's ledger: a result line without one is a result the provider never gave.
+   */
+  admittedCalls?: number;
 }
 
 export interface CheckResult {
@@ -30,6 +35,8 @@ export interface CheckResult {
   announcementsPerJob: Record<string, number>;
   /** Problems in the files themselves (checkFiles). Must be 0. */
   fileProblems: number;
+  /** Result lines beyond the calls the provider admitted (the simulator's ledger). Must be 0. */
+  resultsWithoutCall: number;
   /** Examples of each problem, for the report. */
   examples: { lost: string[]; duplicates: string[]; unknown: string[]; files: string[] };
   ok: boolean;
@@ -39,7 +46,13 @@ export interface CheckResult {
  * The suite's judge: every submitted prompt ends in exactly one result or one error, nothing else
  * appears in the output, and every job is announced exactly once.
  */
-export function check({ submitted, outputs, announcements, fileProblems = [] }: CheckInput): CheckResult {
+export function check({
+  submitted,
+  outputs,
+  announcements,
+  fileProblems = [],
+  admittedCalls = Infinity,
+}: CheckInput): CheckResult {
   const seen = new Map<string, { result: number; error: number }>();
   let unknown = 0;
   const unknownIds: string[] = [];
@@ -77,7 +90,10 @@ export function check({ submitted, outputs, announcements, fileProblems = [] }: 
   const perJob: Record<string, number> = {};
   for (const jobId of submitted.keys()) perJob[jobId] = 0;
   for (const jobId of announcements) if (jobId in perJob) perJob[jobId]!++;
+  const results = outputs.filter((l) => l.kind === 'result').length;
+  const resultsWithoutCall = Math.max(0, results - admittedCalls);
   const ok =
+    resultsWithoutCall === 0 &&
     lost === 0 &&
     duplicates === 0 &&
     resultAndError === 0 &&
@@ -93,6 +109,7 @@ export function check({ submitted, outputs, announcements, fileProblems = [] }: 
     unknown,
     announcementsPerJob: perJob,
     fileProblems: fileProblems.length,
+    resultsWithoutCall,
     examples: { lost: lostIds, duplicates: duplicateIds, unknown: unknownIds, files: fileProblems.slice(0, 5) },
     ok,
   };

@@ -24,7 +24,7 @@ import {
   stackSettings,
   waitFor,
 } from '@sluice/testing';
-import { check, checkFiles, type CheckResult, type JobFiles, type OutputLine } from './checker.js';
+import { check, checkFiles, type CheckResult, type JobFiles, type OutputLine, type RowExpectation } from './checker.js';
 import { Cluster, type Role } from './cluster.js';
 import { inputRow, scenarios, type Scenario, type ScenarioContext } from './scenarios.js';
 
@@ -125,6 +125,7 @@ async function runScenario(sc: Scenario): Promise<Row> {
   };
   const cluster = new Cluster(env, api, log);
   const ledger = new Map<string, number>();
+  const expectations = new Map<string, (row: number) => RowExpectation>();
   let lastWritten = 0;
   const written = async () => {
     let n = 0;
@@ -150,6 +151,7 @@ async function runScenario(sc: Scenario): Promise<Row> {
     apiKey,
     quick,
     ledger,
+    expectations,
     log,
     proxy,
     written,
@@ -239,9 +241,19 @@ async function runScenario(sc: Scenario): Promise<Row> {
           const text = (await store.get(file.name))?.toString() ?? '';
           for (const l of text.split('\n')) if (l) outputs.push({ id: (JSON.parse(l) as { id: string }).id, kind });
         }
-    fileProblems.push(...checkFiles({ jobId, manifest, objects: await store.list(`${jobId}/`), lines }, inputRow));
+    fileProblems.push(
+      ...checkFiles(
+        { jobId, manifest, objects: await store.list(`${jobId}/`), lines },
+        expectations.get(jobId) ?? inputRow,
+      ),
+    );
   }
-  const result = check({ submitted: ledger, outputs, announcements: announced, fileProblems });
+  // Every result is an answer the provider gave: no more of them than calls it admitted.
+  const admittedCalls = sim.sim.ledger
+    .stats()
+    .filter((k) => k.key === simKey)
+    .reduce((n, k) => n + (k.byOutcome['admitted'] ?? 0), 0);
+  const result = check({ submitted: ledger, outputs, announcements: announced, fileProblems, admittedCalls });
   if (!result.ok || error !== null) {
     // What a failed run needs for its diagnosis, in the suite's own output (CI keeps nothing else).
     log(`  progress, every 5 s:\n${timeline.map((l) => `    ${l}`).join('\n')}`);

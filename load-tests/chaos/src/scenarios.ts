@@ -2,7 +2,7 @@ import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { SluiceKafka } from '@sluice/kafka';
 import type { KeyConfig, ProviderSimServer } from '@sluice/provider-sim';
-import { stackSettings, waitFor } from '@sluice/testing';
+import { corpusUpload, stackSettings, waitFor } from '@sluice/testing';
 import { readDeadLetters } from '@sluice/dev/dead-letters';
 import { createSchemaCodecs } from '@sluice/schemas';
 import { runningPid, stackUp } from '@sluice/dev/stack';
@@ -22,6 +22,8 @@ export interface ScenarioContext {
   quick: boolean;
   /** jobId → rows submitted (every row gets an outcome: result or error). */
   ledger: Map<string, number>;
+  /** What each row of a job must end as, where its input is not jobInput's (the default: inputRow). */
+  expectations: Map<string, (row: number) => RowExpectation>;
   log(line: string): void;
   /** Outcomes written so far across the scenario's jobs (the sink's counters). */
   written(): Promise<number>;
@@ -313,6 +315,27 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'bad-input',
+    quick: true,
+    what: "the bad-input corpus (a row of every kind the API refuses, a 5 MiB line, lone surrogates, a field nested 5,000 deep) as a job's whole input, beside a plain job",
+    async run(ctx) {
+      await submit(ctx, ctx.quick ? 500 : 2_000);
+      const jobId = await createJob(ctx);
+      const { body, rows } = corpusUpload();
+      const res = await fetch(`${ctx.api}/v1/jobs/${jobId}/input`, {
+        method: 'PUT',
+        headers: { ...headers(ctx.apiKey), 'content-type': 'application/jsonl' },
+        body,
+      });
+      if (res.status !== 200) throw new Error(`upload of the corpus: ${res.status} ${await res.text()}`);
+      ctx.ledger.set(jobId, rows.length);
+      ctx.expectations.set(jobId, (row) => ({
+        customId: rows[row]?.customId ?? null,
+        ...(rows[row]?.code ? { inputError: rows[row]!.code } : {}),
+      }));
+    },
+  },
+  {
     name: 'duplicate-submission',
     quick: true,
     what: 'the same create sent twice with one Idempotency-Key, and the same input uploaded twice',
@@ -378,7 +401,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'broker-pause',
-    quick: false,
+    quick: true,
     what: 'SIGSTOP of the Kafka broker for 15 s (longer than the session timeouts), then SIGCONT',
     async run(ctx) {
       await submit(ctx, 4_000);
@@ -429,8 +452,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'kafka-network',
-    // Not in the quick suite while it still fails now and then (see the chaos README).
-    quick: false,
+    quick: true,
     viaProxy: true,
     what: 'every role reaches Kafka through a TCP proxy that black-holes it for 15 s, resets all connections twice, then slows every chunk by 200 ms for 10 s',
     async run(ctx) {

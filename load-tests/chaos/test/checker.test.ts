@@ -36,6 +36,16 @@ describe('chaos checker', () => {
     expect(r.examples.duplicates.sort()).toEqual(['job_a:0', 'job_a:1']);
   });
 
+  it("fails a run with more results than the provider's ledger admitted calls", () => {
+    const input = {
+      submitted: new Map([['job_a', 3]]),
+      outputs: [...lines(['job_a:0', 'job_a:1']), ...lines(['job_a:2'], 'error')],
+      announcements: ['job_a'],
+    };
+    expect(check({ ...input, admittedCalls: 2 })).toMatchObject({ resultsWithoutCall: 0, ok: true });
+    expect(check({ ...input, admittedCalls: 1 })).toMatchObject({ resultsWithoutCall: 1, ok: false });
+  });
+
   it('fails a job that was never announced', () => {
     const r = check({ submitted: new Map([['job_a', 1]]), outputs: lines(['job_a:0']), announcements: [] });
     expect(r.ok).toBe(false);
