@@ -1,2 +1,3 @@
 export { JobView, heldBackKey, isEnded, viewReadyKey, type HeldBack, type RunCounts } from './job-view.js';
 export { laneLoadKey, releasePlacement } from './placement.js';
+export { LiveCountsWriter, liveKey, readLiveCounts, type LiveCounts } from './live-counts.js';

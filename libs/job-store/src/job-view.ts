@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Job } from '@sluice/schemas';
+import { readLiveCounts } from './live-counts.js';
 
 const jobKey = (id: string) => `sluice:job:${id}`;
 const tenantKey = (tenant: string) => `sluice:tenant:${tenant}:jobs`;
@@ -58,11 +59,14 @@ redis.call('SET', KEYS[2], ARGV[1])
 return 1
 `;
 
-/** Progress counters the stream processors keep per job (absent until they run). */
+/** Progress counters the stream processors keep per job (0 until they run). */
 export interface RunCounts {
+  /** Prompts a dispatcher holds now: waiting for a grant, or at the provider (LiveCountsWriter). */
   inFlight: number;
+  /** Outcomes the sink has written. */
   succeeded: number;
   failed: number;
+  /** Prompts waiting in a delay topic to be tried again (LiveCountsWriter). */
   retrying: number;
 }
 
@@ -173,10 +177,14 @@ export class JobView {
     return jobs;
   }
 
+  /**
+   * A job's progress: outcomes the sink has written (succeeded, failed) and the live counts the
+   * dispatchers keep (in flight, waiting in a delay topic).
+   */
   async counts(id: string): Promise<RunCounts> {
-    const h = await this.redis.hgetall(countsKey(id));
+    const [h, live] = await Promise.all([this.redis.hgetall(countsKey(id)), readLiveCounts(this.redis, id)]);
     const n = (k: string) => Number(h[k] ?? 0);
-    return { inFlight: n('in_flight'), succeeded: n('succeeded'), failed: n('failed'), retrying: n('retrying') };
+    return { ...live, succeeded: n('succeeded'), failed: n('failed') };
   }
 
   /** The lane's held-back notes, for a provider's models (empty while it runs at its limits). */

@@ -1,4 +1,4 @@
-import { heldBackKey } from '@sluice/job-store';
+import { heldBackKey, LiveCountsWriter } from '@sluice/job-store';
 import type { Redis } from 'ioredis';
 import {
   deadLetterSpec,
@@ -183,6 +183,8 @@ export class Dispatcher {
   /** Per bucket (model and key): its learner (the limits stated, configured or probed), and the key. */
   private readonly learners = new Map<string, { l: LimitLearner; key: KeyState }>();
   /** Buckets whose pace is under half of the stated limit: since when, and whether reported. */
+  /** The jobs' live counts (in flight, retrying) this process keeps for the API. */
+  private readonly live: LiveCountsWriter;
   private readonly heldBack = new Map<
     string,
     { since: number; decreases: number; reported: boolean; loggedAt?: number }
@@ -241,6 +243,7 @@ export class Dispatcher {
       log: options.log,
     });
     this.delayed = new GatheringSender(this.producer, { running, log: options.log, what: 'delayed prompt' });
+    this.live = new LiveCountsWriter(options.redis);
     // A slot is held for the call, the outcome's produce (a few ms) and, once freed, until the next
     // fetch of its paused partition brings a prompt (up to the fetch wait).
     this.inFlightCap = new InFlightCap({
@@ -372,6 +375,7 @@ export class Dispatcher {
             });
             continue;
           }
+          if (request.attempt > 0) this.live.returned(request.jobId); // back from a delay topic
           void this.runTracked({
             request,
             record,
@@ -454,6 +458,7 @@ export class Dispatcher {
     clearInterval(this.capTimer);
     clearTimeout(this.parkTimer);
     clearTimeout(this.releaseTimer);
+    await this.live.close();
     await this.producer.disconnect();
   }
 
@@ -584,6 +589,20 @@ export class Dispatcher {
         ...task.record,
       });
     }
+    this.live.started(request.jobId);
+    try {
+      return await this.call(task);
+    } finally {
+      this.live.ended(request.jobId);
+    }
+  }
+
+  /**
+   * Calls the provider for an admitted prompt, through the limiter, its waits and retries, and
+   * writes its outcome (or sends it to a delay topic).
+   */
+  private async call(task: Task): Promise<void> {
+    const { request } = task;
     const counted = this.o.tokenCounter.count(request.messages);
     // Reservations are estimated by the first key's learner, which every answer calibrates.
     const calibration = this.learner(request.model, this.keys[0]!);
@@ -1053,6 +1072,7 @@ export class Dispatcher {
         [headers.attempts]: JSON.stringify(task.history),
       },
     });
+    this.live.delayed(task.request.jobId);
   }
 }
 

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { SluiceError } from '@sluice/errors';
 import type { Job } from '@sluice/schemas';
 import { formatOf } from '../../input/reader.js';
-import type { HeldBack, RunCounts } from '@sluice/job-store';
+import { isEnded, type HeldBack, type RunCounts } from '@sluice/job-store';
 import type { JobService } from '../../services/jobs.js';
 
 const Parameters = Type.Object(
@@ -97,6 +97,11 @@ const IdParams = Type.Object({ id: Type.String({ pattern: '^job_[a-z0-9]+$' }) }
 
 function view(job: Job, counts: RunCounts, heldBack?: HeldBack[]): Static<typeof JobView> {
   const held = heldBack?.[0];
+  // Of the prompts without an outcome yet: in a dispatcher's hands, waiting in a delay topic
+  // (both live figures, 0 once the job has ended), and the rest queued on the lane.
+  const pending = Math.max(0, job.accepted - counts.succeeded - counts.failed);
+  const inFlight = isEnded(job.status) ? 0 : Math.min(pending, counts.inFlight);
+  const retrying = isEnded(job.status) ? 0 : Math.min(pending - inFlight, counts.retrying);
   return {
     ...(heldBack === undefined
       ? {}
@@ -122,12 +127,12 @@ function view(job: Job, counts: RunCounts, heldBack?: HeldBack[]): Static<typeof
     metadata: job.metadata,
     counts: {
       total: job.total,
-      queued: Math.max(0, job.accepted - counts.succeeded - counts.failed - counts.inFlight),
+      queued: pending - inFlight - retrying,
       invalid: job.invalid,
-      inFlight: counts.inFlight,
+      inFlight,
       succeeded: counts.succeeded,
       failed: counts.failed + job.invalid,
-      retrying: counts.retrying,
+      retrying,
     },
     kafka: { laneTopic: job.laneTopic, partitions: job.partitions, resultsTopic: job.resultsTopic, tenant: job.tenant },
   };
