@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { redisKeys } from '@sluice/job-store';
 import { deadLetterHeaders, deadLetterTopic, type Message, type SluiceKafka } from '@sluice/kafka';
 
 export interface Letter {
@@ -102,7 +103,7 @@ export async function readDeadLetters(kafka: SluiceKafka, filter: LetterFilter =
 }
 
 /** Where re-driven letters are noted, so that a second re-drive does not send them again. */
-const redrivenKey = 'sluice:dead-letters:redriven';
+const redrivenKey = redisKeys.redrivenLetters;
 const letterId = (l: Letter) => `${l.partition}/${l.offset}`;
 
 export interface RedriveReport {

@@ -6,7 +6,6 @@
  */
 import type { Admin } from 'kafkajs';
 import type { Redis } from 'ioredis';
-import type { Job } from '@sluice/schemas';
 import { JobView } from '@sluice/job-store';
 
 export interface GroupLag {
@@ -83,31 +82,21 @@ export async function lagReport(admin: Admin, redis: Redis, prefix = 'sluice'): 
 
   const view = new JobView(redis);
   const jobs: JobBacklog[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', 'sluice:job:*', 'COUNT', 500);
-    cursor = next;
-    const ids = keys.filter((k) => k.split(':').length === 3).map((k) => k.slice('sluice:job:'.length));
-    if (ids.length === 0) continue;
-    const raws = await redis.mget(ids.map((id) => `sluice:job:${id}`));
-    for (const raw of raws) {
-      if (!raw) continue;
-      const job = JSON.parse(raw) as Job;
-      if (job.finalizedAt !== null || job.status === 'cancelled') continue;
-      const c = await view.counts(job.jobId);
-      const answered = c.succeeded + c.failed;
-      jobs.push({
-        jobId: job.jobId,
-        tenant: job.tenant,
-        status: job.status,
-        accepted: job.accepted,
-        answered,
-        inFlight: c.inFlight,
-        retrying: c.retrying,
-        waiting: Math.max(0, job.accepted - answered),
-      });
-    }
-  } while (cursor !== '0');
+  for await (const job of view.scan()) {
+    if (job.finalizedAt !== null || job.status === 'cancelled') continue;
+    const c = await view.counts(job.jobId);
+    const answered = c.succeeded + c.failed;
+    jobs.push({
+      jobId: job.jobId,
+      tenant: job.tenant,
+      status: job.status,
+      accepted: job.accepted,
+      answered,
+      inFlight: c.inFlight,
+      retrying: c.retrying,
+      waiting: Math.max(0, job.accepted - answered),
+    });
+  }
   jobs.sort((a, b) => b.waiting - a.waiting || a.jobId.localeCompare(b.jobId));
   return { groups, jobs };
 }

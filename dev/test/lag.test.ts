@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { JobView } from '@sluice/job-store';
+import { JobView, LiveCountsWriter, redisKeys } from '@sluice/job-store';
 import { createKafka } from '@sluice/kafka';
 import type { Job } from '@sluice/schemas';
 import { stackSettings, uniqueName } from '@sluice/testing';
@@ -38,7 +38,13 @@ describe('sluice lag (real Kafka and Redis)', () => {
       const jobId = `job_${prefix}`;
       const job = { jobId, tenant: 't', status: 'sealed', accepted: 10, finalizedAt: null } as unknown as Job;
       await new JobView(redis).put(job);
-      await redis.hset(`sluice:job:${jobId}:counts`, { succeeded: 3, failed: 1, in_flight: 2, retrying: 1 });
+      await redis.hset(redisKeys.counts(jobId), { succeeded: 3, failed: 1 });
+      // As a dispatcher writes them: two prompts in hand, one sent to a delay topic.
+      const live = new LiveCountsWriter(redis, 60_000);
+      live.started(jobId);
+      live.started(jobId);
+      live.delayed(jobId);
+      await live.flush();
 
       const r = await lagReport(admin, redis, prefix);
       expect(r.groups).toHaveLength(1);
@@ -54,6 +60,7 @@ describe('sluice lag (real Kafka and Redis)', () => {
         retrying: 1,
         waiting: 6,
       });
+      await live.close();
       expect(formatLag(r)).toContain(`${groupId}  Empty, 0 members, lag 3`);
       // Kafka's own tool (kafka-consumer-groups, from the stack's cache) reads the same lag.
       const tool = await runKafkaTool('consumer-groups', ['--describe', '--group', groupId], {

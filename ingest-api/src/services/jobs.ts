@@ -3,7 +3,12 @@ import type { Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import { SluiceError } from '@sluice/errors';
 import {
+  jobsTopic,
+  jobsTopicSpec,
+  laneTopic,
   messageBytes,
+  promptId,
+  resultsTopic,
   splitByBytes,
   type Logger,
   type Message as KafkaMessage,
@@ -15,13 +20,9 @@ import type { IngestConfig } from '../config.js';
 import { HashedIdSet } from '../input/id-set.js';
 import { readInput, type InputFormat, type InputItem } from '../input/reader.js';
 import type { PromptRow, RowError } from '../input/row.js';
-import { JobView, type RunCounts } from '@sluice/job-store';
+import { JobView, redisKeys, type RunCounts } from '@sluice/job-store';
 import { Placement } from './placement.js';
 import { Tenancy } from './tenancy.js';
-
-export const jobsTopic = 'sluice.jobs';
-export const laneTopic = (provider: string) => `sluice.requests.${provider}`;
-export const resultsTopic = (jobId: string) => `sluice.results.${jobId}`;
 
 export interface JobParametersInput {
   temperature?: number;
@@ -117,7 +118,7 @@ export class JobService {
   async start(): Promise<void> {
     const { config, kafka } = this.deps;
     await kafka.ensureTopics([
-      { topic: jobsTopic, partitions: 6, config: { 'cleanup.policy': 'compact', 'min.compaction.lag.ms': '60000' } },
+      jobsTopicSpec(),
       ...Object.keys(config.models).map((p) => ({ topic: laneTopic(p), partitions: config.lanePartitions })),
     ]);
     await this.producer.connect();
@@ -191,7 +192,7 @@ export class JobService {
     }
     this.tenancy.checkNotifications(tenant, input.notifications);
     const jobId = newJobId();
-    const idemKey = idempotencyKey === undefined ? undefined : `sluice:idem:${tenant}:${idempotencyKey}`;
+    const idemKey = idempotencyKey === undefined ? undefined : redisKeys.idempotency(tenant, idempotencyKey);
     // The key names the job and what was asked for it: a replay with another body is refused.
     const claim = `${jobId} ${requestFingerprint(input)}`;
     if (idemKey !== undefined) {
@@ -346,7 +347,7 @@ export class JobService {
       throw new SluiceError('JOB_NOT_OPEN', `job ${jobId} takes its prompts from Kafka producers, not uploads`);
     }
     await this.tenancy.admitUpload(tenant);
-    const lockKey = `sluice:upload:${jobId}`;
+    const lockKey = redisKeys.uploadLock(jobId);
     const lockId = randomBytes(8).toString('hex');
     if ((await this.deps.redis.set(lockKey, lockId, 'PX', this.lockMs, 'NX')) !== 'OK') {
       throw new SluiceError('UPLOAD_IN_PROGRESS', `another upload to job ${jobId} is in progress`, {
@@ -359,7 +360,7 @@ export class JobService {
     await producer.connect(); // fences (and aborts) a transaction left open by a crashed upload
     const log = this.log;
     const c = this.deps.config;
-    const pendingKey = `sluice:upload:${jobId}:pending`;
+    const pendingKey = redisKeys.uploadPending(jobId);
     let job = current;
     if ((await this.deps.redis.exists(pendingKey)) === 1) {
       // An earlier upload died with a chunk in flight: whether it committed, only Kafka knows.
@@ -456,7 +457,7 @@ export class JobService {
     const fail = (item: { line: number }, error: RowError, customId: string | null) => {
       const outcome: PromptOutcome = {
         jobId,
-        promptId: `${jobId}:${rowIndex}`,
+        promptId: promptId(jobId, rowIndex),
         rowIndex,
         tenant,
         customId,
@@ -612,7 +613,7 @@ export class JobService {
     if ('code' in parameters) return parameters;
     return {
       jobId: job.jobId,
-      promptId: `${job.jobId}:${rowIndex}`,
+      promptId: promptId(job.jobId, rowIndex),
       rowIndex,
       tenant: job.tenant,
       provider: job.provider,
@@ -639,7 +640,7 @@ export class JobService {
     for (const job of (await this.readJobsTopic()).values()) {
       await this.view.putIfNewer(job);
       if (job.idempotencyKey) {
-        await this.deps.redis.set(`sluice:idem:${job.tenant}:${job.idempotencyKey}`, job.jobId, 'EX', 86_400, 'NX');
+        await this.deps.redis.set(redisKeys.idempotency(job.tenant, job.idempotencyKey), job.jobId, 'EX', 86_400, 'NX');
       }
       rebuilt++;
     }

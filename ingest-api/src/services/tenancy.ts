@@ -2,7 +2,7 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { SluiceError } from '@sluice/errors';
-import type { JobView } from '@sluice/job-store';
+import { redisKeys, type JobView } from '@sluice/job-store';
 import type { Job } from '@sluice/schemas';
 import {
   topicAllowed,
@@ -148,7 +148,7 @@ export class Tenancy {
       const windowMs = this.uploadWindowMs;
       r = new RateLimiterRedis({
         storeClient: this.redis,
-        keyPrefix: `sluice:quota:upload-bytes:${perMinute}:${windowMs}`,
+        keyPrefix: redisKeys.uploadBytes(perMinute, windowMs),
         points: Math.max(1, Math.round((perMinute * windowMs) / 60_000)),
         duration: windowMs / 1_000,
       });

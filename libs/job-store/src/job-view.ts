@@ -1,21 +1,22 @@
 import type { Redis } from 'ioredis';
 import type { Job } from '@sluice/schemas';
 import { readLiveCounts } from './live-counts.js';
+import { redisKeys } from './keys.js';
 
-const jobKey = (id: string) => `sluice:job:${id}`;
-const tenantKey = (tenant: string) => `sluice:tenant:${tenant}:jobs`;
-const countsKey = (id: string) => `sluice:job:${id}:counts`;
+const jobKey = redisKeys.job;
+const tenantKey = redisKeys.tenantJobs;
+const countsKey = redisKeys.counts;
 /** A tenant's jobs not yet ended (open, sealed, running), by creation time: its quotas count them. */
-const openKey = (tenant: string) => `sluice:tenant:${tenant}:open`;
+const openKey = redisKeys.tenantOpen;
 const endedStatuses = new Set(['cancelled', 'completed', 'completed_with_errors', 'failed']);
 /** Whether a job's status is final. */
 export const isEnded = (status: string): boolean => endedStatuses.has(status);
-export const viewReadyKey = 'sluice:view:ready';
+export const viewReadyKey = redisKeys.viewReady;
 /**
  * A lane's note that one of its buckets (provider:model:key) paces under half of its stated
  * limit with no 429: the dispatcher writes it while that lasts, with a short expiry.
  */
-export const heldBackKey = (provider: string, bucket: string) => `sluice:lane:${provider}:held:${bucket}`;
+export const heldBackKey = redisKeys.heldBack;
 
 /** Why a lane runs under half of its stated limit, as the dispatcher noted it. */
 export interface HeldBack {
@@ -52,7 +53,7 @@ return 1
 `;
 
 /** A rebuild's note that it is in progress (see JobView.beginRebuild). */
-export const rebuildKey = (token: string) => `sluice:view:rebuild:${token}`;
+export const rebuildKey = redisKeys.viewRebuild;
 const markReadyScript = `
 if redis.call('DEL', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1])

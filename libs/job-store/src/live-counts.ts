@@ -1,13 +1,14 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { redisKeys } from './keys.js';
 
 /**
  * A job's live counts: prompts a dispatcher holds now (waiting for a grant or at the provider),
  * one field per process, and prompts waiting in a delay topic, one field every process adds to
  * (a dispatcher that delays a prompt) and takes from (one that reads it back from the lane).
  */
-export const liveKey = (jobId: string) => `sluice:job:${jobId}:live`;
+export const liveKey = redisKeys.live;
 const inFlightPrefix = 'in_flight:';
 const retryingField = 'retrying';
 /** A process's in-flight figure counts this long after it was written: one that died stops counting. */

@@ -1,8 +1,9 @@
 import type { Redis } from 'ioredis';
+import { redisKeys } from './keys.js';
 
 /** A lane's load: per partition, the unfinished jobs placed on it (a sorted set). */
-export const laneLoadKey = (provider: string) => `sluice:lane:${provider}:load`;
-const releasedKey = (jobId: string) => `sluice:job:${jobId}:released`;
+export const laneLoadKey = redisKeys.laneLoad;
+const releasedKey = redisKeys.released;
 
 // Takes a job's count off each of its partitions, once per job whoever asks (a cancel and the
 // finalization that follows it, a sink that finalizes again after a crash).

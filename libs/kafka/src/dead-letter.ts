@@ -1,32 +1,15 @@
 import type { Message, Producer } from 'kafkajs';
 import { sendUntilWritten, type Logger, type TopicSpec } from './index.js';
+import { deadLetterHeaders, deadLetterTopic } from './contract.js';
 
 /**
  * Where a record goes that Sluice cannot take or cannot deliver, with the reason: nothing is
- * dropped, and no partition waits on it. `npm run dead-letter` lists and re-drives them.
+ * dropped, and no partition waits on it. `npm run sluice -- dead-letters` lists and re-drives them.
  */
-export const deadLetterTopic = 'sluice.dead-letter';
-
 export function deadLetterSpec(): TopicSpec {
   // Kept a month: long enough for an operator to read, fix and re-drive.
   return { topic: deadLetterTopic, partitions: 3, config: { 'retention.ms': String(30 * 24 * 3_600_000) } };
 }
-
-/** Headers a dead letter carries beside the original record's own. */
-export const deadLetterHeaders = {
-  /** Why (a code of DeadLetterReason). */
-  reason: 'sluice-dl-reason',
-  /** Why, in a sentence (never prompt text). */
-  message: 'sluice-dl-message',
-  /** The role that wrote it: dispatcher, delay, sink. */
-  stage: 'sluice-dl-stage',
-  /** The topic the record was on its way to: where a re-drive sends it. */
-  target: 'sluice-dl-target',
-  /** Where it was read from, as topic/partition/offset, when it was read from a topic. */
-  source: 'sluice-dl-source',
-  /** When (ms since the epoch). */
-  at: 'sluice-dl-at',
-} as const;
 
 export type DeadLetterReason =
   /** Not a record of its topic's schema (not Avro, unknown schema id, no value). */

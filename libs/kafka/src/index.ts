@@ -532,11 +532,20 @@ export function createKafka(options: KafkaClientOptions): SluiceKafka {
   };
 }
 
+export { deadLetterSpec, DeadLetters, type DeadLetter, type DeadLetterReason } from './dead-letter.js';
 export {
   deadLetterHeaders,
-  deadLetterSpec,
   deadLetterTopic,
-  DeadLetters,
-  type DeadLetter,
-  type DeadLetterReason,
-} from './dead-letter.js';
+  delayTiers,
+  headerText,
+  jobsTopic,
+  jobsTopicSpec,
+  laneProvider,
+  laneTopic,
+  promptHeaders,
+  promptId,
+  resultsTopic,
+  tierFor,
+  tierTopics,
+  topicPrefix,
+} from './contract.js';

@@ -1,3 +1,5 @@
+import { promptId } from '@sluice/kafka';
+
 /** One line of a results or errors file, as far as the checker reads it. */
 export interface OutputLine {
   id: string;
@@ -84,7 +86,7 @@ export function check({
   for (const [jobId, n] of submitted) {
     total += n;
     for (let row = 0; row < n && lostIds.length < 5; row++)
-      if (!seen.has(`${jobId}:${row}`)) lostIds.push(`${jobId}:${row}`);
+      if (!seen.has(promptId(jobId, row))) lostIds.push(promptId(jobId, row));
   }
   const lost = total - seen.size;
   const perJob: Record<string, number> = {};

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import type { SluiceKafka } from '@sluice/kafka';
+import { laneTopic, promptId, resultsTopic, type SluiceKafka } from '@sluice/kafka';
 import type { KeyConfig, ProviderSimServer } from '@sluice/provider-sim';
 import { corpusUpload, stackSettings, waitFor } from '@sluice/testing';
 import { readDeadLetters } from '@sluice/dev/dead-letters';
@@ -270,7 +270,7 @@ export const scenarios: Scenario[] = [
         key: r.jobId,
         value: codecs.promptRequest.encodeSync({
           ...r,
-          promptId: `${r.jobId}:${r.rowIndex}`,
+          promptId: promptId(r.jobId, r.rowIndex),
           provider: ctx.lane,
           model: 'gpt-4o-mini',
           messages: [{ role: 'user', content: 'forged' }],
@@ -290,9 +290,9 @@ export const scenarios: Scenario[] = [
           source: 'kafka',
         }),
       }));
-      const lane = `sluice.requests.${ctx.lane}`;
+      const lane = laneTopic(ctx.lane);
       await producer.send({ topic: lane, messages: [...junk.map((m) => ({ key: jobId, ...m })), ...forged] });
-      await producer.send({ topic: `sluice.results.${jobId}`, messages: junk.map((m) => ({ key: jobId, ...m })) });
+      await producer.send({ topic: resultsTopic(jobId), messages: junk.map((m) => ({ key: jobId, ...m })) });
       await producer.disconnect();
       // Each lane record ends as a dead letter with its reason (the results topic's junk is skipped).
       const expected = ['JOB_UNKNOWN', 'ROW_OUT_OF_RANGE', 'TENANT_MISMATCH', ...junk.map(() => 'UNDECODABLE')].sort();

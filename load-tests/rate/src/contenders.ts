@@ -6,7 +6,8 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync }
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import type { SluiceKafka } from '@sluice/kafka';
+import { redisKeys } from '@sluice/job-store';
+import { laneTopic, promptId, resultsTopic, type SluiceKafka } from '@sluice/kafka';
 import type { PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import { parseEnvFile, stackSettings, type StackSettings } from '@sluice/testing';
 
@@ -229,13 +230,13 @@ export async function launchSluice(
   const lane = `bench${deps.id}`;
   const jobId = `job_bench${deps.id}`;
   await deps.kafka.ensureTopics([
-    { topic: `sluice.requests.${lane}`, partitions: 12 },
-    { topic: `sluice.results.${jobId}`, partitions: 1 },
+    { topic: laneTopic(lane), partitions: 12 },
+    { topic: resultsTopic(jobId), partitions: 1 },
   ]);
   // The job's view, as the API writes it: the dispatcher checks each lane record against it.
   const redis = new Redis(deps.stackEnv['SLUICE_REDIS_URL']!);
   await redis.set(
-    `sluice:job:${jobId}`,
+    redisKeys.job(jobId),
     JSON.stringify({ jobId, status: 'sealed', tenant: 'bench', model: c.prompts[0]?.model, total: c.prompts.length }),
   );
   redis.disconnect();
@@ -244,7 +245,7 @@ export async function launchSluice(
   const messages = c.prompts.map((p, i) => {
     const request: PromptRequest = {
       jobId,
-      promptId: `${jobId}:${i}`,
+      promptId: promptId(jobId, i),
       rowIndex: i,
       tenant: 'bench',
       provider: c.dialect,
@@ -268,7 +269,7 @@ export async function launchSluice(
     return { key: `${i}`, partition: i % 12, value: deps.codecs.promptRequest.encodeSync(request) };
   });
   for (let i = 0; i < messages.length; i += 1_000)
-    await producer.send({ topic: `sluice.requests.${lane}`, messages: messages.slice(i, i + 1_000) });
+    await producer.send({ topic: laneTopic(lane), messages: messages.slice(i, i + 1_000) });
   await producer.disconnect();
   const baseUrl = c.dialect === 'openai' || c.dialect === 'compatible' ? `${c.simUrl}/v1` : c.simUrl;
   // BENCH_DISPATCHER_PROFILE=DIR writes each dispatcher's CPU profile there (.cpuprofile).

@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createKafka } from '@sluice/kafka';
+import { createKafka, resultsTopic } from '@sluice/kafka';
 import { startProviderSim } from '@sluice/provider-sim';
 import { createSchemaCodecs } from '@sluice/schemas';
 import { cpuSeconds, launchSluice, localStack, type BenchPrompt } from './contenders.js';
@@ -95,7 +95,7 @@ proc.stderr?.on('data', (c: Buffer) => stderr.push(c.toString()));
 const seen = new Map<number, number>();
 const consumer = kafka.consumer({ groupId: `bench-dispatch-${id}` });
 await consumer.connect();
-await consumer.subscribe({ topic: `sluice.results.job_bench${id}`, fromBeginning: true });
+await consumer.subscribe({ topic: resultsTopic(`job_bench${id}`), fromBeginning: true });
 let lastOutcomeAt = 0;
 await consumer.run({
   eachMessage: async ({ message }) => {

@@ -2,7 +2,12 @@ import type { CrashPoint } from '@sluice/errors';
 import {
   deadLetterSpec,
   DeadLetters,
+  delayTiers,
+  headerText,
+  laneProvider,
+  promptHeaders as headers,
   replaceHungConsumer,
+  tierTopics,
   unknownTopicError,
   watchConsumer,
   type Consumer,
@@ -11,8 +16,6 @@ import {
   type Producer,
   type SluiceKafka,
 } from '@sluice/kafka';
-import { delayTiers, headerText, headers } from '../../dispatcher/src/headers.js';
-import { tierTopics } from '../../dispatcher/src/dispatcher.js';
 
 export interface DelayProcessorOptions {
   kafka: SluiceKafka;
@@ -149,7 +152,7 @@ export class DelayProcessor {
       for (const d of due) {
         const known =
           d.lane !== undefined &&
-          d.lane.startsWith('sluice.requests.') &&
+          laneProvider(d.lane) !== undefined &&
           (await this.o.kafka.topicExists(d.lane, { fresh }));
         if (!known) lost.push(d);
         else byLane.set(d.lane!, [...(byLane.get(d.lane!) ?? []), d.message]);

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { viewReadyKey } from '@sluice/job-store';
+import { redisKeys, viewReadyKey } from '@sluice/job-store';
 import type { DeadLetterReason, Logger } from '@sluice/kafka';
 import type { PromptRequest } from '@sluice/schemas';
 
@@ -108,7 +108,7 @@ export class Admission {
   private async read(jobId: string): Promise<JobFacts | null | undefined> {
     let raw: string | null;
     try {
-      raw = await withinSecond(this.o.redis.get(`sluice:job:${jobId}`));
+      raw = await withinSecond(this.o.redis.get(redisKeys.job(jobId)));
     } catch (err) {
       if (!this.unread) this.o.log.warn({ err, lane: this.o.lane, jobId }, 'job status unread (Redis); prompts go on');
       this.unread = true;

@@ -3,7 +3,12 @@ import type { Redis } from 'ioredis';
 import {
   deadLetterSpec,
   DeadLetters,
+  laneTopic,
+  promptHeaders,
   replaceHungConsumer,
+  resultsTopic,
+  tierFor,
+  tierTopics,
   GatheringSender,
   TopicMissingError,
   watchConsumer,
@@ -26,7 +31,7 @@ import {
 import type { CrashPoint } from '@sluice/errors';
 import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import { Admission } from './admission.js';
-import { backoffMs, delayTiers, headers, readAttempts, tierFor } from './headers.js';
+import { backoffMs, readAttempts } from './headers.js';
 import { OutageBreaker, type OutageBreakerOptions } from './breaker.js';
 import { FairShare } from './fair-share.js';
 import { OffsetTracker } from './offset-tracker.js';
@@ -220,7 +225,7 @@ export class Dispatcher {
       lanePartitions: 12,
       ...options,
     };
-    this.lane = `sluice.requests.${options.provider}`;
+    this.lane = laneTopic(options.provider);
     const keys =
       options.keys ?? (options.adapter && options.keyId ? [{ keyId: options.keyId, adapter: options.adapter }] : []);
     if (keys.length === 0) throw new Error('a dispatcher needs an API key: give adapter and keyId, or keys');
@@ -238,7 +243,7 @@ export class Dispatcher {
     this.deadLetters = new DeadLetters(this.producer, { stage: 'dispatcher', running, log: options.log });
     this.admission = new Admission({
       redis: options.redis,
-      lane: `sluice.requests.${options.provider}`,
+      lane: laneTopic(options.provider),
       models: options.models,
       log: options.log,
     });
@@ -1043,7 +1048,7 @@ export class Dispatcher {
       attemptHistory: task.history,
       completedAt: now(),
     };
-    const topic = `sluice.results.${r.jobId}`;
+    const topic = resultsTopic(r.jobId);
     const message = { key: r.jobId, value: this.o.codecs.promptOutcome.encodeSync(outcome) };
     try {
       await this.outcomes.send(topic, message);
@@ -1066,17 +1071,12 @@ export class Dispatcher {
       key: task.request.jobId,
       value: this.o.codecs.promptRequest.encodeSync(next),
       headers: {
-        [headers.dueAt]: String(now() + waitMs),
-        [headers.lane]: this.lane,
-        [headers.lanePartition]: String(task.partition),
-        [headers.attempts]: JSON.stringify(task.history),
+        [promptHeaders.dueAt]: String(now() + waitMs),
+        [promptHeaders.lane]: this.lane,
+        [promptHeaders.lanePartition]: String(task.partition),
+        [promptHeaders.attempts]: JSON.stringify(task.history),
       },
     });
     this.live.delayed(task.request.jobId);
   }
-}
-
-/** The delay topics, as topic specs (one list of tiers: headers.ts). */
-export function tierTopics() {
-  return delayTiers.map(({ topic }) => ({ topic, partitions: 6 }));
 }

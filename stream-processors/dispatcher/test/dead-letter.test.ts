@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { viewReadyKey } from '@sluice/job-store';
-import { createKafka, deadLetterHeaders, deadLetterTopic, type SluiceKafka } from '@sluice/kafka';
+import {
+  createKafka,
+  deadLetterHeaders,
+  deadLetterTopic,
+  promptHeaders as headers,
+  type SluiceKafka,
+} from '@sluice/kafka';
 import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
 import { createOpenAIAdapter } from '@sluice/providers';
 import { RateLimiter } from '@sluice/rate-limit';
@@ -11,7 +17,6 @@ import { stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DelayProcessor } from '../../delay/src/delay-processor.js';
 import { Dispatcher } from '../src/dispatcher.js';
-import { headers } from '../src/headers.js';
 import { collectOutcomes, seedLaneJob } from './helpers.js';
 
 const s = stackSettings();

@@ -1,8 +1,11 @@
 import type { Redis } from 'ioredis';
 import type { Announcement, Announcer } from '@sluice/announcer';
-import { JobView, releasePlacement } from '@sluice/job-store';
+import { JobView, redisKeys, releasePlacement } from '@sluice/job-store';
 import type { CrashPoint } from '@sluice/errors';
 import {
+  jobsTopic,
+  jobsTopicSpec,
+  promptId,
   replaceHungConsumer,
   watchConsumer,
   type Consumer,
@@ -14,8 +17,6 @@ import { jobObjectPrefix, manifestName as manifestOf, ObjectExistsError, type Ob
 import type { Job, JobEvent, PromptOutcome, SchemaCodecs } from '@sluice/schemas';
 import { JobWriter } from './job-writer.js';
 import { buildManifest, defaultPrices, type Manifest, type PriceTable } from './manifest.js';
-
-export const jobsTopic = 'sluice.jobs';
 
 export interface SinkOptions {
   kafka: SluiceKafka;
@@ -115,9 +116,7 @@ export class Sink {
   }
 
   async start(): Promise<void> {
-    await this.o.kafka.ensureTopics([
-      { topic: jobsTopic, partitions: 6, config: { 'cleanup.policy': 'compact', 'min.compaction.lag.ms': '60000' } },
-    ]);
+    await this.o.kafka.ensureTopics([jobsTopicSpec()]);
     await this.producer.connect();
     await this.startJobsConsumer();
     // Events are acted on in a tick, on the latest state of each job, so that a replay of a job's
@@ -190,13 +189,13 @@ export class Sink {
       stallMs: this.o.consumerStallMs,
       onStall: ({ idleMs, lastEvent }) => {
         if (this.stopping || generation !== this.generation) return;
-        this.o.log.warn({ idleMs, lastEvent }, 'sluice.jobs consumer hung (no fetch); replacing it');
+        this.o.log.warn({ idleMs, lastEvent }, `${jobsTopic} consumer hung (no fetch); replacing it`);
         this.consumerReplacements++;
         void replaceHungConsumer(consumer, {
           start: () => this.startJobsConsumer(),
           running: () => !this.stopping,
           log: this.o.log,
-          what: 'sluice.jobs consumer',
+          what: `${jobsTopic} consumer`,
         });
       },
     });
@@ -314,7 +313,7 @@ export class Sink {
   private async progress(w: JobWriter): Promise<void> {
     const jobId = w.job.jobId;
     await this.o.redis
-      .hset(`sluice:job:${jobId}:counts`, {
+      .hset(redisKeys.counts(jobId), {
         succeeded: w.totals.succeeded,
         failed: w.totals.failed + w.totals.cancelled,
         written: w.committedRows,
@@ -487,7 +486,7 @@ export class Sink {
         messages: missing.slice(i, i + 1_000).map((row) => {
           const outcome: PromptOutcome = {
             jobId: job.jobId,
-            promptId: `${job.jobId}:${row}`,
+            promptId: promptId(job.jobId, row),
             rowIndex: row,
             tenant: job.tenant,
             customId: null,
