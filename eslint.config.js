@@ -8,8 +8,23 @@ export default tseslint.config(
   {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
-      // Only the config module of each process reads the environment (see docs/adr/0001).
       'no-restricted-syntax': 'off',
+    },
+  },
+  {
+    // Only the config module of each role and library reads the environment: every setting is
+    // parsed, checked and documented in one place (see docs/adr/0001).
+    files: ['libs/*/src/**/*.ts', 'stream-processors/*/src/**/*.ts', 'ingest-api/src/**/*.ts', 'schemas/src/**/*.ts'],
+    ignores: ['**/config.ts', 'libs/testing/**'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        {
+          object: 'process',
+          property: 'env',
+          message: "read settings in the module's config.ts (loadConfig and its kin), and pass them in",
+        },
+      ],
     },
   },
 );

@@ -92,3 +92,4 @@ export function isSluiceError(err: unknown): err is SluiceError {
 
 export { CrashPoint, crashPointNames, type CrashPointName } from './crash.js';
 export { exitOnUnhandledErrors } from './fatal.js';
+export { isMainModule, runRole, type RunningRole } from './role.js';

@@ -8,7 +8,7 @@ import {
   createOpenAIAdapter,
   type ProviderAdapter,
 } from '@sluice/providers';
-import { exitOnUnhandledErrors } from '@sluice/errors';
+import { isMainModule, runRole, type RunningRole } from '@sluice/errors';
 import { loadTokenCounter, RateLimiter } from '@sluice/rate-limit';
 import { createSchemaCodecs } from '@sluice/schemas';
 import { loadDispatcherConfig, type DispatcherConfig } from './config.js';
@@ -33,14 +33,12 @@ export function adapterFor(c: {
   }
 }
 
-/** Runs the dispatcher of one lane until SIGTERM, then lets calls in flight finish. */
-export async function main(): Promise<void> {
+const roleLog = pino({ name: 'dispatcher' });
+
+/** Starts the dispatcher of one lane; stopped, it lets calls in flight finish. */
+export async function main(): Promise<RunningRole> {
   const config = loadDispatcherConfig();
-  const log = pino({
-    name: 'dispatcher',
-    base: { lane: config.lane, keyId: config.keys.map((k) => k.keyId).join(',') },
-  });
-  exitOnUnhandledErrors(log);
+  const log = roleLog.child({ lane: config.lane, keyId: config.keys.map((k) => k.keyId).join(',') });
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
   // ioredis reconnects by itself; while it cannot, the rate limiter paces at this replica's share.
   let redisErrorAt = 0;
@@ -77,19 +75,13 @@ export async function main(): Promise<void> {
   });
   await dispatcher.start();
   log.info({ concurrency: config.concurrency, tokenizer: config.tokenizer }, 'dispatcher running');
-  const shutdown = async () => {
-    log.info({}, 'stopping: calls in flight finish first');
-    await dispatcher.stop();
-    redis.disconnect();
-    process.exit(0);
+  return {
+    stop: async () => {
+      log.info({}, 'stopping: calls in flight finish first');
+      await dispatcher.stop();
+      redis.disconnect();
+    },
   };
-  process.once('SIGTERM', () => void shutdown());
-  process.once('SIGINT', () => void shutdown());
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err: unknown) => {
-    console.error(`dispatcher: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
-  });
-}
+if (isMainModule(import.meta.url)) runRole('dispatcher', roleLog, main);

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { exitOnUnhandledErrors } from '@sluice/errors';
+import { isMainModule, runRole, type RunningRole } from '@sluice/errors';
 import { createAnnouncer } from '@sluice/announcer';
 import { createKafka } from '@sluice/kafka';
 import { openObjectStore } from '@sluice/object-store';
@@ -65,26 +65,15 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
   };
 }
 
-/** Runs the sink until SIGTERM. */
-export async function main(): Promise<void> {
+const log = pino({ name: 'sink' });
+
+/** Starts the sink; stopped, its open parts are left for the next run to rewrite. */
+export async function main(): Promise<RunningRole> {
   const config = loadSinkConfig();
-  const log = pino({ name: 'sink' });
-  exitOnUnhandledErrors(log);
   const { sink, store, close } = await createSinkFromConfig(config, log);
   await sink.start();
   log.info({ store: store.uri(''), announces: config.pubsubProject ? config.pubsubTopic : null }, 'sink running');
-  const shutdown = async () => {
-    log.info({}, 'stopping: open parts are left for the next run to rewrite');
-    await close();
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void shutdown());
-  process.once('SIGINT', () => void shutdown());
+  return { stop: close };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err: unknown) => {
-    console.error(`sink: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
-  });
-}
+if (isMainModule(import.meta.url)) runRole('sink', log, main);
