@@ -32,6 +32,7 @@ import type { CrashPoint } from '@sluice/errors';
 import type { Attempt, PromptOutcome, PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import { Admission } from './admission.js';
 import { backoffMs, readAttempts } from './headers.js';
+import { decide, maxParkMs } from './attempt-policy.js';
 import { OutageBreaker, type OutageBreakerOptions } from './breaker.js';
 import { FairShare } from './fair-share.js';
 import { OffsetTracker } from './offset-tracker.js';
@@ -123,10 +124,6 @@ interface Task {
 }
 
 const now = () => Date.now();
-/** The longest a lane stays parked before a call tries the provider again. */
-const maxParkMs = 3_600_000;
-/** 429s one prompt may wait out in place before it goes to the delay topics. */
-const maxRateLimitedWaits = 20;
 /** A call waiting for a grant asks the limiter again at least this often (see acquire()). */
 const maxAcquireWaitMs = 1_000;
 /** How long a fetch of the lane waits for records. */
@@ -689,20 +686,23 @@ export class Dispatcher {
           // admits it again. 429s are the limit's doing, not the prompt's: they do not use up
           // its attempts.
           if ((e.retryAfterMs ?? 0) > this.o.parkAfterMs) this.park(key, e.retryAfterMs!, request.model);
-          if (++waits <= maxRateLimitedWaits) continue;
+          waits++;
         }
         // A key whose account cannot serve (no credit) leaves the pool for an hour; the prompt
         // goes on with the others. The last key's refusal is the prompt's error.
-        if (e.kind === 'quota_exhausted' && this.keys.some((k) => k !== key && !this.isParked(k))) {
-          this.park(key, maxParkMs, request.model);
+        const next = decide(
+          e,
+          { attempt, waits, otherKeys: this.keys.some((k) => k !== key && !this.isParked(k)) },
+          { maxAttempts: this.o.maxAttempts, backoffMs },
+        );
+        if (next.kind === 'wait-here') continue;
+        if (next.kind === 'next-key') {
+          this.park(key, next.parkMs, request.model);
           continue;
         }
         const t = { ...task, history };
-        if (e.retryable && attempt - Math.min(waits, maxRateLimitedWaits) < this.o.maxAttempts) {
-          const wait = Math.max(e.retryAfterMs ?? 0, e.kind === 'transient' ? backoffMs(attempt) : 1_000);
-          return this.delay(t, attempt, wait);
-        }
-        const code = e.retryable ? 'ATTEMPTS_EXHAUSTED' : e.code;
+        if (next.kind === 'delay') return this.delay(t, attempt, next.waitMs);
+        const code = next.code;
         return this.terminal(t, 'failed', null, { code, message: e.message.slice(0, 2_000), lineNumber: null });
       }
     }
