@@ -3,7 +3,7 @@ import type { TopicSpec } from './index.js';
 /**
  * The Kafka contract between Sluice's processes and with outside clients: every topic's name,
  * the headers records carry between topics, and a prompt's id. Every role imports it from here; no
- * other source file spells a topic or header name (contract.test.ts holds the rest of the tree to
+ * other source file spells a topic or header name (contract.unit.test.ts holds the rest of the tree to
  * that). What outside producers see of it: docs/kafka-producers.md.
  */
 

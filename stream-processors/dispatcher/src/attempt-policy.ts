@@ -43,7 +43,7 @@ export type Decision =
 
 /**
  * What becomes of a prompt whose call failed: no I/O, no clock, so that every case is a row of a
- * table (attempt-policy.test.ts).
+ * table (attempt-policy.unit.test.ts).
  */
 export function decide(f: Failure, s: AttemptState, rules: AttemptRules): Decision {
   if (f.kind === 'rate_limited' && s.waits <= maxRateLimitedWaits) return { kind: 'wait-here' };
