@@ -1,5 +1,4 @@
 export { Dispatcher, type DispatcherOptions } from './dispatcher/src/dispatcher.js';
-export { adapterFor } from './dispatcher/src/main.js';
 export { loadDispatcherConfig, type DispatcherConfig } from './dispatcher/src/config.js';
 export { DelayProcessor, type DelayProcessorOptions } from './delay/src/delay-processor.js';
 export { Sink, type SinkOptions } from './sink/src/sink.js';

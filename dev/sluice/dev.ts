@@ -3,11 +3,10 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { buildApp, hashApiKey, JobService, loadConfig, openResultsAccess } from '@sluice/ingest-api';
 import { createKafka } from '@sluice/kafka';
-
+import { adapterFor } from '@sluice/providers';
 import { loadTokenCounter, RateLimiter, type BucketLimits } from '@sluice/rate-limit';
 import { createSchemaCodecs } from '@sluice/schemas';
 import {
-  adapterFor,
   createSinkFromConfig,
   DelayProcessor,
   Dispatcher,

@@ -10,3 +10,4 @@ export {
   type OpenAIAdapterOptions,
 } from './openai-family.js';
 export { classifyGeminiError, createGeminiAdapter, type GeminiAdapterOptions } from './gemini.js';
+export { adapterFor, type ProviderKind } from './adapter-for.js';

@@ -1,3 +1,4 @@
+import type { ProviderKind } from '@sluice/providers';
 import { CrashPoint } from '@sluice/errors';
 import { tokenizerNames, type BucketLimits, type TokenizerName } from '@sluice/rate-limit';
 
@@ -6,7 +7,7 @@ export interface DispatcherConfig {
   redisUrl: string;
   schemaRegistryUrl: string;
   /** The lane: openai | azure | gemini | compatible (SLUICE_PROVIDER). */
-  provider: 'openai' | 'azure' | 'gemini' | 'compatible';
+  provider: ProviderKind;
   /**
    * Every key of the lane's pool, never logged: SLUICE_PROVIDER_KEYS, a JSON array of {"id",
    * "apiKey", "baseUrl"?} (baseUrl defaults to SLUICE_PROVIDER_BASE_URL), else the one key of

@@ -1,37 +1,12 @@
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { createKafka } from '@sluice/kafka';
-import {
-  createAzureAdapter,
-  createCompatibleAdapter,
-  createGeminiAdapter,
-  createOpenAIAdapter,
-  type ProviderAdapter,
-} from '@sluice/providers';
+import { adapterFor } from '@sluice/providers';
 import { isMainModule, runRole, type RunningRole } from '@sluice/errors';
 import { loadTokenCounter, RateLimiter } from '@sluice/rate-limit';
 import { createSchemaCodecs } from '@sluice/schemas';
-import { loadDispatcherConfig, type DispatcherConfig } from './config.js';
+import { loadDispatcherConfig } from './config.js';
 import { Dispatcher } from './dispatcher.js';
-
-export function adapterFor(c: {
-  provider: DispatcherConfig['provider'];
-  apiKey: string;
-  baseUrl: string | undefined;
-}): ProviderAdapter {
-  switch (c.provider) {
-    case 'openai':
-      return createOpenAIAdapter({ apiKey: c.apiKey, baseURL: c.baseUrl });
-    case 'azure':
-      if (!c.baseUrl) throw new Error('SLUICE_PROVIDER_BASE_URL must name the Azure OpenAI endpoint');
-      return createAzureAdapter({ endpoint: c.baseUrl, apiKey: c.apiKey });
-    case 'gemini':
-      return createGeminiAdapter({ apiKey: c.apiKey, baseUrl: c.baseUrl });
-    case 'compatible':
-      if (!c.baseUrl) throw new Error("SLUICE_PROVIDER_BASE_URL must name the server's /v1 URL");
-      return createCompatibleAdapter({ apiKey: c.apiKey, baseURL: c.baseUrl });
-  }
-}
 
 const roleLog = pino({ name: 'dispatcher' });
 
