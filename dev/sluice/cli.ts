@@ -4,7 +4,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PubSub, type Message } from '@google-cloud/pubsub';
-import { pino } from 'pino';
+import { createLogger } from '@sluice/logging';
 import { Redis } from 'ioredis';
 import { createKafka } from '@sluice/kafka';
 import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
@@ -95,7 +95,7 @@ async function dev(args: string[]): Promise<void> {
   const running = await startDev({
     env,
     lanes: l,
-    log: pino({ name: 'sluice-dev', level: 'info' }),
+    log: createLogger('sluice-dev'),
     port: Number(values.port),
   });
   console.log(`sluice dev: ingest API on ${running.url} (OpenAPI at ${running.url}/docs)`);
@@ -128,7 +128,7 @@ async function demo(args: string[]): Promise<void> {
   const env: Record<string, string | undefined> = { SLUICE_SINK_TENANTS: 'dev', ...(await stackEnv()) };
   const topic = env['SLUICE_PUBSUB_TOPIC'] ?? 'sluice-jobs-finished';
   const { lanes: l, sim, model } = await lanes(provider);
-  const running = await startDev({ env, lanes: l, log: pino({ name: 'sluice-dev', level: 'warn' }), port: 0 });
+  const running = await startDev({ env, lanes: l, log: createLogger('sluice-dev', { level: 'warn' }), port: 0 });
   const pubsub = new PubSub({
     projectId: env['SLUICE_PUBSUB_PROJECT'],
     apiEndpoint: env['PUBSUB_EMULATOR_HOST'],

@@ -105,7 +105,7 @@ export async function startDev(o: DevOptions): Promise<DevRunning> {
         models: ingestConfig.models[lane.provider],
         tokenCounter,
         lanePartitions: ingestConfig.lanePartitions,
-        log: log.child({ role: 'dispatcher', lane: lane.provider }),
+        log: log.child({ role: 'dispatcher', provider: lane.provider }),
       });
       await dispatcher.start();
       closers.push(() => dispatcher.stop(5_000));

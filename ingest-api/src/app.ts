@@ -1,6 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { loggerOptions } from '@sluice/logging';
 import type { IngestConfig } from './config.js';
 import { registerAuth } from './plugins/auth.js';
 import { registerErrorHandler } from './plugins/errors.js';
@@ -21,10 +22,7 @@ export interface AppOptions {
 /** Builds the ingest API. The caller owns the services and closes them after the app. */
 export async function buildApp({ config, jobs, results, logger }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: logger ?? {
-      level: 'info',
-      redact: ['req.headers.authorization', 'req.headers["x-api-key"]', '*.prompt', '*.messages', '*.content'],
-    },
+    logger: logger ?? loggerOptions('ingest-api'),
     bodyLimit: config.maxJsonBodyBytes,
     // Unknown fields are an error the caller should see, not something to drop silently.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },

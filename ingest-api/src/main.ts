@@ -1,14 +1,14 @@
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { isMainModule, runRole, type RunningRole } from '@sluice/errors';
 import { createKafka } from '@sluice/kafka';
+import { createLogger } from '@sluice/logging';
 import { openResultsAccess } from './routes/v1/results.js';
 import { createSchemaCodecs } from '@sluice/schemas';
 import { buildApp } from './app.js';
 import { loadConfig } from './config.js';
 import { JobService } from './services/jobs.js';
 
-const log = pino({ name: 'ingest-api' });
+const log = createLogger('ingest-api');
 
 /** Starts the ingest API: Kafka topics, the schema registry, the Redis view, then HTTP. */
 export async function main(): Promise<RunningRole> {

@@ -1,10 +1,10 @@
-import { pino } from 'pino';
 import { isMainModule, runRole, type RunningRole } from '@sluice/errors';
 import { createKafka } from '@sluice/kafka';
+import { createLogger } from '@sluice/logging';
 import { loadDelayConfig } from './config.js';
 import { DelayProcessor } from './delay-processor.js';
 
-const log = pino({ name: 'delay' });
+const log = createLogger('delay');
 
 /** Starts the delay processor (settings: loadDelayConfig). */
 export async function main(): Promise<RunningRole> {

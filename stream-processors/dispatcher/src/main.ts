@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { createKafka } from '@sluice/kafka';
+import { createLogger } from '@sluice/logging';
 import { adapterFor } from '@sluice/providers';
 import { isMainModule, runRole, type RunningRole } from '@sluice/errors';
 import { loadTokenCounter, RateLimiter } from '@sluice/rate-limit';
@@ -8,12 +8,12 @@ import { createSchemaCodecs } from '@sluice/schemas';
 import { loadDispatcherConfig } from './config.js';
 import { Dispatcher } from './dispatcher.js';
 
-const roleLog = pino({ name: 'dispatcher' });
+const roleLog = createLogger('dispatcher');
 
 /** Starts the dispatcher of one lane; stopped, it lets calls in flight finish. */
 export async function main(): Promise<RunningRole> {
   const config = loadDispatcherConfig();
-  const log = roleLog.child({ lane: config.lane, keyId: config.keys.map((k) => k.keyId).join(',') });
+  const log = roleLog.child({ provider: config.lane, keyId: config.keys.map((k) => k.keyId).join(',') });
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3 });
   // ioredis reconnects by itself; while it cannot, the rate limiter paces at this replica's share.
   let redisErrorAt = 0;

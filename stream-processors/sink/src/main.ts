@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '@sluice/logging';
 import { isMainModule, runRole, type RunningRole } from '@sluice/errors';
 import { createAnnouncer } from '@sluice/announcer';
 import { createKafka } from '@sluice/kafka';
@@ -65,7 +66,7 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
   };
 }
 
-const log = pino({ name: 'sink' });
+const log = createLogger('sink');
 
 /** Starts the sink; stopped, its open parts are left for the next run to rewrite. */
 export async function main(): Promise<RunningRole> {
