@@ -1,4 +1,4 @@
-import { KafkaConfigError } from './index.js';
+import { KafkaConfigError } from './types.js';
 
 /** The replication of the topics Sluice creates, from the options or the environment. */
 export function topicReplication(

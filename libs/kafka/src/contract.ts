@@ -1,4 +1,4 @@
-import type { TopicSpec } from './index.js';
+import type { TopicSpec } from './types.js';
 
 /**
  * The Kafka contract between Sluice's processes and with outside clients: every topic's name,

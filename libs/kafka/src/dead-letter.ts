@@ -1,5 +1,6 @@
 import type { Message, Producer } from 'kafkajs';
-import { sendUntilWritten, type Logger, type TopicSpec } from './index.js';
+import { sendUntilWritten } from './send.js';
+import type { Logger, TopicSpec } from './types.js';
 import { deadLetterHeaders, deadLetterTopic } from './contract.js';
 
 /**

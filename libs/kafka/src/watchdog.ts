@@ -1,5 +1,5 @@
 import type { Consumer } from 'kafkajs';
-import type { Logger } from './index.js';
+import type { Logger } from './types.js';
 
 export interface ConsumerWatchOptions {
   /** No fetch ended, and no batch is being handled, for this long: the consumer is hung. */

@@ -1,4 +1,4 @@
-import type { BucketLimits, LearnedLimits } from './index.js';
+import type { BucketLimits, LearnedLimits } from './types.js';
 import { RefillEstimator } from './refill.js';
 import { ResetWatch } from './resets.js';
 
