@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
-import { parseTenantPolicies, TenantPolicyError, type TenantPolicies } from '@sluice/tenants';
+import { ConfigError, Settings } from '@sluice/config';
+import { parseTenantPolicies, type TenantPolicies } from '@sluice/tenants';
 
 /** The providers Sluice routes to and the models each accepts (overridable: SLUICE_MODELS). */
 export const defaultModels: Record<string, string[]> = {
@@ -73,22 +74,7 @@ export interface IngestConfig {
   };
 }
 
-export class ConfigError extends Error {}
-
-function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min) throw new ConfigError(`${name}=${raw}: give a whole number of at least ${min}`);
-  return v;
-}
-
-function required(env: NodeJS.ProcessEnv, name: string): string {
-  const v = env[name];
-  if (!v)
-    throw new ConfigError(`${name} is not set. Run \`npm run stack:up\` and source .sluice/stack.env, or set it.`);
-  return v;
-}
+export { ConfigError };
 
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
@@ -102,53 +88,39 @@ export function parseApiKeys(raw: string): Map<string, string> {
     .filter(Boolean)) {
     const [tenant, hash] = entry.split(':');
     if (!tenant || !hash || !/^[0-9a-f]{64}$/.test(hash)) {
-      throw new ConfigError(
+      throw new ConfigError('ingest API', [
         `SLUICE_API_KEYS entry "${entry}" is not tenant:sha256hex (hash keys with: echo -n KEY | sha256sum)`,
-      );
+      ]);
     }
     map.set(hash, tenant);
   }
   return map;
 }
 
-/** The only reader of process.env for the ingest API. */
+/** The only reader of process.env for the ingest API; every bad setting is reported at once. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
-  let models = defaultModels;
-  if (env['SLUICE_MODELS']) {
-    try {
-      models = JSON.parse(env['SLUICE_MODELS']) as Record<string, string[]>;
-    } catch (e) {
-      throw new ConfigError(`SLUICE_MODELS is not JSON ({"openai": ["gpt-4o-mini"], ...}): ${(e as Error).message}`);
-    }
-  }
-  let tenants: TenantPolicies;
-  try {
-    tenants = parseTenantPolicies(env['SLUICE_TENANTS']);
-  } catch (e) {
-    if (e instanceof TenantPolicyError) throw new ConfigError(e.message);
-    throw e;
-  }
-  return Object.freeze({
-    tenants,
-    webhookSecret: env['SLUICE_WEBHOOK_SECRET'] || undefined,
-    port: int(env, 'SLUICE_INGEST_PORT', 8080, 0),
+  const s = new Settings(env, 'ingest API');
+  const config: IngestConfig = Object.freeze({
+    tenants: s.parsed<TenantPolicies>(() => parseTenantPolicies(env['SLUICE_TENANTS']), parseTenantPolicies(undefined)),
+    webhookSecret: s.text('SLUICE_WEBHOOK_SECRET'),
+    port: s.int('SLUICE_INGEST_PORT', 8080, 0),
     host: env['SLUICE_INGEST_HOST'] ?? '127.0.0.1',
-    kafkaBrokers: required(env, 'SLUICE_KAFKA_BROKERS').split(','),
-    redisUrl: required(env, 'SLUICE_REDIS_URL'),
-    schemaRegistryUrl: required(env, 'SLUICE_SCHEMA_REGISTRY_URL'),
-    apiKeyHashes: parseApiKeys(env['SLUICE_API_KEYS'] ?? ''),
-    models,
-    lanePartitions: int(env, 'SLUICE_LANE_PARTITIONS', 12),
-    resultsPartitions: int(env, 'SLUICE_RESULTS_PARTITIONS', 1),
-    chunkRows: int(env, 'SLUICE_UPLOAD_CHUNK_ROWS', 5_000),
-    chunkBytes: int(env, 'SLUICE_UPLOAD_CHUNK_BYTES', 16 * 1024 * 1024),
-    maxUploadBytes: int(env, 'SLUICE_MAX_UPLOAD_BYTES', 4 * 1024 ** 3),
-    maxLineBytes: int(env, 'SLUICE_MAX_LINE_BYTES', 1024 ** 2),
-    maxFields: int(env, 'SLUICE_MAX_FIELDS', 64),
-    maxMessages: int(env, 'SLUICE_MAX_MESSAGES', 256),
-    maxJsonBodyBytes: int(env, 'SLUICE_MAX_JSON_BODY_BYTES', 1024 ** 2),
-    uploadLockMs: int(env, 'SLUICE_UPLOAD_LOCK_MS', 30_000),
-    openJobTtlMs: int(env, 'SLUICE_OPEN_JOB_TTL_MS', 7 * 86_400_000),
+    kafkaBrokers: s.required('SLUICE_KAFKA_BROKERS').split(','),
+    redisUrl: s.required('SLUICE_REDIS_URL'),
+    schemaRegistryUrl: s.required('SLUICE_SCHEMA_REGISTRY_URL'),
+    apiKeyHashes: s.parsed(() => parseApiKeys(env['SLUICE_API_KEYS'] ?? ''), new Map<string, string>()),
+    models: s.json('SLUICE_MODELS', defaultModels, '{"openai": ["gpt-4o-mini"], ...}'),
+    lanePartitions: s.int('SLUICE_LANE_PARTITIONS', 12),
+    resultsPartitions: s.int('SLUICE_RESULTS_PARTITIONS', 1),
+    chunkRows: s.int('SLUICE_UPLOAD_CHUNK_ROWS', 5_000),
+    chunkBytes: s.int('SLUICE_UPLOAD_CHUNK_BYTES', 16 * 1024 * 1024),
+    maxUploadBytes: s.int('SLUICE_MAX_UPLOAD_BYTES', 4 * 1024 ** 3),
+    maxLineBytes: s.int('SLUICE_MAX_LINE_BYTES', 1024 ** 2),
+    maxFields: s.int('SLUICE_MAX_FIELDS', 64),
+    maxMessages: s.int('SLUICE_MAX_MESSAGES', 256),
+    maxJsonBodyBytes: s.int('SLUICE_MAX_JSON_BODY_BYTES', 1024 ** 2),
+    uploadLockMs: s.int('SLUICE_UPLOAD_LOCK_MS', 30_000),
+    openJobTtlMs: s.int('SLUICE_OPEN_JOB_TTL_MS', 7 * 86_400_000),
     results: Object.freeze({
       bucket: env['SLUICE_RESULTS_BUCKET'] || undefined,
       gcsEndpoint: env['SLUICE_GCS_ENDPOINT'] || undefined,
@@ -156,7 +128,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
       prefix: env['SLUICE_RESULTS_PREFIX'] ?? '',
       credentialsFile: env['SLUICE_GCS_CREDENTIALS_FILE'] || undefined,
       projectId: env['SLUICE_PUBSUB_PROJECT'] || undefined,
-      signedUrlTtlMs: int(env, 'SLUICE_SIGNED_URL_TTL_MS', 3_600_000),
+      signedUrlTtlMs: s.int('SLUICE_SIGNED_URL_TTL_MS', 3_600_000),
     }),
   });
+  s.done();
+  return config;
 }

@@ -16,8 +16,8 @@ describe("the delay processor's settings", () => {
     }
     expect(err).toBeInstanceOf(DelayConfigError);
     expect((err as DelayConfigError).problems).toEqual([
-      'SLUICE_KAFKA_BROKERS is not set: run `npm run stack:up` and source .sluice/stack.env',
-      'SLUICE_CONSUMER_STALL_MS=soon: give a whole number of milliseconds, at least 1000',
+      'SLUICE_KAFKA_BROKERS is not set: run `npm run stack:up` and source .sluice/stack.env, or set it',
+      'SLUICE_CONSUMER_STALL_MS=soon: give a whole number of at least 1000',
     ]);
   });
 });

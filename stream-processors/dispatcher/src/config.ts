@@ -1,4 +1,5 @@
 import type { ProviderKind } from '@sluice/providers';
+import { ConfigError, Settings } from '@sluice/config';
 import { CrashPoint } from '@sluice/errors';
 import { tokenizerNames, type BucketLimits, type TokenizerName } from '@sluice/rate-limit';
 
@@ -53,32 +54,9 @@ export interface DispatcherConfig {
   crash: CrashPoint | undefined;
 }
 
-export class DispatcherConfigError extends Error {}
+export { ConfigError as DispatcherConfigError };
 
 const providers = ['openai', 'azure', 'gemini', 'compatible'] as const;
-
-function int(env: NodeJS.ProcessEnv, name: string, fallback: number, least = 1): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < least)
-    throw new DispatcherConfigError(`${name}=${raw}: give a whole number of at least ${least}`);
-  return v;
-}
-
-function required(env: NodeJS.ProcessEnv, name: string, hint: string): string {
-  const v = env[name];
-  if (!v) throw new DispatcherConfigError(`${name} is not set: ${hint}`);
-  return v;
-}
-
-function crashPoint(env: NodeJS.ProcessEnv): CrashPoint | undefined {
-  try {
-    return CrashPoint.parse(env['SLUICE_CRASH_POINT']);
-  } catch (e) {
-    throw new DispatcherConfigError((e as Error).message);
-  }
-}
 
 const keysExample =
   '[{"id": "east", "apiKey": "sk-...", "baseUrl": "https://east.example/v1"}, {"id": "west", "apiKey": "sk-..."}]';
@@ -89,93 +67,78 @@ function poolKeys(raw: string, baseUrl: string | undefined): DispatcherConfig['k
   try {
     v = JSON.parse(raw);
   } catch (e) {
-    throw new DispatcherConfigError(`SLUICE_PROVIDER_KEYS is not JSON (${keysExample}): ${(e as Error).message}`);
+    throw new Error(`SLUICE_PROVIDER_KEYS is not JSON (${keysExample}): ${(e as Error).message}`);
   }
   if (!Array.isArray(v) || v.length === 0)
-    throw new DispatcherConfigError(`SLUICE_PROVIDER_KEYS must be a non-empty JSON array: ${keysExample}`);
+    throw new Error(`SLUICE_PROVIDER_KEYS must be a non-empty JSON array: ${keysExample}`);
   const seen = new Set<string>();
   return v.map((entry: unknown, i) => {
     const e = (entry ?? {}) as { id?: unknown; apiKey?: unknown; baseUrl?: unknown };
     if (typeof e.id !== 'string' || e.id === '' || typeof e.apiKey !== 'string' || e.apiKey === '')
-      throw new DispatcherConfigError(
+      throw new Error(
         `SLUICE_PROVIDER_KEYS[${i}] needs a string "id" (names the key in buckets and logs) and a string "apiKey": ${keysExample}`,
       );
     if (e.baseUrl !== undefined && typeof e.baseUrl !== 'string')
-      throw new DispatcherConfigError(`SLUICE_PROVIDER_KEYS[${i}] ("${e.id}"): "baseUrl" must be a string URL`);
-    if (seen.has(e.id)) throw new DispatcherConfigError(`SLUICE_PROVIDER_KEYS[${i}]: the id "${e.id}" is used twice`);
+      throw new Error(`SLUICE_PROVIDER_KEYS[${i}] ("${e.id}"): "baseUrl" must be a string URL`);
+    if (seen.has(e.id)) throw new Error(`SLUICE_PROVIDER_KEYS[${i}]: the id "${e.id}" is used twice`);
     seen.add(e.id);
     return { keyId: e.id, apiKey: e.apiKey, baseUrl: (e.baseUrl as string | undefined) || baseUrl };
   });
 }
 
-/** The only reader of process.env for the dispatcher process. */
+/** The only reader of process.env for the dispatcher process; every bad setting is reported at once. */
 export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): DispatcherConfig {
-  const provider = required(env, 'SLUICE_PROVIDER', `the lane to serve, one of ${providers.join(', ')}`);
-  if (!(providers as readonly string[]).includes(provider)) {
-    throw new DispatcherConfigError(`SLUICE_PROVIDER=${provider}: give one of ${providers.join(', ')}`);
-  }
-  let modelLimits: Record<string, BucketLimits> = {};
-  if (env['SLUICE_MODEL_LIMITS']) {
-    try {
-      modelLimits = JSON.parse(env['SLUICE_MODEL_LIMITS']) as Record<string, BucketLimits>;
-    } catch (e) {
-      throw new DispatcherConfigError(
-        `SLUICE_MODEL_LIMITS is not JSON ({"gpt-4o-mini": {"requestsPerMinute": 500, "tokensPerMinute": 200000}}): ${(e as Error).message}`,
-      );
-    }
-  }
+  const s = new Settings(env, 'dispatcher');
+  const stack = 'run `npm run stack:up` and source .sluice/stack.env';
+  const provider = s.required('SLUICE_PROVIDER', `the lane to serve, one of ${providers.join(', ')}`);
+  if (provider && !(providers as readonly string[]).includes(provider))
+    s.problem(`SLUICE_PROVIDER=${provider}: give one of ${providers.join(', ')}`);
+  const modelLimits = s.json<Record<string, BucketLimits>>(
+    'SLUICE_MODEL_LIMITS',
+    {},
+    '{"gpt-4o-mini": {"requestsPerMinute": 500, "tokensPerMinute": 200000}}',
+  );
   const lane = env['SLUICE_LANE'] || provider;
-  let models: readonly string[] = Object.keys(modelLimits);
-  if (env['SLUICE_MODELS']) {
-    try {
-      models = (JSON.parse(env['SLUICE_MODELS']) as Record<string, string[]>)[lane] ?? [];
-    } catch (e) {
-      throw new DispatcherConfigError(
-        `SLUICE_MODELS is not JSON ({"${lane}": ["gpt-4o-mini"]}, as the ingest API takes it): ${(e as Error).message}`,
-      );
-    }
-  }
+  const byLane = s.json<Record<string, string[]> | undefined>(
+    'SLUICE_MODELS',
+    undefined,
+    `{"${lane}": ["gpt-4o-mini"]}, as the ingest API takes it`,
+  );
+  const models: readonly string[] = byLane ? (byLane[lane] ?? []) : Object.keys(modelLimits);
   const tokenizer = (env['SLUICE_TOKENIZER'] || 'o200k_base') as TokenizerName;
   if (!tokenizerNames.includes(tokenizer))
-    throw new DispatcherConfigError(
+    s.problem(
       `SLUICE_TOKENIZER=${tokenizer}: give one of ${tokenizerNames.join(', ')} (chars: characters / 4, no tokenizer loaded)`,
     );
-  const baseUrl = env['SLUICE_PROVIDER_BASE_URL'] || undefined;
-  const keys = env['SLUICE_PROVIDER_KEYS']
-    ? poolKeys(env['SLUICE_PROVIDER_KEYS'], baseUrl)
+  const baseUrl = s.text('SLUICE_PROVIDER_BASE_URL');
+  const pool = s.text('SLUICE_PROVIDER_KEYS');
+  const keys = pool
+    ? s.parsed(() => poolKeys(pool, baseUrl), [])
     : [
         {
           keyId: env['SLUICE_PROVIDER_KEY_ID'] ?? `${provider}-default`,
-          apiKey: required(
-            env,
-            'SLUICE_PROVIDER_API_KEY',
-            "the provider's API key (or SLUICE_PROVIDER_KEYS for a pool)",
-          ),
+          apiKey: s.required('SLUICE_PROVIDER_API_KEY', "the provider's API key (or SLUICE_PROVIDER_KEYS for a pool)"),
           baseUrl,
         },
       ];
-  return Object.freeze({
-    kafkaBrokers: required(env, 'SLUICE_KAFKA_BROKERS', 'run `npm run stack:up` and source .sluice/stack.env').split(
-      ',',
-    ),
-    redisUrl: required(env, 'SLUICE_REDIS_URL', 'run `npm run stack:up` and source .sluice/stack.env'),
-    schemaRegistryUrl: required(
-      env,
-      'SLUICE_SCHEMA_REGISTRY_URL',
-      'run `npm run stack:up` and source .sluice/stack.env',
-    ),
+  const config: DispatcherConfig = Object.freeze({
+    kafkaBrokers: s.required('SLUICE_KAFKA_BROKERS', stack).split(','),
+    redisUrl: s.required('SLUICE_REDIS_URL', stack),
+    schemaRegistryUrl: s.required('SLUICE_SCHEMA_REGISTRY_URL', stack),
     provider: provider as DispatcherConfig['provider'],
     keys,
     modelLimits,
     models,
-    concurrency: int(env, 'SLUICE_DISPATCH_CONCURRENCY', 2_048),
+    concurrency: s.int('SLUICE_DISPATCH_CONCURRENCY', 2_048),
     tokenizer,
-    callTimeoutMs: int(env, 'SLUICE_CALL_TIMEOUT_MS', 60_000),
-    maxAttempts: int(env, 'SLUICE_MAX_ATTEMPTS', 6),
-    lanePartitions: int(env, 'SLUICE_LANE_PARTITIONS', 12),
-    consumerStallMs: int(env, 'SLUICE_CONSUMER_STALL_MS', 45_000),
-    rateLeaseMs: int(env, 'SLUICE_RATE_LEASE_MS', 25, 0),
+    callTimeoutMs: s.int('SLUICE_CALL_TIMEOUT_MS', 60_000),
+    maxAttempts: s.int('SLUICE_MAX_ATTEMPTS', 6),
+    lanePartitions: s.int('SLUICE_LANE_PARTITIONS', 12),
+    consumerStallMs: s.int('SLUICE_CONSUMER_STALL_MS', 45_000),
+    rateLeaseMs: s.int('SLUICE_RATE_LEASE_MS', 25, 0),
     lane,
-    crash: crashPoint(env),
+    crash: s.parsed(() => CrashPoint.parse(env['SLUICE_CRASH_POINT']), undefined),
   });
+  s.done();
+  return config;
 }

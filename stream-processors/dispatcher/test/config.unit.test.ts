@@ -40,6 +40,17 @@ describe('dispatcher config', () => {
     expect(() => loadDispatcherConfig({ ...base, SLUICE_MODEL_LIMITS: '{oops' })).toThrow(
       /SLUICE_MODEL_LIMITS is not JSON/,
     );
+    // Every bad setting at once, so that one restart fixes them all.
+    expect(() =>
+      loadDispatcherConfig({
+        ...base,
+        SLUICE_PROVIDER: 'anthropic',
+        SLUICE_MAX_ATTEMPTS: '0',
+        SLUICE_TOKENIZER: 'p50k',
+      }),
+    ).toThrow(
+      /^3 settings of the dispatcher are not valid:\n {2}SLUICE_PROVIDER=anthropic.*\n {2}SLUICE_TOKENIZER=p50k.*\n {2}SLUICE_MAX_ATTEMPTS=0/s,
+    );
   });
 
   it('reads a pool of keys, each named, with the base URL as its default', () => {

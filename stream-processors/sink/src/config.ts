@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { CrashPoint } from '@sluice/errors';
-import { parseTenantPolicies, TenantPolicyError, type TenantPolicies } from '@sluice/tenants';
+import { ConfigError, Settings } from '@sluice/config';
+import { parseTenantPolicies, type TenantPolicies } from '@sluice/tenants';
 import { defaultPrices, type PriceTable } from './manifest.js';
 
 export interface SinkConfig {
@@ -57,71 +58,44 @@ export interface SinkConfig {
   prices: PriceTable;
 }
 
-export class SinkConfigError extends Error {}
+export { ConfigError as SinkConfigError };
 
-function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < 1) throw new SinkConfigError(`${name}=${raw}: give a whole number of at least 1`);
-  return v;
-}
-
-function required(env: NodeJS.ProcessEnv, name: string): string {
-  const v = env[name];
-  if (!v) throw new SinkConfigError(`${name} is not set: run \`npm run stack:up\` and source .sluice/stack.env`);
-  return v;
-}
-
-/** The only reader of process.env for the sink process. */
+/** The only reader of process.env for the sink process; every bad setting is reported at once. */
 export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig {
-  let prices = defaultPrices;
-  if (env['SLUICE_PRICES']) {
-    try {
-      prices = { ...defaultPrices, ...(JSON.parse(env['SLUICE_PRICES']) as PriceTable) };
-    } catch (e) {
-      throw new SinkConfigError(
-        `SLUICE_PRICES is not JSON ({"gpt-4o-mini": {"input": 0.15, "output": 0.6}}): ${(e as Error).message}`,
-      );
-    }
-  }
-  return Object.freeze({
-    kafkaBrokers: required(env, 'SLUICE_KAFKA_BROKERS').split(','),
-    redisUrl: required(env, 'SLUICE_REDIS_URL'),
-    schemaRegistryUrl: required(env, 'SLUICE_SCHEMA_REGISTRY_URL'),
-    bucket: env['SLUICE_RESULTS_BUCKET'] || undefined,
-    gcsEndpoint: env['SLUICE_GCS_ENDPOINT'] || undefined,
+  const s = new Settings(env, 'sink');
+  const prices = {
+    ...defaultPrices,
+    ...s.json<PriceTable>('SLUICE_PRICES', {}, '{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}'),
+  };
+  const config: SinkConfig = Object.freeze({
+    kafkaBrokers: s.required('SLUICE_KAFKA_BROKERS').split(','),
+    redisUrl: s.required('SLUICE_REDIS_URL'),
+    schemaRegistryUrl: s.required('SLUICE_SCHEMA_REGISTRY_URL'),
+    bucket: s.text('SLUICE_RESULTS_BUCKET'),
+    gcsEndpoint: s.text('SLUICE_GCS_ENDPOINT'),
     localDir: resolve(env['SLUICE_RESULTS_DIR'] || '.sluice/results'),
     prefix: env['SLUICE_RESULTS_PREFIX'] ?? '',
-    pubsubProject: env['SLUICE_PUBSUB_PROJECT'] || undefined,
-    pubsubEmulatorHost: env['PUBSUB_EMULATOR_HOST'] || undefined,
+    pubsubProject: s.text('SLUICE_PUBSUB_PROJECT'),
+    pubsubEmulatorHost: s.text('PUBSUB_EMULATOR_HOST'),
     pubsubTopic: env['SLUICE_PUBSUB_TOPIC'] || 'sluice-jobs-finished',
-    webhookSecret: env['SLUICE_WEBHOOK_SECRET'] || undefined,
-    tenantPolicies: (() => {
-      try {
-        return parseTenantPolicies(env['SLUICE_TENANTS']);
-      } catch (e) {
-        if (e instanceof TenantPolicyError) throw new SinkConfigError(e.message);
-        throw e;
-      }
-    })(),
-    partRecords: int(env, 'SLUICE_SINK_PART_RECORDS', 10_000),
-    partBytes: int(env, 'SLUICE_SINK_PART_BYTES', 64 * 1024 * 1024),
-    flushMs: int(env, 'SLUICE_SINK_FLUSH_MS', 2_000),
-    consumerStallMs: int(env, 'SLUICE_CONSUMER_STALL_MS', 45_000),
-    pipelineTimeoutMs: int(env, 'SLUICE_PIPELINE_TIMEOUT_MS', 6 * 3_600_000),
-    retentionMs: int(env, 'SLUICE_RESULTS_RETENTION_MS', 7 * 86_400_000),
-    sweepMs: int(env, 'SLUICE_SINK_SWEEP_MS', 10_000),
-    maxActiveJobs: int(env, 'SLUICE_SINK_MAX_JOBS', 256),
-    idleWriterMs: int(env, 'SLUICE_SINK_IDLE_WRITER_MS', 60_000),
+    webhookSecret: s.text('SLUICE_WEBHOOK_SECRET'),
+    tenantPolicies: s.parsed<TenantPolicies>(
+      () => parseTenantPolicies(env['SLUICE_TENANTS']),
+      parseTenantPolicies(undefined),
+    ),
+    partRecords: s.int('SLUICE_SINK_PART_RECORDS', 10_000),
+    partBytes: s.int('SLUICE_SINK_PART_BYTES', 64 * 1024 * 1024),
+    flushMs: s.int('SLUICE_SINK_FLUSH_MS', 2_000),
+    consumerStallMs: s.int('SLUICE_CONSUMER_STALL_MS', 45_000),
+    pipelineTimeoutMs: s.int('SLUICE_PIPELINE_TIMEOUT_MS', 6 * 3_600_000),
+    retentionMs: s.int('SLUICE_RESULTS_RETENTION_MS', 7 * 86_400_000),
+    sweepMs: s.int('SLUICE_SINK_SWEEP_MS', 10_000),
+    maxActiveJobs: s.int('SLUICE_SINK_MAX_JOBS', 256),
+    idleWriterMs: s.int('SLUICE_SINK_IDLE_WRITER_MS', 60_000),
     tenants: env['SLUICE_SINK_TENANTS'] ? env['SLUICE_SINK_TENANTS'].split(',').map((t) => t.trim()) : null,
     prices,
-    crash: (() => {
-      try {
-        return CrashPoint.parse(env['SLUICE_CRASH_POINT']);
-      } catch (e) {
-        throw new SinkConfigError((e as Error).message);
-      }
-    })(),
+    crash: s.parsed(() => CrashPoint.parse(env['SLUICE_CRASH_POINT']), undefined),
   });
+  s.done();
+  return config;
 }
