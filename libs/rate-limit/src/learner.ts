@@ -723,11 +723,6 @@ export class LimitLearner {
         this.periodSent = 0;
         return;
       }
-      // Whatever it says of the share, a 429 ends the clean period a probe above the limit waits for.
-      this.periodStart = t;
-      this.periodAdmitted = 0;
-      this.periodTokens = 0;
-      this.periodSent = 0;
       // 429s of calls sent before the limits were known, or before two seconds of use tell
       // what rate was in use, say nothing of the share.
       if (t - this.statedSince < 2_000) return;

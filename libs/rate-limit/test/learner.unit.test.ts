@@ -135,21 +135,6 @@ describe('LimitLearner', () => {
     expect(l.limits().requestsPerMinute).toBe(2_640);
   });
 
-  // A 429 at the limit (a window the lane filled itself: no share to lower) ended no clean
-  // period, so a probe above the limit came seconds after it, into a sliding log still full.
-  it('waits a whole clean period after any 429 before it probes above a limit only a 429 stated', () => {
-    const { l, run } = atPace();
-    l.learn({ requestsPerMinute: 2_400 });
-    run(8);
-    l.learn({ requestsPerMinute: 2_400 }); // at the limit, a 429 whose body states it again
-    l.rateLimited();
-    expect(l.limits().requestsPerMinute).toBe(2_400);
-    run(9);
-    expect(l.limits().requestsPerMinute).toBe(2_400); // 17 s at the limit, but only 9 clean
-    run(2);
-    expect(l.limits().requestsPerMinute).toBe(2_640);
-  });
-
   it('finds a raised limit only a 429 states: a tenth above for 2.5 s, then a fifth more each second up to twice, until a 429 says it', () => {
     const { l, run } = atPace();
     l.learn({ requestsPerMinute: 2_400 });
