@@ -145,6 +145,10 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+# One node: fencing the only broker helps nothing, and a shared machine (CI beside a fault-suite
+# run) can starve the controller for seconds; the default 9 s fenced it, and every client then
+# met NOT_LEADER and NOT_COORDINATOR for minutes.
+broker.session.timeout.ms=30000
 # Tests create groups constantly; do not wait for more members to join.
 group.initial.rebalance.delay.ms=0
 log.retention.hours=24

@@ -20,7 +20,9 @@ import {
   type Admin,
   type ConfigResourceTypes,
   type Consumer,
+  type EachBatchPayload,
   type ITopicConfig,
+  type KafkaMessage,
   type LogEntry,
   type Message,
   type Producer,
@@ -28,7 +30,7 @@ import {
   type Transaction,
 } from 'kafkajs';
 
-export type { Admin, Consumer, Message, Producer, ProducerRecord, Transaction };
+export type { Admin, Consumer, EachBatchPayload, KafkaMessage, Message, Producer, ProducerRecord, Transaction };
 export { replaceHungConsumer, watchConsumer, type ConsumerWatchOptions } from './watchdog.js';
 export { GatheringSender, messageBytes, recordOverheadBytes, sendUntilWritten, splitByBytes };
 export { KafkaConfigError, TopicMissingError, unknownTopicError };

@@ -110,6 +110,8 @@ export class GatheringSender {
       log?: Logger;
       what: string;
       lingerMs?: number;
+      /** A request with no answer for this long is sent again. @default 60000 */
+      attemptMs?: number;
       /**
        * Asked, after a send fails on an unknown topic, whether each topic of the request exists:
        * the records of one that does not are refused with TopicMissingError and the rest are sent

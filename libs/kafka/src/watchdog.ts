@@ -6,6 +6,11 @@ export interface ConsumerWatchOptions {
   stallMs: number;
   /** Called once per stall with what was seen last; the caller replaces the consumer. */
   onStall: (stall: { idleMs: number; lastEvent: string }) => void;
+  /**
+   * With a batch in hand, no event for this long is a hang all the same. Roles whose handlers may
+   * wait long (the sink waits out an object store) keep the default. @default stallMs * 10
+   */
+  batchStallMs?: number;
   /** How often to look. @default min(5 s, stallMs / 4) */
   checkMs?: number;
 }
@@ -50,9 +55,8 @@ export function watchConsumer(consumer: Consumer, o: ConsumerWatchOptions): () =
   const timer = setInterval(
     () => {
       const idleMs = Date.now() - last;
-      // A batch in hand may legitimately take long (the sink waits out an object store); ten
-      // stall periods without any event is a hang all the same.
-      if (idleMs < o.stallMs || (inBatch > 0 && idleMs < o.stallMs * 10)) return;
+      // A batch in hand may legitimately take long, up to batchStallMs.
+      if (idleMs < o.stallMs || (inBatch > 0 && idleMs < (o.batchStallMs ?? o.stallMs * 10))) return;
       last = Date.now(); // one call per stall period
       o.onStall({ idleMs, lastEvent });
     },

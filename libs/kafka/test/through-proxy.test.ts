@@ -120,6 +120,50 @@ describe('watchConsumer (real broker, a TCP proxy in between)', () => {
   }, 60_000);
 });
 
+describe('watchConsumer with a batch in hand (real broker)', () => {
+  it('reports a handler that never returns once batchStallMs has passed, not before', async () => {
+    const kafka = createKafka({ brokers: stackSettings().kafkaBrokers, clientId: 'watch-batch' });
+    const topic = uniqueName('watch-batch');
+    await kafka.ensureTopics([{ topic, partitions: 1 }]);
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic, messages: [{ value: 'held' }] });
+    await producer.disconnect();
+    const consumer = kafka.consumer({ groupId: uniqueName('watch-batch'), maxWaitTimeInMs: 200 });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    let inHandlerAt = 0;
+    let release: () => void = () => undefined;
+    // The delay processor's hang: a handler waiting on a send that Kafka never answers.
+    await consumer.run({
+      eachBatch: async () => {
+        inHandlerAt = Date.now();
+        await new Promise<void>((r) => (release = r));
+      },
+    });
+    const stalls: Array<{ idleMs: number; lastEvent: string }> = [];
+    const unwatch = watchConsumer(consumer, {
+      stallMs: 1_000,
+      batchStallMs: 4_000,
+      checkMs: 100,
+      onStall: (s) => stalls.push(s),
+    });
+    try {
+      await waitFor('the handler holds a batch', () => (inHandlerAt > 0 ? true : undefined), { timeoutMs: 20_000 });
+      await new Promise((r) => setTimeout(r, 2_500));
+      expect(stalls).toEqual([]); // past stallMs, inside batchStallMs: a long batch, not a hang
+      await waitFor('a stall reported', () => (stalls.length > 0 ? true : undefined), { timeoutMs: 5_000 });
+      expect(stalls[0]!.lastEvent).toBe('batch started');
+      expect(stalls[0]!.idleMs).toBeGreaterThanOrEqual(4_000);
+    } finally {
+      unwatch();
+      release();
+      await consumer.disconnect();
+      await kafka.deleteTopics([topic]);
+    }
+  }, 60_000);
+});
+
 describe('sendUntilWritten (real broker, a TCP proxy in between)', () => {
   it('sends again when Kafka neither answers nor fails, and writes the record once the link is back', async () => {
     const { listen, target } = proxyAddresses();

@@ -3,14 +3,17 @@ import {
   deadLetterSpec,
   DeadLetters,
   delayTiers,
+  GatheringSender,
   headerText,
   laneProvider,
   promptHeaders as headers,
   replaceHungConsumer,
   tierTopics,
-  unknownTopicError,
+  TopicMissingError,
   watchConsumer,
   type Consumer,
+  type EachBatchPayload,
+  type KafkaMessage,
   type Logger,
   type Message,
   type Producer,
@@ -26,6 +29,8 @@ export interface DelayProcessorOptions {
   consumerStallMs?: number;
   /** The fault suite's crash point (SLUICE_CRASH_POINT); absent in normal runs. */
   crash?: CrashPoint;
+  /** A send to a lane with no answer for this long is sent again. @default 60000 */
+  sendAttemptMs?: number;
 }
 
 interface Due {
@@ -49,10 +54,20 @@ export class DelayProcessor {
   private unwatch: (() => void) | undefined;
   private stopping = false;
   private readonly deadLetters: DeadLetters;
+  /** Writes due records to their lanes, each until it is written (a hung send is sent again). */
+  private readonly lanes: GatheringSender;
 
   constructor(private readonly o: DelayProcessorOptions) {
     this.producer = o.kafka.producer();
-    this.deadLetters = new DeadLetters(this.producer, { stage: 'delay', running: () => !this.stopping, log: o.log });
+    const running = () => !this.stopping;
+    this.deadLetters = new DeadLetters(this.producer, { stage: 'delay', running, log: o.log });
+    this.lanes = new GatheringSender(this.producer, {
+      running,
+      log: o.log,
+      what: 'delayed prompt',
+      attemptMs: o.sendAttemptMs,
+      topicExists: (topic) => o.kafka.topicExists(topic, { fresh: true }),
+    });
   }
 
   async start(): Promise<void> {
@@ -81,52 +96,14 @@ export class DelayProcessor {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      eachBatch: async ({ batch, resolveOffset, pause, isRunning, isStale }) => {
-        if (generation !== this.generation) return;
-        const due: Due[] = [];
-        let wait: number | undefined;
-        for (const m of batch.messages) {
-          const dueAt = Number(headerText(m.headers, headers.dueAt) ?? 0);
-          if (dueAt > Date.now()) {
-            wait = dueAt - Date.now();
-            break;
-          }
-          const lane = headerText(m.headers, headers.lane);
-          const partition = Number(headerText(m.headers, headers.lanePartition));
-          due.push({
-            lane,
-            offset: m.offset,
-            record: { key: m.key, value: m.value, headers: m.headers },
-            message: {
-              key: m.key,
-              value: m.value,
-              partition: Number.isInteger(partition) ? partition : undefined,
-              headers: { [headers.attempts]: headerText(m.headers, headers.attempts) ?? '[]' },
-            },
-          });
-        }
-        if (due.length > 0 && isRunning() && !isStale()) {
-          await this.moveToLanes(due, batch.topic, batch.partition);
-          this.o.crash?.reached('delay.after-produce');
-          const last = due[due.length - 1]!.offset;
-          for (const d of due) resolveOffset(d.offset);
-          await consumer.commitOffsets([
-            { topic: batch.topic, partition: batch.partition, offset: String(Number(last) + 1) },
-          ]);
-        }
-        if (wait !== undefined) {
-          const resume = pause();
-          const timer = setTimeout(() => {
-            this.timers.delete(timer);
-            resume();
-          }, wait);
-          this.timers.add(timer);
-        }
-      },
+      eachBatch: (payload) => this.onBatch(payload, consumer, generation),
     });
     this.unwatch?.();
+    const stallMs = this.o.consumerStallMs ?? 45_000;
     this.unwatch = watchConsumer(consumer, {
-      stallMs: this.o.consumerStallMs ?? 45_000,
+      stallMs,
+      // A handler only sends to lanes, each send answered or sent again within sendAttemptMs.
+      batchStallMs: stallMs + 2 * (this.o.sendAttemptMs ?? 60_000),
       onStall: ({ idleMs, lastEvent }) => {
         if (this.stopping || generation !== this.generation) return;
         this.o.log.warn({ idleMs, lastEvent }, 'delay consumer hung (no fetch); replacing it');
@@ -141,43 +118,63 @@ export class DelayProcessor {
   }
 
   /**
+   * Moves a batch's due records to their lanes and commits past them; at the first record not
+   * due yet, pauses the partition until it is.
+   */
+  private async onBatch(
+    { batch, resolveOffset, pause, isRunning, isStale }: EachBatchPayload,
+    consumer: Consumer,
+    generation: number,
+  ): Promise<void> {
+    if (generation !== this.generation) return;
+    const { due, wait } = dueOf(batch.messages);
+    if (due.length > 0 && isRunning() && !isStale()) {
+      await this.moveToLanes(due, batch.topic, batch.partition);
+      this.o.crash?.reached('delay.after-produce');
+      const last = due[due.length - 1]!.offset;
+      for (const d of due) resolveOffset(d.offset);
+      await consumer.commitOffsets([
+        { topic: batch.topic, partition: batch.partition, offset: String(Number(last) + 1) },
+      ]);
+    }
+    if (wait !== undefined) {
+      const resume = pause();
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        resume();
+      }, wait);
+      this.timers.add(timer);
+    }
+  }
+
+  /**
    * Sends due records back to their lanes. One whose lane is not named, is not a lane or does not
-   * exist (a provider removed since) is a dead letter: it never holds the delay partition.
+   * exist (a provider removed since) is a dead letter: it never holds the delay partition. A send
+   * that Kafka leaves unanswered (a connection a network fault left half-open) is sent again after
+   * `sendAttemptMs`, so the handler never waits on it for good.
    */
   private async moveToLanes(due: Due[], topic: string, partition: number): Promise<void> {
-    let fresh = false;
-    for (;;) {
-      const lost: Due[] = [];
-      const byLane = new Map<string, Message[]>();
-      for (const d of due) {
-        const known =
-          d.lane !== undefined &&
-          laneProvider(d.lane) !== undefined &&
-          (await this.o.kafka.topicExists(d.lane, { fresh }));
-        if (!known) lost.push(d);
-        else byLane.set(d.lane!, [...(byLane.get(d.lane!) ?? []), d.message]);
-      }
-      for (const d of lost)
-        await this.deadLetters.send({
-          reason: 'LANE_UNKNOWN',
-          message: d.lane ? `lane ${d.lane} does not exist` : `the record names no lane (header ${headers.lane})`,
-          target: d.lane ?? '',
-          source: { topic, partition, offset: d.offset },
-          ...d.record,
-        });
-      if (byLane.size === 0) return;
-      try {
-        await this.producer.sendBatch({
-          acks: -1,
-          topicMessages: [...byLane].map(([t, messages]) => ({ topic: t, messages })),
-        });
-        return;
-      } catch (err) {
-        // A lane deleted since it was seen: ask again, fresh, and send the rest.
-        if (fresh || !unknownTopicError(err)) throw err;
-        fresh = true;
-        due = due.filter((d) => !lost.includes(d));
-      }
+    const lost = async (d: Due) =>
+      this.deadLetters.send({
+        reason: 'LANE_UNKNOWN',
+        message: d.lane ? `lane ${d.lane} does not exist` : `the record names no lane (header ${headers.lane})`,
+        target: d.lane ?? '',
+        source: { topic, partition, offset: d.offset },
+        ...d.record,
+      });
+    const toLanes: Due[] = [];
+    for (const d of due) {
+      const known =
+        d.lane !== undefined && laneProvider(d.lane) !== undefined && (await this.o.kafka.topicExists(d.lane));
+      if (known) toLanes.push(d);
+      else await lost(d);
+    }
+    const sent = await Promise.allSettled(toLanes.map((d) => this.lanes.send(d.lane!, d.message)));
+    for (const [i, r] of sent.entries()) {
+      if (r.status === 'fulfilled') continue;
+      // A lane deleted since it was seen is a dead letter; any other failure (stopping) is thrown.
+      if (!(r.reason instanceof TopicMissingError)) throw r.reason;
+      await lost(toLanes[i]!);
     }
   }
 
@@ -188,4 +185,27 @@ export class DelayProcessor {
     await this.consumer?.disconnect();
     await this.producer.disconnect();
   }
+}
+
+/** The records of a batch that are due, in order up to the first that is not, and how long until it is. */
+function dueOf(messages: KafkaMessage[]): { due: Due[]; wait: number | undefined } {
+  const due: Due[] = [];
+  for (const m of messages) {
+    const dueAt = Number(headerText(m.headers, headers.dueAt) ?? 0);
+    if (dueAt > Date.now()) return { due, wait: dueAt - Date.now() };
+    const lane = headerText(m.headers, headers.lane);
+    const partition = Number(headerText(m.headers, headers.lanePartition));
+    due.push({
+      lane,
+      offset: m.offset,
+      record: { key: m.key, value: m.value, headers: m.headers },
+      message: {
+        key: m.key,
+        value: m.value,
+        partition: Number.isInteger(partition) ? partition : undefined,
+        headers: { [headers.attempts]: headerText(m.headers, headers.attempts) ?? '[]' },
+      },
+    });
+  }
+  return { due, wait: undefined };
 }
