@@ -27,4 +27,13 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The roles' source is split by concern (docs/adr/0024): a file about one thing, functions
+    // that fit on a screen.
+    files: ['stream-processors/*/src/**/*.ts', 'ingest-api/src/**/*.ts'],
+    rules: {
+      'max-lines': ['error', { max: 400, skipBlankLines: true, skipComments: true }],
+      'max-lines-per-function': ['error', { max: 60, skipBlankLines: true, skipComments: true }],
+    },
+  },
 );

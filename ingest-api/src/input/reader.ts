@@ -183,21 +183,27 @@ export async function* readInput(body: Readable, format: InputFormat, limits: In
     }
     return;
   }
-  if (format === 'json') {
-    try {
-      for await (const element of splitJsonArray(stream, limits.maxLineBytes)) {
-        const item = fromLine(element, limits, limits.maxLineBytes, 'element');
-        if (item) yield item;
-      }
-    } catch (e) {
-      if (e instanceof JsonArrayError)
-        throw new SluiceError('VALIDATION_FAILED', e.message, {
-          hint: 'send a JSON array of row objects, or use JSONL',
-        });
-      throw e;
+  if (format === 'json') return yield* readJsonArray(stream, limits);
+  yield* readCsv(stream, limits);
+}
+
+async function* readJsonArray(stream: Readable, limits: InputLimits): AsyncGenerator<InputItem> {
+  try {
+    for await (const element of splitJsonArray(stream, limits.maxLineBytes)) {
+      const item = fromLine(element, limits, limits.maxLineBytes, 'element');
+      if (item) yield item;
     }
-    return;
+  } catch (e) {
+    if (e instanceof JsonArrayError)
+      throw new SluiceError('VALIDATION_FAILED', e.message, {
+        hint: 'send a JSON array of row objects, or use JSONL',
+      });
+    throw e;
   }
+}
+
+/** CSV with a header row: a record the tokenizer cannot read is its row's error. */
+async function* readCsv(stream: Readable, limits: InputLimits): AsyncGenerator<InputItem> {
   const parser = stream.pipe(
     parseCsv({
       columns: true,

@@ -109,33 +109,45 @@ export function normalizeRow(value: unknown, rules: RowRules): PromptRow | RowEr
     return err('INPUT_WRONG_TYPE', `custom_id must be a string, got ${typeName(customIdRaw)}`);
   }
   const customId = customIdRaw === undefined || customIdRaw === null ? null : String(customIdRaw);
-  const overrides: Record<string, unknown> = {};
 
   // OpenAI batch line
-  if (row['body'] !== undefined && (row['url'] !== undefined || row['method'] !== undefined)) {
-    const body = row['body'] as Record<string, unknown> | null;
-    if (!body || typeof body !== 'object' || Array.isArray(body)) {
-      return err('INPUT_WRONG_TYPE', `body must be an object, got ${typeName(body)}`);
-    }
-    if (row['url'] !== undefined && row['url'] !== '/v1/chat/completions') {
-      return err('INPUT_WRONG_TYPE', `url must be /v1/chat/completions, got ${JSON.stringify(row['url'])}`);
-    }
-    if (body['messages'] === undefined) return err('INPUT_MISSING_PROMPT', 'body.messages is missing');
-    const messages = parseMessages(body['messages'], 'body.messages', rules.maxMessages);
-    if ('code' in messages) return messages;
-    for (const k of passThrough) if (body[k] !== undefined) overrides[k] = body[k];
-    if (body['model'] !== undefined && typeof body['model'] !== 'string') {
-      return err('INPUT_WRONG_TYPE', `body.model must be a string, got ${typeName(body['model'])}`);
-    }
-    return { customId, messages, model: (body['model'] as string | undefined) ?? null, overrides };
-  }
+  if (row['body'] !== undefined && (row['url'] !== undefined || row['method'] !== undefined))
+    return batchLine(row, customId, rules);
 
+  const overrides: Record<string, unknown> = {};
   for (const k of passThrough) if (row[k] !== undefined) overrides[k] = row[k];
   if (row['messages'] !== undefined) {
     const messages = parseMessages(row['messages'], 'messages', rules.maxMessages);
     if ('code' in messages) return messages;
     return { customId, messages, model: null, overrides };
   }
+  const messages = promptMessages(row, rules);
+  if ('code' in messages) return messages;
+  return { customId, messages, model: null, overrides };
+}
+
+/** An OpenAI batch line: `{custom_id, method, url, body: {model?, messages, ...}}`. */
+function batchLine(row: Record<string, unknown>, customId: string | null, rules: RowRules): PromptRow | RowError {
+  const body = row['body'] as Record<string, unknown> | null;
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    return err('INPUT_WRONG_TYPE', `body must be an object, got ${typeName(body)}`);
+  }
+  if (row['url'] !== undefined && row['url'] !== '/v1/chat/completions') {
+    return err('INPUT_WRONG_TYPE', `url must be /v1/chat/completions, got ${JSON.stringify(row['url'])}`);
+  }
+  if (body['messages'] === undefined) return err('INPUT_MISSING_PROMPT', 'body.messages is missing');
+  const messages = parseMessages(body['messages'], 'body.messages', rules.maxMessages);
+  if ('code' in messages) return messages;
+  const overrides: Record<string, unknown> = {};
+  for (const k of passThrough) if (body[k] !== undefined) overrides[k] = body[k];
+  if (body['model'] !== undefined && typeof body['model'] !== 'string') {
+    return err('INPUT_WRONG_TYPE', `body.model must be a string, got ${typeName(body['model'])}`);
+  }
+  return { customId, messages, model: (body['model'] as string | undefined) ?? null, overrides };
+}
+
+/** A row's `prompt` (or its template rendered) and `system`, as messages. */
+function promptMessages(row: Record<string, unknown>, rules: RowRules): Message[] | RowError {
   let prompt = row['prompt'];
   if (prompt === undefined && rules.template !== null) {
     const rendered = renderTemplate(rules.template, row);
@@ -158,5 +170,5 @@ export function normalizeRow(value: unknown, rules: RowRules): PromptRow | RowEr
     messages.push({ role: 'system', content: row['system'] });
   }
   messages.push({ role: 'user', content: prompt });
-  return { customId, messages, model: null, overrides };
+  return messages;
 }

@@ -482,7 +482,8 @@ describe('dispatcher and delay processor (real Kafka and Redis, simulated provid
       const t0 = Date.now();
       while ((d as unknown as { fair: { inFlight: number } }).fair.inFlight === 0 && Date.now() - t0 < 20_000)
         await new Promise((r) => setTimeout(r, 50));
-      await (d as unknown as { consumer: { stop(): Promise<void> } }).consumer.stop();
+      // The kafkajs consumer inside the dispatcher's lane consumer.
+      await (d as unknown as { consumer: { consumer: { stop(): Promise<void> } } }).consumer.consumer.stop();
       // The process goes on, the calls in flight write their outcomes, and the watchdog replaces the
       // consumer that no longer fetches: every prompt ends once.
       const { all, unique } = await outcomes(jobId, 60, 60_000);

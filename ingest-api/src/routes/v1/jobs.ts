@@ -158,6 +158,13 @@ function limitBytes(max: number): Transform {
 }
 
 export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes: number): void {
+  jobWriteRoutes(app, jobs);
+  jobReadRoutes(app, jobs);
+  uploadRoutes(app, jobs, maxUploadBytes);
+}
+
+/** Create, cancel, seal. */
+function jobWriteRoutes(app: FastifyInstance, jobs: JobService): void {
   app.post(
     '/v1/jobs',
     {
@@ -174,36 +181,6 @@ export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes
       const key = request.headers['idempotency-key'] as string | undefined;
       const { job, created } = await jobs.create(request.tenant, body, key);
       return reply.status(created ? 201 : 200).send(view(job, noCounts));
-    },
-  );
-
-  app.get(
-    '/v1/jobs',
-    {
-      schema: {
-        summary: "List the tenant's jobs, newest first",
-        querystring: Type.Object({
-          limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
-          before: Type.Optional(Type.Integer()),
-        }),
-        response: { 200: Type.Object({ jobs: Type.Array(JobView), next: Type.Union([Type.Integer(), Type.Null()]) }) },
-      },
-    },
-    async (request) => {
-      const q = request.query as { limit: number; before?: number };
-      const list = await jobs.list(request.tenant, q.limit, q.before);
-      const withCounts = await Promise.all(list.map(async (j) => view(j, await jobs.view.counts(j.jobId))));
-      return { jobs: withCounts, next: list.length === q.limit ? (list[list.length - 1]?.createdAt ?? null) : null };
-    },
-  );
-
-  app.get(
-    '/v1/jobs/:id',
-    { schema: { summary: 'A job: status and counts', params: IdParams, response: { 200: JobView, 404: ErrorReply } } },
-    async (request) => {
-      const { job, counts } = await jobs.get(request.tenant, (request.params as { id: string }).id);
-      const open = job.finalizedAt === null && job.status !== 'cancelled';
-      return view(job, counts, open ? await jobs.view.heldBack(job.provider, job.model) : undefined);
     },
   );
 
@@ -235,7 +212,43 @@ export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes
       return view(job, noCounts);
     },
   );
+}
 
+/** A tenant's jobs, and one job with its counts. */
+function jobReadRoutes(app: FastifyInstance, jobs: JobService): void {
+  app.get(
+    '/v1/jobs',
+    {
+      schema: {
+        summary: "List the tenant's jobs, newest first",
+        querystring: Type.Object({
+          limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+          before: Type.Optional(Type.Integer()),
+        }),
+        response: { 200: Type.Object({ jobs: Type.Array(JobView), next: Type.Union([Type.Integer(), Type.Null()]) }) },
+      },
+    },
+    async (request) => {
+      const q = request.query as { limit: number; before?: number };
+      const list = await jobs.list(request.tenant, q.limit, q.before);
+      const withCounts = await Promise.all(list.map(async (j) => view(j, await jobs.view.counts(j.jobId))));
+      return { jobs: withCounts, next: list.length === q.limit ? (list[list.length - 1]?.createdAt ?? null) : null };
+    },
+  );
+
+  app.get(
+    '/v1/jobs/:id',
+    { schema: { summary: 'A job: status and counts', params: IdParams, response: { 200: JobView, 404: ErrorReply } } },
+    async (request) => {
+      const { job, counts } = await jobs.get(request.tenant, (request.params as { id: string }).id);
+      const open = job.finalizedAt === null && job.status !== 'cancelled';
+      return view(job, counts, open ? await jobs.view.heldBack(job.provider, job.model) : undefined);
+    },
+  );
+}
+
+/** A job's input, uploaded as a stream. */
+function uploadRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes: number): void {
   // Uploads stream: this scope takes every content type as a raw stream.
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
@@ -266,33 +279,8 @@ export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes
             },
           );
         }
-        // The request is piped, not pipelined: a refusal (a cancel, the size limit, a document that
-        // cannot be read) ends the reading of the body but must not destroy the request, which would
-        // close the connection before the answer is written.
-        const encoding = (request.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
-        if (!['identity', 'gzip', 'x-gzip'].includes(encoding)) {
-          throw new SluiceError('UNSUPPORTED_MEDIA_TYPE', `cannot read an upload with Content-Encoding "${encoding}"`, {
-            hint: 'send it uncompressed or with Content-Encoding: gzip',
-          });
-        }
         const raw = request.body as Readable;
-        // The size limit counts the bytes as read, after a gzip body is inflated: inflation is bounded.
-        const body = limitBytes(maxUploadBytes);
-        body.on('error', () => undefined); // the upload's reader takes it (it may start after the error)
-        raw.on('aborted', () => body.destroy(new Error('the client closed the connection')));
-        raw.on('error', (err) => body.destroy(err));
-        if (encoding === 'identity') raw.pipe(body);
-        else {
-          const inflate = createGunzip();
-          inflate.on('error', (err) =>
-            body.destroy(
-              new SluiceError('INPUT_BAD_ENCODING', `the gzip body cannot be inflated: ${err.message}`, {
-                hint: 'send a whole gzip stream (gzip -c input.jsonl), or send it uncompressed',
-              }),
-            ),
-          );
-          raw.pipe(inflate).pipe(body);
-        }
+        const body = uploadStream(request.headers['content-encoding'], raw, maxUploadBytes);
         try {
           return await jobs.upload(request.tenant, (request.params as { id: string }).id, body, format);
         } finally {
@@ -305,4 +293,38 @@ export function jobRoutes(app: FastifyInstance, jobs: JobService, maxUploadBytes
       },
     );
   });
+}
+
+/**
+ * The upload's body as read: inflated when gzip, cut at `maxUploadBytes` (counted after
+ * inflation: inflation is bounded).
+ */
+function uploadStream(contentEncoding: string | undefined, raw: Readable, maxUploadBytes: number): Readable {
+  // The request is piped, not pipelined: a refusal (a cancel, the size limit, a document that
+  // cannot be read) ends the reading of the body but must not destroy the request, which would
+  // close the connection before the answer is written.
+  const encoding = (contentEncoding ?? 'identity').toLowerCase().trim();
+  if (!['identity', 'gzip', 'x-gzip'].includes(encoding)) {
+    throw new SluiceError('UNSUPPORTED_MEDIA_TYPE', `cannot read an upload with Content-Encoding "${encoding}"`, {
+      hint: 'send it uncompressed or with Content-Encoding: gzip',
+    });
+  }
+  // The size limit counts the bytes as read, after a gzip body is inflated: inflation is bounded.
+  const body = limitBytes(maxUploadBytes);
+  body.on('error', () => undefined); // the upload's reader takes it (it may start after the error)
+  raw.on('aborted', () => body.destroy(new Error('the client closed the connection')));
+  raw.on('error', (err) => body.destroy(err));
+  if (encoding === 'identity') raw.pipe(body);
+  else {
+    const inflate = createGunzip();
+    inflate.on('error', (err) =>
+      body.destroy(
+        new SluiceError('INPUT_BAD_ENCODING', `the gzip body cannot be inflated: ${err.message}`, {
+          hint: 'send a whole gzip stream (gzip -c input.jsonl), or send it uncompressed',
+        }),
+      ),
+    );
+    raw.pipe(inflate).pipe(body);
+  }
+  return body;
 }

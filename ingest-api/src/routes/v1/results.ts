@@ -69,7 +69,15 @@ export function resultRoutes(app: FastifyInstance, jobs: JobService, access: Res
       parts.flatMap((p) => (p[kind] ? [{ kind, ...(p[kind] as PartFile) }] : []));
     return [...of('results'), ...of('errors')];
   };
+  listingRoute(app, jobs, access, files);
+  downloadRoutes(app, jobs, access, files);
+}
 
+type Files = (jobId: string) => Promise<Array<PartFile & { kind: 'results' | 'errors' }>>;
+
+/** The listing (every committed file with its link), and the manifest once written. */
+function listingRoute(app: FastifyInstance, jobs: JobService, access: ResultsAccess, files: Files): void {
+  const { store, prefix } = access;
   app.get(
     '/v1/jobs/:id/results',
     {
@@ -114,6 +122,26 @@ export function resultRoutes(app: FastifyInstance, jobs: JobService, access: Res
   );
 
   app.get(
+    '/v1/jobs/:id/results/manifest',
+    { schema: { summary: "A finished job's manifest.json", params: IdParams } },
+    async (request, reply) => {
+      const { job } = await jobs.get(request.tenant, (request.params as { id: string }).id);
+      const raw = await store.get(manifestName(prefix, job.jobId));
+      if (!raw) {
+        return reply.status(404).send({
+          error: { code: 'NOT_FOUND', message: `job ${job.jobId} has no manifest yet: it is ${job.status}` },
+        });
+      }
+      return reply.type('application/json').send(raw);
+    },
+  );
+}
+
+/** One file, and every file of a kind as one stream. */
+function downloadRoutes(app: FastifyInstance, jobs: JobService, access: ResultsAccess, files: Files): void {
+  const { store } = access;
+
+  app.get(
     '/v1/jobs/:id/results/files/:kind/:file',
     {
       schema: {
@@ -135,35 +163,11 @@ export function resultRoutes(app: FastifyInstance, jobs: JobService, access: Res
           error: { code: 'NOT_FOUND', message: `job ${job.jobId} has no committed ${kind} file ${file}` },
         });
       }
-      const out = new PassThrough();
-      void (async () => {
-        try {
-          for await (const chunk of store.read(found.name))
-            if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
-          out.end();
-        } catch (err) {
-          out.destroy(err as Error);
-        }
-      })();
+      const out = streamOf(store, [found.name]);
       return reply
         .type('application/jsonl')
         .header('content-disposition', `attachment; filename="${job.jobId}-${file}"`)
         .send(out);
-    },
-  );
-
-  app.get(
-    '/v1/jobs/:id/results/manifest',
-    { schema: { summary: "A finished job's manifest.json", params: IdParams } },
-    async (request, reply) => {
-      const { job } = await jobs.get(request.tenant, (request.params as { id: string }).id);
-      const raw = await store.get(manifestName(prefix, job.jobId));
-      if (!raw) {
-        return reply.status(404).send({
-          error: { code: 'NOT_FOUND', message: `job ${job.jobId} has no manifest yet: it is ${job.status}` },
-        });
-      }
-      return reply.type('application/json').send(raw);
     },
   );
 
@@ -179,22 +183,28 @@ export function resultRoutes(app: FastifyInstance, jobs: JobService, access: Res
       const { id, kind } = request.params as { id: string; kind: 'results' | 'errors' };
       const { job } = await jobs.get(request.tenant, id);
       const names = (await files(job.jobId)).filter((f) => f.kind === kind).map((f) => f.name);
-      const out = new PassThrough();
-      void (async () => {
-        try {
-          for (const name of names) {
-            for await (const chunk of store.read(name))
-              if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
-          }
-          out.end();
-        } catch (err) {
-          out.destroy(err as Error);
-        }
-      })();
+      const out = streamOf(store, names);
       return reply
         .type('application/jsonl')
         .header('content-disposition', `attachment; filename="${job.jobId}-${kind}.jsonl"`)
         .send(out);
     },
   );
+}
+
+/** The objects `names`, one after the other, as one stream (the store read as the client takes it). */
+function streamOf(store: ResultsAccess['store'], names: string[]): PassThrough {
+  const out = new PassThrough();
+  void (async () => {
+    try {
+      for (const name of names) {
+        for await (const chunk of store.read(name))
+          if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+      }
+      out.end();
+    } catch (err) {
+      out.destroy(err as Error);
+    }
+  })();
+  return out;
 }
