@@ -35,7 +35,7 @@ describe('the sluice CLI', () => {
       ['load-tests/rate/src/run.ts'],
       ['load-tests/rate/src/model.ts'],
       ['load-tests/tokenizer/bench.ts'],
-      ['load-tests/provider-sim/bench/capacity.ts'],
+      ['load-tests/sim-capacity/bench.ts'],
     ];
     for (const [script, ...args] of scripts) {
       const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, script!), ...args, '--help'], {

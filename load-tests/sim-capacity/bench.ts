@@ -24,7 +24,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '64' },
-    json: { type: 'string', default: resolve(here, '../../results/provider-sim-capacity.json') },
+    json: { type: 'string', default: resolve(here, '../results/provider-sim-capacity.json') },
   },
 });
 
@@ -59,7 +59,7 @@ async function startSim(port: number): Promise<{ pid: number; stop: () => Promis
     [
       '--import',
       'tsx',
-      join(here, '../src/cli.ts'),
+      join(here, '../../libs/provider-sim/src/cli.ts'),
       '--port',
       String(port),
       '--latency-ms',

@@ -18,7 +18,7 @@ Examples:
   npm run sim -- --key sk-test:openai:rpm=500,tpm=200000
   npm run sim -- --key az-key:azure:rpm=300,tpm=50000 --key gem-key:gemini:rpm=15
 
-The control API (limits, faults, ledger, stats) is described in load-tests/provider-sim/README.md.`;
+The control API (limits, faults, ledger, stats) is described in libs/provider-sim/README.md.`;
 
 function parseKeySpec(spec: string): [string, { dialect: Dialect; limits: Record<string, number> }] {
   const [key, dialect = 'openai', limitText = ''] = spec.split(':');

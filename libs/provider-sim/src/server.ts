@@ -243,7 +243,7 @@ export async function startProviderSim(options: ProviderSimServerOptions = {}): 
         return sendJson(res, 200, { key, config });
       }
     }
-    throw new HttpError(404, `no control route ${method} /_sim${path}; see load-tests/provider-sim/README.md`);
+    throw new HttpError(404, `no control route ${method} /_sim${path}; see libs/provider-sim/README.md`);
   };
 
   const server: Server = createServer((req, res) => {
