@@ -31,7 +31,13 @@ import {
 } from 'kafkajs';
 
 export type { Admin, Consumer, EachBatchPayload, KafkaMessage, Message, Producer, ProducerRecord, Transaction };
-export { replaceHungConsumer, watchConsumer, type ConsumerWatchOptions } from './watchdog.js';
+export {
+  ConsumerSupervisor,
+  replaceHungConsumer,
+  watchConsumer,
+  type ConsumerWatchOptions,
+  type SuperviseOptions,
+} from './watchdog.js';
 export { GatheringSender, messageBytes, recordOverheadBytes, sendUntilWritten, splitByBytes };
 export { KafkaConfigError, TopicMissingError, unknownTopicError };
 export type { KafkaClientOptions, Logger, SluiceKafka, TopicSpec };

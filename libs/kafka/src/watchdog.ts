@@ -87,3 +87,78 @@ export async function replaceHungConsumer(
     }
   }
 }
+
+export interface SuperviseOptions {
+  /**
+   * Makes, connects and runs one consumer. `current()` is false once this consumer has been
+   * replaced (or retired): its late batches and events must then be dropped.
+   */
+  start: (current: () => boolean) => Promise<Consumer>;
+  /** See ConsumerWatchOptions. */
+  stallMs: number;
+  batchStallMs?: number;
+  /** False once the role stops: no replacement is started then. */
+  running: () => boolean;
+  log: Logger;
+  /** Names the consumer in logs ("lane consumer"). */
+  what: string;
+  /** Fields for every log line about it (lane, jobId). */
+  context?: object;
+  /** Told each time a hung consumer is replaced. */
+  onReplaced?: () => void;
+}
+
+/**
+ * One role's consumer under the watchdog: started by `start`, and when it hangs (kafkajs after
+ * connection resets) left for a new one, which reads on from the committed offsets or wherever
+ * `start` seeks. A generation count tells the current consumer from the ones replaced.
+ */
+export class ConsumerSupervisor {
+  private generation = 0;
+  private unwatch: (() => void) | undefined;
+  /** Hung consumers replaced so far. */
+  replacements = 0;
+
+  constructor(private readonly o: SuperviseOptions) {}
+
+  /** Starts a consumer (the first, or a replacement) and watches it. */
+  async start(): Promise<Consumer> {
+    const generation = ++this.generation;
+    const current = () => generation === this.generation;
+    const consumer = await this.o.start(current);
+    this.unwatch?.();
+    this.unwatch = watchConsumer(consumer, {
+      stallMs: this.o.stallMs,
+      batchStallMs: this.o.batchStallMs,
+      onStall: ({ idleMs, lastEvent }) => {
+        if (!this.o.running() || !current()) return;
+        this.replacements++;
+        this.o.log.warn(
+          { ...this.o.context, idleMs, lastEvent, replacements: this.replacements },
+          `${this.o.what} hung (no fetch); replacing it`,
+        );
+        this.o.onReplaced?.();
+        void replaceHungConsumer(consumer, {
+          start: async () => void (await this.start()),
+          running: this.o.running,
+          log: this.o.log,
+          what: this.o.what,
+          context: this.o.context,
+        });
+      },
+    });
+    return consumer;
+  }
+
+  /** No consumer is current any more (the role leaves its group): late events are dropped. */
+  retire(): void {
+    this.generation++;
+    this.stop();
+  }
+
+  /** Stops watching. */
+  stop(): void {
+    this.unwatch?.();
+    this.unwatch = undefined;
+  }
+}

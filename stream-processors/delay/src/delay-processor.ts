@@ -1,5 +1,6 @@
 import type { CrashPoint } from '@sluice/errors';
 import {
+  ConsumerSupervisor,
   deadLetterSpec,
   DeadLetters,
   delayTiers,
@@ -7,10 +8,8 @@ import {
   headerText,
   laneProvider,
   promptHeaders as headers,
-  replaceHungConsumer,
   tierTopics,
   TopicMissingError,
-  watchConsumer,
   type Consumer,
   type EachBatchPayload,
   type KafkaMessage,
@@ -50,8 +49,7 @@ export class DelayProcessor {
   private consumer: Consumer | undefined;
   private readonly producer: Producer;
   private readonly timers = new Set<NodeJS.Timeout>();
-  private generation = 0;
-  private unwatch: (() => void) | undefined;
+  private readonly supervisor: ConsumerSupervisor;
   private stopping = false;
   private readonly deadLetters: DeadLetters;
   /** Writes due records to their lanes, each until it is written (a hung send is sent again). */
@@ -68,20 +66,29 @@ export class DelayProcessor {
       attemptMs: o.sendAttemptMs,
       topicExists: (topic) => o.kafka.topicExists(topic, { fresh: true }),
     });
+    const stallMs = o.consumerStallMs ?? 45_000;
+    this.supervisor = new ConsumerSupervisor({
+      start: (current) => this.startConsumer(current),
+      stallMs,
+      // A handler only sends to lanes, each send answered or sent again within sendAttemptMs.
+      batchStallMs: stallMs + 2 * (o.sendAttemptMs ?? 60_000),
+      running,
+      log: o.log,
+      what: 'delay consumer',
+    });
   }
 
   async start(): Promise<void> {
     await this.o.kafka.ensureTopics([...tierTopics(), deadLetterSpec()]);
     await this.producer.connect();
-    await this.startConsumer();
+    await this.supervisor.start();
   }
 
   /**
    * Joins the delay group. A consumer found hung (kafkajs after connection resets) is replaced by
    * a new member, which reads on from the committed offsets.
    */
-  private async startConsumer(): Promise<void> {
-    const generation = ++this.generation;
+  private async startConsumer(current: () => boolean): Promise<Consumer> {
     // Short fetch waits: a partition resumed when its head is due is fetched again at once.
     const consumer = this.o.kafka.consumer({
       groupId: this.o.groupId ?? 'sluice-delay',
@@ -96,25 +103,9 @@ export class DelayProcessor {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      eachBatch: (payload) => this.onBatch(payload, consumer, generation),
+      eachBatch: (payload) => this.onBatch(payload, consumer, current),
     });
-    this.unwatch?.();
-    const stallMs = this.o.consumerStallMs ?? 45_000;
-    this.unwatch = watchConsumer(consumer, {
-      stallMs,
-      // A handler only sends to lanes, each send answered or sent again within sendAttemptMs.
-      batchStallMs: stallMs + 2 * (this.o.sendAttemptMs ?? 60_000),
-      onStall: ({ idleMs, lastEvent }) => {
-        if (this.stopping || generation !== this.generation) return;
-        this.o.log.warn({ idleMs, lastEvent }, 'delay consumer hung (no fetch); replacing it');
-        void replaceHungConsumer(consumer, {
-          start: () => this.startConsumer(),
-          running: () => !this.stopping,
-          log: this.o.log,
-          what: 'delay consumer',
-        });
-      },
-    });
+    return consumer;
   }
 
   /**
@@ -124,9 +115,9 @@ export class DelayProcessor {
   private async onBatch(
     { batch, resolveOffset, pause, isRunning, isStale }: EachBatchPayload,
     consumer: Consumer,
-    generation: number,
+    current: () => boolean,
   ): Promise<void> {
-    if (generation !== this.generation) return;
+    if (!current()) return;
     const { due, wait } = dueOf(batch.messages);
     if (due.length > 0 && isRunning() && !isStale()) {
       await this.moveToLanes(due, batch.topic, batch.partition);
@@ -180,7 +171,7 @@ export class DelayProcessor {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    this.unwatch?.();
+    this.supervisor.stop();
     for (const t of this.timers) clearTimeout(t);
     await this.consumer?.disconnect();
     await this.producer.disconnect();

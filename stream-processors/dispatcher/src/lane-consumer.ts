@@ -1,11 +1,4 @@
-import {
-  replaceHungConsumer,
-  watchConsumer,
-  type Consumer,
-  type KafkaMessage,
-  type Logger,
-  type SluiceKafka,
-} from '@sluice/kafka';
+import { ConsumerSupervisor, type Consumer, type KafkaMessage, type Logger, type SluiceKafka } from '@sluice/kafka';
 import type { PromptRequest, SchemaCodecs } from '@sluice/schemas';
 import type { FairShare } from './fair-share.js';
 import { readAttempts } from './headers.js';
@@ -40,8 +33,7 @@ export const fetchWaitMs = 200;
  */
 export class LaneConsumer {
   private consumer: Consumer | undefined;
-  private generation = 0;
-  private unwatch: (() => void) | undefined;
+  private readonly supervisor: ConsumerSupervisor;
   private trackers = new Map<number, OffsetTracker>();
   private readonly dirty = new Set<number>();
   private commitTimer: NodeJS.Timeout | undefined;
@@ -50,17 +42,29 @@ export class LaneConsumer {
   held = false;
   /** Group joins so far (1 after start; more means rebalances). */
   joins = 0;
-  /** Consumers replaced after a hang. */
-  consumerReplacements = 0;
   /** Partitions of the lane topic, and how many this process owns (after its first join). */
   private partitionCount = 0;
   private owned: number | undefined;
 
-  constructor(private readonly o: LaneConsumerOptions) {}
+  constructor(private readonly o: LaneConsumerOptions) {
+    this.supervisor = new ConsumerSupervisor({
+      start: (current) => this.startConsumer(current),
+      stallMs: o.stallMs,
+      running: () => !this.closing,
+      log: o.log,
+      what: 'lane consumer',
+      context: { lane: o.lane },
+    });
+  }
+
+  /** Consumers replaced after a hang. */
+  get consumerReplacements(): number {
+    return this.supervisor.replacements;
+  }
 
   async start(): Promise<void> {
     this.partitionCount = await this.partitionsOf(this.o.lane);
-    await this.startConsumer();
+    await this.supervisor.start();
     this.commitTimer = setInterval(() => void this.commit(), 200);
   }
 
@@ -75,12 +79,11 @@ export class LaneConsumer {
 
   /**
    * Joins the lane's group. A consumer found hung (kafkajs after connection resets: no fetch, no
-   * error) is replaced by a new member; calls it started finish and write their outcomes, and its
-   * batches, should it wake, are dropped by the generation check. The new member reads from the
-   * committed offsets, as after any rebalance.
+   * error) is replaced by a new member (the supervisor); calls it started finish and write their
+   * outcomes, and its batches, should it wake, are dropped (`current()`). The new member reads from
+   * the committed offsets, as after any rebalance.
    */
-  private async startConsumer(): Promise<void> {
-    const generation = ++this.generation;
+  private async startConsumer(current: () => boolean): Promise<Consumer> {
     const { lane } = this.o;
     const consumer = this.o.kafka.consumer({
       groupId: this.o.groupId,
@@ -90,7 +93,6 @@ export class LaneConsumer {
       maxWaitTimeInMs: fetchWaitMs,
     });
     this.consumer = consumer;
-    const current = () => generation === this.generation;
     // A new assignment starts from the committed offsets: fresh trackers. Calls still running for
     // the old assignment finish and produce their outcomes (the sink keeps the first per prompt).
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
@@ -129,7 +131,7 @@ export class LaneConsumer {
         this.skipControl(payload.partition, Number(payload.lastOffset));
     });
     if (this.held) this.flow('pause', [{ topic: lane }]);
-    this.watch(consumer, current);
+    return consumer;
   }
 
   /**
@@ -152,25 +154,6 @@ export class LaneConsumer {
     if (!request) this.o.onUndecodable({ record, partition, offset, tracker });
     else this.o.onPrompt({ request, record, history: readAttempts(message.headers), partition, offset, tracker });
     return true;
-  }
-
-  private watch(consumer: Consumer, current: () => boolean): void {
-    this.unwatch?.();
-    this.unwatch = watchConsumer(consumer, {
-      stallMs: this.o.stallMs,
-      onStall: ({ idleMs, lastEvent }) => {
-        if (this.closing || !current()) return;
-        this.o.log.warn({ lane: this.o.lane, idleMs, lastEvent }, 'lane consumer hung (no fetch); replacing it');
-        this.consumerReplacements++;
-        void replaceHungConsumer(consumer, {
-          start: () => this.startConsumer(),
-          running: () => !this.closing,
-          log: this.o.log,
-          what: 'lane consumer',
-          context: { lane: this.o.lane },
-        });
-      },
-    });
   }
 
   private async decode(value: Buffer | null, partition: number, offset: number): Promise<PromptRequest | undefined> {
@@ -261,13 +244,13 @@ export class LaneConsumer {
   /** Stops reading: every partition paused, the watchdog off. */
   close(): void {
     this.closing = true;
-    this.unwatch?.();
+    this.supervisor.stop();
     this.flow('pause', [{ topic: this.o.lane }]);
   }
 
   /** Leaves the group; late commits of this member would fail once it is gone, so none are made after. */
   async leave(): Promise<void> {
-    this.generation++;
+    this.supervisor.retire();
     clearInterval(this.commitTimer);
     await this.consumer?.disconnect();
     this.consumer = undefined;

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { CrashPoint } from '@sluice/errors';
-import { replaceHungConsumer, watchConsumer, type Consumer, type Logger, type SluiceKafka } from '@sluice/kafka';
+import { ConsumerSupervisor, type Consumer, type Logger, type SluiceKafka } from '@sluice/kafka';
 import {
   indexPrefix,
   jobObjectPrefix,
@@ -87,8 +87,7 @@ export class JobWriter {
   private consumer: Consumer | undefined;
   /** The groups this writer's consumers joined: deleted when it stops, so that none piles up. */
   private readonly groups: string[] = [];
-  private generation = 0;
-  private unwatch: (() => void) | undefined;
+  private readonly supervisor: ConsumerSupervisor;
   /** Per results partition: the next offset not yet taken into a part. */
   private readonly position = new Map<number, number>();
   private readonly open = new Map<number, OpenPart>();
@@ -100,6 +99,15 @@ export class JobWriter {
   constructor(private readonly o: JobWriterOptions) {
     this.job = o.job;
     this.base = jobObjectPrefix(o.prefix, o.job.jobId);
+    this.supervisor = new ConsumerSupervisor({
+      start: (current) => this.startConsumer(current),
+      stallMs: o.consumerStallMs,
+      running: () => !this.stopped,
+      log: o.log,
+      what: 'results consumer',
+      context: { jobId: o.job.jobId },
+      onReplaced: o.onConsumerReplaced,
+    });
   }
 
   /** Prompts the job will have in all, once known (sealed, or cancelled). */
@@ -132,7 +140,7 @@ export class JobWriter {
       'job writer starting',
     );
     if (this.complete) return; // everything was written before a restart
-    await this.startConsumer();
+    await this.supervisor.start();
     this.timer = setInterval(
       () => {
         const now = Date.now();
@@ -148,10 +156,9 @@ export class JobWriter {
   /**
    * Reads the results topic with a consumer of a group of its own, from where the writer stands.
    * A consumer found hung is replaced by a new one (new connections, new group); the old one's
-   * batches, should it wake, are dropped by the generation check.
+   * batches, should it wake, are dropped (`current()`).
    */
-  private async startConsumer(): Promise<void> {
-    const generation = ++this.generation;
+  private async startConsumer(current: () => boolean): Promise<Consumer> {
     // A group of this writer's own (a writer thought dead must not share its partitions): where to
     // go on comes from the indexes; the offsets it commits after each part are for lag alone.
     const groupId = `sluice-sink.${this.job.jobId}.${randomBytes(4).toString('hex')}`;
@@ -173,7 +180,7 @@ export class JobWriter {
       eachBatch: async ({ batch, heartbeat, isRunning }) => {
         const p = batch.partition;
         for (const m of batch.messages) {
-          if (!isRunning() || this.stopped || generation !== this.generation) return;
+          if (!isRunning() || this.stopped || !current()) return;
           const offset = Number(m.offset);
           if (offset < (this.position.get(p) ?? 0)) continue; // in a committed or open part already
           this.position.set(p, offset + 1);
@@ -197,33 +204,12 @@ export class JobWriter {
     // Where the writer stands, not from the beginning (what is before is skipped anyway).
     for (const [partition, offset] of this.position)
       consumer.seek({ topic: this.job.resultsTopic, partition, offset: String(offset) });
-    this.unwatch?.();
-    this.unwatch = watchConsumer(consumer, {
-      stallMs: this.o.consumerStallMs,
-      onStall: ({ idleMs, lastEvent }) => {
-        if (this.stopped || generation !== this.generation) return;
-        this.o.log.warn(
-          { jobId: this.job.jobId, idleMs, lastEvent, replacements: this.replacements + 1 },
-          'results consumer hung (no fetch); replacing it',
-        );
-        void this.replaceConsumer(consumer);
-      },
-    });
+    return consumer;
   }
 
   /** Consumers replaced after a hang, over the writer's life. */
-  replacements = 0;
-
-  private async replaceConsumer(hung: Consumer): Promise<void> {
-    this.replacements++;
-    this.o.onConsumerReplaced?.();
-    await replaceHungConsumer(hung, {
-      start: () => this.startConsumer(),
-      running: () => !this.stopped,
-      log: this.o.log,
-      what: 'results consumer',
-      context: { jobId: this.job.jobId },
-    });
+  get replacements(): number {
+    return this.supervisor.replacements;
   }
 
   /** A newer event of the job (sealed, cancelled): completion may be reached now. */
@@ -242,7 +228,7 @@ export class JobWriter {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    this.unwatch?.();
+    this.supervisor.stop();
     await this.consumer?.disconnect().catch(() => undefined);
     await Promise.all([...this.chains.values()]).catch(() => undefined);
     await this.deleteGroups();

@@ -1,7 +1,6 @@
 import {
+  ConsumerSupervisor,
   jobsTopic,
-  replaceHungConsumer,
-  watchConsumer,
   type Consumer,
   type EachBatchPayload,
   type Logger,
@@ -35,16 +34,27 @@ export interface JobsFollowerOptions {
  */
 export class JobsFollower {
   private consumer: Consumer | undefined;
-  private generation = 0;
-  private unwatch: (() => void) | undefined;
+  private readonly supervisor: ConsumerSupervisor;
   private stopping = false;
   /** Group joins (1 after start; more means rebalances). */
   joins = 0;
 
-  constructor(private readonly o: JobsFollowerOptions) {}
+  constructor(private readonly o: JobsFollowerOptions) {
+    this.supervisor = new ConsumerSupervisor({
+      start: (current) => this.startConsumer(current),
+      stallMs: o.stallMs,
+      running: () => !this.stopping,
+      log: o.log,
+      what: `${jobsTopic} consumer`,
+      onReplaced: o.onReplaced,
+    });
+  }
 
   async start(): Promise<void> {
-    const generation = ++this.generation;
+    await this.supervisor.start();
+  }
+
+  private async startConsumer(current: () => boolean): Promise<Consumer> {
     const consumer = this.o.kafka.consumer({
       groupId: this.o.groupId,
       // A replica killed without leaving holds its jobs until this runs out.
@@ -54,33 +64,19 @@ export class JobsFollower {
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-      if (generation !== this.generation) return;
+      if (!current()) return;
       this.joins++;
       this.o.onAssigned(new Set(payload.memberAssignment[jobsTopic] ?? []));
     });
     await consumer.connect();
     await consumer.subscribe({ topic: jobsTopic, fromBeginning: true });
-    await consumer.run({ autoCommit: false, eachBatch: (payload) => this.onBatch(payload, generation) });
-    this.unwatch?.();
-    this.unwatch = watchConsumer(consumer, {
-      stallMs: this.o.stallMs,
-      onStall: ({ idleMs, lastEvent }) => {
-        if (this.stopping || generation !== this.generation) return;
-        this.o.log.warn({ idleMs, lastEvent }, `${jobsTopic} consumer hung (no fetch); replacing it`);
-        this.o.onReplaced();
-        void replaceHungConsumer(consumer, {
-          start: () => this.start(),
-          running: () => !this.stopping,
-          log: this.o.log,
-          what: `${jobsTopic} consumer`,
-        });
-      },
-    });
+    await consumer.run({ autoCommit: false, eachBatch: (payload) => this.onBatch(payload, current) });
+    return consumer;
   }
 
-  private async onBatch({ batch }: EachBatchPayload, generation: number): Promise<void> {
+  private async onBatch({ batch }: EachBatchPayload, current: () => boolean): Promise<void> {
     for (const m of batch.messages) {
-      if (generation !== this.generation) return;
+      if (!current()) return;
       if (!m.value) continue;
       let event: JobEvent;
       try {
@@ -96,7 +92,7 @@ export class JobsFollower {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    this.unwatch?.();
+    this.supervisor.stop();
     await this.consumer?.disconnect();
   }
 }
