@@ -23,6 +23,11 @@ export function isMainModule(url: string): boolean {
  */
 export function runRole(role: string, log: RoleLog, start: () => Promise<RunningRole>): void {
   exitOnUnhandledErrors(log);
+  // A role lives until it is told to stop. Without this, a role whose only handles are gone (a
+  // kafkajs consumer that crashed without restarting, its producer's connections reset, the
+  // watchdog's timer unref'd) left an empty event loop, and node exited 0 without a word: the
+  // delay processor did so in the fault suite, and its prompts waited in the delay topics.
+  const keepAlive = setInterval(() => undefined, 3_600_000);
   start().then(
     (running) => {
       let stopping = false;
@@ -30,6 +35,7 @@ export function runRole(role: string, log: RoleLog, start: () => Promise<Running
         if (stopping) return;
         stopping = true;
         log.info({ signal }, `${role} stopping`);
+        clearInterval(keepAlive);
         running.stop().then(
           () => process.exit(0),
           (err: unknown) => {

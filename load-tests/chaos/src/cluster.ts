@@ -171,6 +171,9 @@ export class Cluster {
     child.once('exit', (code, signal) => {
       if (!this.stopped && signal !== 'SIGKILL' && signal !== 'SIGTERM' && code !== 0) {
         this.log(`  ${role} exited (${code ?? signal}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      } else if (!this.stopped && code === 0 && !this.extras.has(child)) {
+        // Nobody asked it to stop (replicas leave with SIGTERM; the roles are killed with SIGKILL).
+        this.log(`  ${role} exited (0) without being asked to stop`);
       }
     });
     return child;
