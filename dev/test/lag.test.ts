@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { JobView, LiveCountsWriter, redisKeys } from '@sluice/job-store';
+import { JobView, LiveCountsWriter, writeSinkCounts } from '@sluice/job-store';
 import { createKafka } from '@sluice/kafka';
 import type { Job } from '@sluice/schemas';
 import { stackSettings, uniqueName } from '@sluice/testing';
@@ -38,7 +38,7 @@ describe('sluice lag (real Kafka and Redis)', () => {
       const jobId = `job_${prefix}`;
       const job = { jobId, tenant: 't', status: 'sealed', accepted: 10, finalizedAt: null } as unknown as Job;
       await new JobView(redis).put(job);
-      await redis.hset(redisKeys.counts(jobId), { succeeded: 3, failed: 1 });
+      await writeSinkCounts(redis, jobId, { succeeded: 3, failed: 1, written: 4 });
       // As a dispatcher writes them: two prompts in hand, one sent to a delay topic.
       const live = new LiveCountsWriter(redis, 60_000);
       live.started(jobId);

@@ -2,3 +2,4 @@ export { JobView, heldBackKey, isEnded, viewReadyKey, type HeldBack, type RunCou
 export { laneLoadKey, releasePlacement } from './placement.js';
 export { LiveCountsWriter, liveKey, readLiveCounts, type LiveCounts } from './live-counts.js';
 export { redisKeys } from './keys.js';
+export { readSinkCounts, writeSinkCounts, type SinkCounts } from './sink-counts.js';

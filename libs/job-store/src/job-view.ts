@@ -1,11 +1,11 @@
 import type { Redis } from 'ioredis';
 import type { Job } from '@sluice/schemas';
 import { readLiveCounts } from './live-counts.js';
+import { readSinkCounts } from './sink-counts.js';
 import { redisKeys } from './keys.js';
 
 const jobKey = redisKeys.job;
 const tenantKey = redisKeys.tenantJobs;
-const countsKey = redisKeys.counts;
 /** A tenant's jobs not yet ended (open, sealed, running), by creation time: its quotas count them. */
 const openKey = redisKeys.tenantOpen;
 const endedStatuses = new Set(['cancelled', 'completed', 'completed_with_errors', 'failed']);
@@ -183,9 +183,8 @@ export class JobView {
    * dispatchers keep (in flight, waiting in a delay topic).
    */
   async counts(id: string): Promise<RunCounts> {
-    const [h, live] = await Promise.all([this.redis.hgetall(countsKey(id)), readLiveCounts(this.redis, id)]);
-    const n = (k: string) => Number(h[k] ?? 0);
-    return { ...live, succeeded: n('succeeded'), failed: n('failed') };
+    const [sink, live] = await Promise.all([readSinkCounts(this.redis, id), readLiveCounts(this.redis, id)]);
+    return { ...live, succeeded: sink.succeeded, failed: sink.failed };
   }
 
   /** The lane's held-back notes, for a provider's models (empty while it runs at its limits). */

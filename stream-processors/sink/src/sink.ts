@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Announcer } from '@sluice/announcer';
-import { JobView, redisKeys } from '@sluice/job-store';
+import { JobView, writeSinkCounts } from '@sluice/job-store';
 import type { CrashPoint } from '@sluice/errors';
 import { type Logger, type Producer, type SluiceKafka, jobsTopicSpec } from '@sluice/kafka';
 import type { ObjectStore } from '@sluice/object-store';
@@ -276,13 +276,11 @@ export class Sink {
   /** Progress counters for the API, and finalization once every prompt is accounted for. */
   private async progress(w: JobWriter): Promise<void> {
     const jobId = w.job.jobId;
-    await this.o.redis
-      .hset(redisKeys.counts(jobId), {
-        succeeded: w.totals.succeeded,
-        failed: w.totals.failed + w.totals.cancelled,
-        written: w.committedRows,
-      })
-      .catch(() => undefined);
+    await writeSinkCounts(this.o.redis, jobId, {
+      succeeded: w.totals.succeeded,
+      failed: w.totals.failed + w.totals.cancelled,
+      written: w.committedRows,
+    }).catch(() => undefined);
     if (!w.complete || this.finalizing.has(jobId) || this.writers.get(jobId) !== w) return;
     this.finalizing.add(jobId);
     try {
