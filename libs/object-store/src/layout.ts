@@ -1,10 +1,9 @@
-import type { ObjectStore } from './types.js';
-
 /**
  * Where a job's results live in the store, under `<prefix><jobId>/`:
  *   results/part-<partition>-<first offset>-<last offset>.jsonl   results, OpenAI batch output lines
  *   errors/part-<partition>-<first offset>-<last offset>.jsonl    errors, the same shape
  *   _index/<partition>-<first offset>.json                        the commit record of a part
+ *   _rollup/<seq>.json                                            the indexes so far in one object (job-index.ts)
  *   manifest.json                                                 written once every prompt is accounted for
  * A part file counts only once an index names it; the sink deletes unnamed ones at the end.
  */
@@ -41,14 +40,7 @@ export interface PartIndex {
 
 export const jobObjectPrefix = (prefix: string, jobId: string) => `${prefix}${jobId}/`;
 export const indexPrefix = (prefix: string, jobId: string) => `${jobObjectPrefix(prefix, jobId)}_index/`;
+/** An index object's name under `_index/`: the part's partition and first offset, zero-padded to sort. */
+export const indexTag = (partition: number, start: number) =>
+  `${String(partition).padStart(3, '0')}-${String(start).padStart(12, '0')}.json`;
 export const manifestName = (prefix: string, jobId: string) => `${jobObjectPrefix(prefix, jobId)}manifest.json`;
-
-/** The committed parts of a job, in partition and offset order. */
-export async function readCommittedParts(store: ObjectStore, prefix: string, jobId: string): Promise<PartIndex[]> {
-  const out: PartIndex[] = [];
-  for (const name of await store.list(indexPrefix(prefix, jobId))) {
-    const raw = await store.get(name);
-    if (raw) out.push(JSON.parse(raw.toString()) as PartIndex);
-  }
-  return out.sort((a, b) => a.partition - b.partition || a.start - b.start);
-}

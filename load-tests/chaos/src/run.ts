@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PubSub, type Message } from '@google-cloud/pubsub';
 import { createKafka } from '@sluice/kafka';
-import { createGcsObjectStore, readCommittedParts } from '@sluice/object-store';
+import { createGcsObjectStore, readJobIndex } from '@sluice/object-store';
 import { startProviderSim, type KeyConfig } from '@sluice/provider-sim';
 import {
   FaultProxy,
@@ -232,7 +232,7 @@ async function runScenario(sc: Scenario): Promise<Row> {
     }
     if (!manifest)
       // No manifest (the job never finished): what its committed parts hold, for the counts.
-      for (const part of await readCommittedParts(store, '', jobId))
+      for (const part of (await readJobIndex(store, '', jobId)).parts)
         for (const [kind, file] of [
           ['result', part.results],
           ['error', part.errors],

@@ -23,11 +23,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PubSub, type Message } from '@google-cloud/pubsub';
-import { createGcsObjectStore, readCommittedParts } from '@sluice/object-store';
+import { createGcsObjectStore, readJobIndex } from '@sluice/object-store';
 import { startProviderSim, type LatencyModel } from '@sluice/provider-sim';
 import { connectionEnv, freePort, helpIfAsked, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
 import { check, type OutputLine } from '../../chaos/src/checker.js';
 import { Cluster, type Role } from '../../chaos/src/cluster.js';
+import { GcsCounter, minus } from './gcs-counter.js';
 import { defaultShape, quantile, rows, type RowStats } from './workload.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
@@ -80,10 +81,14 @@ sub.on('message', (m: Message) => {
   m.ack();
 });
 
+// The roles reach the GCS emulator through a counter: requests per 1,000 prompts is what GCS bills.
+const gcs = new GcsCounter(s.gcsEndpoint);
+const gcsEndpoint = await gcs.start();
 const port = await freePort(24_500, 26_000);
 const api = `http://127.0.0.1:${port}`;
 const env: Record<string, string> = {
   ...connectionEnv(s),
+  SLUICE_GCS_ENDPOINT: gcsEndpoint,
   SLUICE_API_KEYS: tenants.map((x) => `${x.tenant}:${createHash('sha256').update(x.apiKey).digest('hex')}`).join(','),
   SLUICE_MODELS: JSON.stringify({ [lane]: ['gpt-4o-mini'] }),
   SLUICE_INGEST_PORT: String(port),
@@ -112,6 +117,7 @@ const ledger = new Map<string, number>();
 const owner = new Map<string, (typeof tenants)[number]>();
 const stats: RowStats = { rows: 0, bytes: 0, largestPromptBytes: 0, promptBytes: [] };
 const cpuAtStart = Object.fromEntries(roles.map((r) => [r, cluster.cpuSecondsWithReplicas(r)])) as Record<Role, number>;
+const gcsAtStart = gcs.snapshot();
 const started = performance.now();
 const seconds = (at: number) => Math.round((at - started) / 100) / 10;
 
@@ -201,7 +207,17 @@ const cpu = Object.fromEntries(roles.map((r) => [r, cluster.cpuSecondsWithReplic
   Role,
   number
 >;
+const gcsRun = minus(gcs.snapshot(), gcsAtStart);
 await new Promise((r) => setTimeout(r, 2_000)); // a second announcement would come now
+// What a user's GET /v1/jobs/:id/results costs once a job is done: GCS requests and time.
+const listings: Array<{ gcsRequests: number; ms: number; files: number }> = [];
+for (const [jobId, who] of owner) {
+  const before = gcs.snapshot();
+  const t0 = performance.now();
+  const r = await fetch(`${api}/v1/jobs/${jobId}/results`, { headers: { authorization: `Bearer ${who.apiKey}` } });
+  const files = r.ok ? ((await r.json()) as { files: unknown[] }).files.length : -1;
+  listings.push({ gcsRequests: minus(gcs.snapshot(), before).total, ms: Math.round(performance.now() - t0), files });
+}
 clearInterval(ticker);
 clearInterval(progress);
 const calls = sim.sim.ledger.stats().find((k) => k.key === simKey)?.requests ?? 0;
@@ -209,7 +225,7 @@ await cluster.stop();
 
 const outputs: OutputLine[] = [];
 for (const jobId of ledger.keys()) {
-  for (const part of await readCommittedParts(store, '', jobId)) {
+  for (const part of (await readJobIndex(store, '', jobId)).parts) {
     for (const [kind, file] of [
       ['result', part.results],
       ['error', part.errors],
@@ -227,6 +243,7 @@ await sub.delete().catch(() => undefined);
 await t.delete().catch(() => undefined);
 await pubsub.close();
 await sim.close();
+await gcs.close();
 
 const wallS = (endAt - started) / 1_000;
 const result = {
@@ -255,6 +272,9 @@ const result = {
   dispatcherCpuMsPerCall: Number(((cpu.dispatcher * 1_000) / Math.max(1, calls)).toFixed(3)),
   sinkRecordsPerCpuSecond: Math.round(prompts / Math.max(0.01, cpu.sink)),
   ingestMegabytesPerCpuSecond: Number((stats.bytes / 1024 / 1024 / Math.max(0.01, cpu.ingest)).toFixed(1)),
+  gcsRequests: gcsRun,
+  gcsRequestsPer1000Prompts: Number(((gcsRun.total * 1_000) / prompts).toFixed(2)),
+  resultsListing: listings,
   peakRssMb: Object.fromEntries(roles.map((r) => [r, Math.round(cluster.peakRssMb[r])])),
   delivered: verdict.delivered,
   errorLines: errors,
@@ -270,6 +290,8 @@ log(
     `  upload ${result.uploadSeconds} s (${result.uploadMegabytesPerSecond} MB/s); first result ${result.firstResultSeconds} s after the first byte\n` +
     `  CPU s: ${roles.map((r) => `${r} ${result.cpuSeconds[r]}`).join(', ')}; dispatcher ${result.dispatcherCpuMsPerCall} ms per call (${calls} calls); ` +
     `sink ${result.sinkRecordsPerCpuSecond} records per CPU s; ingest ${result.ingestMegabytesPerCpuSecond} MB per CPU s\n` +
+    `  GCS requests ${gcsRun.total} (${gcsRun.writes} writes, ${gcsRun.reads} reads, ${gcsRun.lists} lists, ${gcsRun.deletes} deletes): ${result.gcsRequestsPer1000Prompts} per 1,000 prompts; ` +
+    `GET /results per job: ${listings.map((l) => `${l.files} files, ${l.gcsRequests} GCS requests, ${l.ms} ms`).join('; ')}\n` +
     `  peak RSS MB: ${roles.map((r) => `${r} ${result.peakRssMb[r]}`).join(', ')}\n` +
     `  delivered ${verdict.delivered} (${errors} as errors), lost ${verdict.lost}, duplicates ${verdict.duplicates}, announcements per job ${result.announcementsPerJob.join('/')}` +
     (error ? `\n  ${error}` : ''),

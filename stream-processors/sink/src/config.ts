@@ -35,6 +35,8 @@ export interface SinkConfig {
   partBytes: number;
   /** @default 2000 (SLUICE_SINK_FLUSH_MS) */
   flushMs: number;
+  /** @default 64 (SLUICE_SINK_ROLLUP_PARTS) */
+  rollupParts: number;
   /** A Kafka consumer with no fetch for this long is replaced. @default 45000 (SLUICE_CONSUMER_STALL_MS) */
   consumerStallMs: number;
   /** @default 21600000, 6 h (SLUICE_PIPELINE_TIMEOUT_MS) */
@@ -86,6 +88,7 @@ export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig
     partRecords: s.int('SLUICE_SINK_PART_RECORDS', 10_000),
     partBytes: s.int('SLUICE_SINK_PART_BYTES', 64 * 1024 * 1024),
     flushMs: s.int('SLUICE_SINK_FLUSH_MS', 2_000),
+    rollupParts: s.int('SLUICE_SINK_ROLLUP_PARTS', 64),
     consumerStallMs: s.int('SLUICE_CONSUMER_STALL_MS', 45_000),
     pipelineTimeoutMs: s.int('SLUICE_PIPELINE_TIMEOUT_MS', 6 * 3_600_000),
     retentionMs: s.int('SLUICE_RESULTS_RETENTION_MS', 7 * 86_400_000),

@@ -3,17 +3,22 @@ import type { CrashPoint } from '@sluice/errors';
 import { ConsumerSupervisor, type Consumer, type Logger, type SluiceKafka } from '@sluice/kafka';
 import {
   indexPrefix,
+  indexTag,
   jobObjectPrefix,
+  maxRow,
   ObjectExistsError,
-  readCommittedParts,
+  partSummary,
+  readJobIndex,
+  RowSet,
   type Counts,
   type ObjectStore,
   type PartFile,
   type PartIndex,
+  type PartSummary,
 } from '@sluice/object-store';
 import type { Job, PromptOutcome, SchemaCodecs } from '@sluice/schemas';
 import { errorLine, isInputError, resultLine } from './output.js';
-import { maxRow, RowSet } from './row-set.js';
+import { IndexRoller } from './index-roller.js';
 
 export interface JobWriterOptions {
   kafka: SluiceKafka;
@@ -29,6 +34,8 @@ export interface JobWriterOptions {
   partBytes: number;
   /** ...or has been open this long. */
   flushMs: number;
+  /** An index roll-up after this many committed parts (IndexRoller). */
+  rollupParts: number;
   /** After each committed part, and when every prompt is accounted for. */
   onProgress: (writer: JobWriter) => void;
   /** A results consumer with no fetch for this long is replaced (kafkajs can hang after resets). */
@@ -71,12 +78,12 @@ export class JobWriter {
   job: Job;
   readonly seen = new RowSet();
   /** Rows in committed parts (written and named by an index). */
-  private readonly committed = new RowSet();
+  private committed = new RowSet();
   /**
    * The committed parts, without their row lists: the RowSets hold those at a bit a row, where
    * the lists took 8 bytes a row for the job's whole life (80 MB for a job of 10 million).
    */
-  readonly indexes: Array<Omit<PartIndex, 'rows'>> = [];
+  readonly indexes: PartSummary[] = [];
   readonly totals: Counts = zero();
   readonly tokens = { prompt: 0, completion: 0 };
   committedRows = 0;
@@ -95,10 +102,19 @@ export class JobWriter {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly base: string;
+  private readonly roller: IndexRoller;
 
   constructor(private readonly o: JobWriterOptions) {
     this.job = o.job;
     this.base = jobObjectPrefix(o.prefix, o.job.jobId);
+    this.roller = new IndexRoller({
+      store: o.store,
+      prefix: o.prefix,
+      jobId: o.job.jobId,
+      every: o.rollupParts,
+      log: o.log,
+      snapshot: () => ({ parts: this.indexes, rows: this.committed }),
+    });
     this.supervisor = new ConsumerSupervisor({
       start: (current) => this.startConsumer(current),
       stallMs: o.consumerStallMs,
@@ -134,9 +150,13 @@ export class JobWriter {
   }
 
   async start(): Promise<void> {
-    for (const index of await readCommittedParts(this.o.store, this.o.prefix, this.job.jobId)) this.adopt(index);
+    const index = await readJobIndex(this.o.store, this.o.prefix, this.job.jobId, { rows: true });
+    this.committed = index.rows!;
+    this.seen.addAll(this.committed);
+    for (const part of index.parts) this.adopt(part);
+    this.roller.started(index);
     this.o.log.info(
-      { jobId: this.job.jobId, parts: this.indexes.length, rows: this.committedRows },
+      { jobId: this.job.jobId, parts: this.indexes.length, rows: this.committedRows, reads: index.requests },
       'job writer starting',
     );
     if (this.complete) return; // everything was written before a restart
@@ -231,6 +251,7 @@ export class JobWriter {
     this.supervisor.stop();
     await this.consumer?.disconnect().catch(() => undefined);
     await Promise.all([...this.chains.values()]).catch(() => undefined);
+    await this.roller.idle();
     await this.deleteGroups();
   }
 
@@ -339,7 +360,7 @@ export class JobWriter {
       lastCompletedAt: part.last,
     };
     this.o.crash?.reached('sink.after-write');
-    const indexName = `${indexPrefix(this.o.prefix, this.job.jobId)}${tag}.json`;
+    const indexName = `${indexPrefix(this.o.prefix, this.job.jobId)}${indexTag(p, part.start)}`;
     try {
       await this.retry(() =>
         this.o.store.put(indexName, JSON.stringify(index), { ifAbsent: true, contentType: 'application/json' }),
@@ -356,7 +377,9 @@ export class JobWriter {
       // The same range, committed by an earlier run of this writer: it is ours already.
       if (this.indexes.some((i) => i.partition === p && i.start === part.start)) return;
     }
+    for (const row of part.rows) this.committed.add(row);
     this.adopt(index, false);
+    this.roller.committed();
     // The group's offset past the part, so that the sink's progress shows as consumer lag.
     void this.consumer
       ?.commitOffsets([{ topic: this.job.resultsTopic, partition: p, offset: String(part.end + 1) }])
@@ -364,12 +387,11 @@ export class JobWriter {
     this.o.onProgress(this);
   }
 
-  /** Takes a committed part into the writer's totals (and, when loaded at start, its rows). */
-  private adopt(index: PartIndex, loading = true): void {
-    this.indexes.push({ ...index, rows: undefined } as Omit<PartIndex, 'rows'>);
-    if (loading) for (const row of index.rows) this.seen.add(row);
-    for (const row of index.rows) this.committed.add(row);
-    this.committedRows += index.rows.length;
+  /** Takes a committed part into the writer's totals (its rows are in `committed` already). */
+  private adopt(index: PartSummary | PartIndex, loading = true): void {
+    this.indexes.push(partSummary(index));
+    const c = index.counts;
+    this.committedRows += c.succeeded + c.failed + c.cancelled + c.invalid;
     for (const k of Object.keys(this.totals) as Array<keyof Counts>) this.totals[k] += index.counts[k];
     this.tokens.prompt += index.tokens.prompt;
     this.tokens.completion += index.tokens.completion;

@@ -45,6 +45,7 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
     partRecords: config.partRecords,
     partBytes: config.partBytes,
     flushMs: config.flushMs,
+    rollupParts: config.rollupParts,
     consumerStallMs: config.consumerStallMs,
     pipelineTimeoutMs: config.pipelineTimeoutMs,
     retentionMs: config.retentionMs,

@@ -26,6 +26,8 @@ export interface SinkOptions {
   partBytes?: number;
   /** @default 2000 */
   flushMs?: number;
+  /** A job index roll-up every this many committed parts. @default 64 */
+  rollupParts?: number;
   /** A consumer with no fetch for this long is replaced (kafkajs can hang after connection resets). @default 45000 */
   consumerStallMs?: number;
   /** A sealed job with prompts missing and no outcome for this long has them closed as PIPELINE_TIMEOUT. @default 6 h */
@@ -90,6 +92,7 @@ export class Sink {
       partRecords: 10_000,
       partBytes: 64 * 1024 * 1024,
       flushMs: 2_000,
+      rollupParts: 64,
       consumerStallMs: 45_000,
       pipelineTimeoutMs: 6 * 3_600_000,
       retentionMs: 7 * 86_400_000,
@@ -248,6 +251,7 @@ export class Sink {
       partRecords: this.o.partRecords,
       partBytes: this.o.partBytes,
       flushMs: this.o.flushMs,
+      rollupParts: this.o.rollupParts,
       consumerStallMs: this.o.consumerStallMs,
       onConsumerReplaced: () => this.consumerReplacements++,
       crash: this.o.crash,

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { createAnnouncer, type Announcer } from '@sluice/announcer';
 import { laneLoadKey, releasePlacement } from '@sluice/job-store';
 import { createKafka } from '@sluice/kafka';
-import { createGcsObjectStore, type ObjectStore } from '@sluice/object-store';
+import { createGcsObjectStore, readJobIndex, type ObjectStore } from '@sluice/object-store';
 import { createSchemaCodecs, type JobEvent, type SchemaCodecs } from '@sluice/schemas';
 import { FaultProxy, proxyAddresses, stackSettings, uniqueName, waitFor } from '@sluice/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -128,6 +128,7 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
         out.objects.filter(
           (n) =>
             !n.includes('/_index/') &&
+            !n.includes('/_rollup/') &&
             !n.endsWith('manifest.json') &&
             !n.endsWith('announcement.json') &&
             !listed.has(n),
@@ -154,6 +155,52 @@ describe('sink (real Kafka, Redis, GCS and Pub/Sub emulators)', () => {
     } finally {
       await sk.stop();
       await sub.close();
+    }
+  }, 120_000);
+
+  // Issue 19: a job of a million prompts has thousands of parts; reading its index cost one GET per
+  // part on every writer start and every GET /results.
+  it("reads a job's index as one roll-up and the few indexes after it, and a restart from it writes no row twice", async () => {
+    const tenant = uniqueName('t');
+    const job = makeJob({ tenant, total: 2_000, accepted: 2_000 });
+    await kafka.ensureTopics([{ topic: job.resultsTopic, partitions: 2 }]);
+    const all = Array.from({ length: 2_000 }, (_, i) => outcome(job, i));
+    const small = { partRecords: 20, rollupParts: 8 };
+    let sk = sink(tenant, small);
+    await sk.start();
+    try {
+      await publishJob(kafka, codecs, job, 'sealed');
+      await produceOutcomes(kafka, codecs, job, all.slice(0, 1_200), 2);
+      const rowsIn = async () =>
+        (await readJobIndex(store, '', job.jobId)).parts.reduce((n, p) => n + p.counts.succeeded, 0);
+      await waitFor('1,200 rows committed', async () => ((await rowsIn()) >= 1_200 ? true : undefined), {
+        timeoutMs: 60_000,
+      });
+      await sk.stop();
+      const indexes = (await store.list(`${job.jobId}/_index/`)).length;
+      expect(indexes).toBeGreaterThanOrEqual(60); // parts of at most 20 records
+      // The two newest roll-ups are kept, the older deleted.
+      expect((await store.list(`${job.jobId}/_rollup/`)).length).toBe(2);
+      const index = await readJobIndex(store, '', job.jobId, { rows: true });
+      expect(index.parts).toHaveLength(indexes);
+      expect(index.rows!.size).toBe(1_200);
+      expect(index.rollupSeq).toBeGreaterThanOrEqual(7);
+      // A roll-up read, and at most the indexes of the last 8 parts after it: not one GET a part.
+      expect(index.requests.gets).toBeLessThanOrEqual(1 + 8);
+      expect(index.requests.lists).toBe(2);
+
+      // A restart goes on from the roll-up: rows it holds, delivered again, are not written twice.
+      sk = sink(tenant, small);
+      await sk.start();
+      await produceOutcomes(kafka, codecs, job, [...all.slice(0, 300), ...all.slice(1_200)], 2);
+      await finalEvent(job.jobId);
+      const out = (await readOutputs(store, job.jobId))!;
+      const rows = out.results.map((l) => l['row_index'] as number);
+      expect(rows).toHaveLength(2_000);
+      expect(new Set(rows).size).toBe(2_000);
+      expect(out.manifest.counts).toMatchObject({ total: 2_000, succeeded: 2_000 });
+    } finally {
+      await sk.stop();
     }
   }, 120_000);
 

@@ -1,13 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import {
-  manifestName,
-  openObjectStore,
-  readCommittedParts,
-  type ObjectStore,
-  type PartFile,
-} from '@sluice/object-store';
+import { manifestName, openObjectStore, readJobIndex, type ObjectStore, type PartFile } from '@sluice/object-store';
 import type { IngestConfig } from '../../config.js';
 import type { JobService } from '../../services/jobs.js';
 
@@ -64,7 +58,7 @@ const ResultsView = Type.Object({
 export function resultRoutes(app: FastifyInstance, jobs: JobService, access: ResultsAccess): void {
   const { store, prefix } = access;
   const files = async (jobId: string) => {
-    const parts = await readCommittedParts(store, prefix, jobId);
+    const { parts } = await readJobIndex(store, prefix, jobId);
     const of = (kind: 'results' | 'errors') =>
       parts.flatMap((p) => (p[kind] ? [{ kind, ...(p[kind] as PartFile) }] : []));
     return [...of('results'), ...of('errors')];

@@ -30,6 +30,22 @@ export class RowSet {
     return true;
   }
 
+  /** Adds every row of another set. */
+  addAll(other: RowSet): void {
+    if (other.bits.length > this.bits.length) {
+      const next = new Uint32Array(other.bits.length);
+      next.set(this.bits);
+      this.bits = next;
+    }
+    let size = 0;
+    for (let w = 0; w < this.bits.length; w++) {
+      const word = (this.bits[w]! | (other.bits[w] ?? 0)) >>> 0;
+      this.bits[w] = word;
+      size += popcount(word);
+    }
+    this.size = size;
+  }
+
   /** How many rows of the set are in [0, n). */
   countBelow(n: number): number {
     const full = Math.min(this.bits.length, Math.floor(n / 32));
@@ -37,6 +53,31 @@ export class RowSet {
     for (let w = 0; w < full; w++) count += popcount(this.bits[w]!);
     if (full < this.bits.length && n % 32 !== 0) count += popcount(this.bits[full]! & ((1 << (n % 32)) - 1));
     return count;
+  }
+
+  /** The set as little-endian 32-bit words, trailing empty words left out (how a job index roll-up stores it). */
+  toBuffer(): Buffer {
+    let n = this.bits.length;
+    while (n > 0 && this.bits[n - 1] === 0) n--;
+    const out = Buffer.alloc(n * 4);
+    for (let w = 0; w < n; w++) out.writeUInt32LE(this.bits[w]!, w * 4);
+    return out;
+  }
+
+  /** A set read back from toBuffer()'s bytes. */
+  static fromBuffer(bytes: Buffer): RowSet {
+    if (bytes.length % 4 !== 0) throw new RangeError(`a row set is whole 32-bit words; ${bytes.length} bytes are not`);
+    const set = new RowSet();
+    const words = bytes.length / 4;
+    let n = set.bits.length;
+    while (n < words) n *= 2;
+    set.bits = new Uint32Array(n);
+    for (let w = 0; w < words; w++) {
+      const word = bytes.readUInt32LE(w * 4);
+      set.bits[w] = word;
+      set.size += popcount(word);
+    }
+    return set;
   }
 
   /** Rows in [0, total) that are not in the set, at most `limit` of them. */
