@@ -24,7 +24,7 @@ const entry: Record<Role, string> = {
 };
 
 /** Resident set size of a process in MB, from /proc; 0 once it is gone. */
-function rssMb(pid: number): number {
+export function rssMb(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : 0;
@@ -115,8 +115,8 @@ export class Cluster {
   }
 
   /** Starts another replica of a role; stop it with SIGTERM (a replica leaving) or SIGKILL. */
-  startReplica(role: Role): ChildProcess {
-    const child = this.spawn(role, {});
+  startReplica(role: Role, extra: Record<string, string> = {}): ChildProcess {
+    const child = this.spawn(role, extra);
     this.extras.add(child);
     this.replicaRoles.set(child, role);
     child.once('exit', () => {

@@ -1,12 +1,18 @@
 /**
- * npm run bench:e2e -- [--quick] [--prompts N] [--jobs N] [--dispatchers N] [--latency zero|real] [--json FILE]
+ * npm run bench:e2e -- [--quick] [--prompts N] [--jobs N] [--lanes 1|2] [--dispatchers N] [--latency zero|real]
+ *                      [--no-ceilings] [--json FILE]
  *
  * The whole pipeline on the local stack with a realistic backfill: each role (ingest API,
  * dispatcher, delay, sink) its own process as in production, the provider simulator unlimited,
  * answering at once (`--latency zero`: an infinitely fast provider, the pipeline's own ceiling)
  * or as a real model does (`--latency real`: about 1 s at the median, a heavy tail). Prompts as
  * users send them (see workload.ts: median 1.5 KB, p99 16 KB, a few near the 1 MiB line limit,
- * 50-2,000 tokens asked for), over several jobs of two tenants uploaded at once.
+ * 50-2,000 tokens asked for), over several jobs of two tenants uploaded at once, on two lanes at
+ * once (`--lanes 2`, the default: an OpenAI lane and a Gemini lane, each with its dispatcher).
+ *
+ * Before the pipeline, in the same run, the raw ceilings (ceilings.ts): plain fetch against the
+ * simulator, kafkajs producing and consuming the same prompt bytes; the pipeline's figures are
+ * given as ratios to them.
  *
  * It measures, from the first byte uploaded to the last job's announcement on Pub/Sub: prompts/s
  * end to end; the upload's MB/s; the first result's delay after the uploads end; CPU per call of
@@ -27,7 +33,8 @@ import { createGcsObjectStore, readJobIndex } from '@sluice/object-store';
 import { startProviderSim, type LatencyModel } from '@sluice/provider-sim';
 import { connectionEnv, freePort, helpIfAsked, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
 import { check, type OutputLine } from '../../chaos/src/checker.js';
-import { Cluster, type Role } from '../../chaos/src/cluster.js';
+import { Cluster, rssMb, type Role } from '../../chaos/src/cluster.js';
+import { fetchCeiling, kafkaCeiling, type Ceiling } from './ceilings.js';
 import { GcsCounter, minus } from './gcs-counter.js';
 import { defaultShape, quantile, rows, type RowStats } from './workload.js';
 
@@ -39,6 +46,8 @@ const { values: args } = parseArgs({
     prompts: { type: 'string' },
     jobs: { type: 'string', default: '4' },
     dispatchers: { type: 'string', default: '1' },
+    lanes: { type: 'string', default: '2' },
+    'no-ceilings': { type: 'boolean', default: false },
     latency: { type: 'string', default: 'zero' },
     json: { type: 'string' },
   },
@@ -46,6 +55,8 @@ const { values: args } = parseArgs({
 const prompts = Number(args.prompts ?? (args.quick ? 20_000 : 1_000_000));
 const jobs = Math.max(1, Number(args.jobs));
 if (!(prompts >= jobs)) throw new Error(`--prompts ${args.prompts} must be at least --jobs ${jobs}`);
+const lanes = Number(args.lanes);
+if (lanes !== 1 && lanes !== 2) throw new Error('--lanes is 1 (OpenAI) or 2 (OpenAI and Gemini)');
 if (args.latency !== 'zero' && args.latency !== 'real') throw new Error('--latency is zero or real');
 const jsonFile = args.json ?? join(root, 'load-tests/results', `e2e-${args.latency}${args.quick ? '-quick' : ''}.json`);
 
@@ -65,6 +76,62 @@ const id = randomBytes(4).toString('hex');
 const lane = `e2e${id}`;
 const simKey = `sk-e2e-${id}`;
 sim.sim.setKey(simKey, { dialect: 'openai', limits: {}, latency });
+// The second lane: Gemini's dialect (its SDK, its URL shapes, its usage fields), its own key.
+const geminiLane = `e2eg${id}`;
+const geminiKey = `gm-e2e-${id}`;
+sim.sim.setKey(geminiKey, { dialect: 'gemini', limits: {}, latency });
+const laneOf = (job: number) =>
+  lanes === 2 && Math.floor(job / 2) % 2 === 1
+    ? { lane: geminiLane, model: 'gemini-2.0-flash' }
+    : { lane, model: 'gpt-4o-mini' };
+const keys = lanes === 2 ? [simKey, geminiKey] : [simKey];
+const callsNow = () =>
+  sim.sim.ledger
+    .stats()
+    .filter((k) => keys.includes(k.key))
+    .reduce((n, k) => n + k.requests, 0);
+
+// The raw ceilings, on a sample of the same prompts (none of the near-1 MiB ones).
+let ceilings: { fetch: Ceiling; kafkaProduce: Ceiling; kafkaConsume: Ceiling } | null = null;
+if (!args['no-ceilings']) {
+  const sampleRows = Math.min(prompts, 20_000);
+  let text = '';
+  for await (const chunk of rows(99, sampleRows, defaultShape, {
+    rows: 0,
+    bytes: 0,
+    largestPromptBytes: 0,
+    promptBytes: [],
+  }))
+    text += String(chunk);
+  const sample = text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const r = JSON.parse(l) as { prompt: string; max_tokens: number };
+      return { prompt: r.prompt, maxTokens: r.max_tokens };
+    });
+  const ceilingKey = `sk-ceiling-${id}`;
+  sim.sim.setKey(ceilingKey, { dialect: 'openai', limits: {}, latency });
+  const fetched = await fetchCeiling(
+    `${sim.url}/v1`,
+    ceilingKey,
+    'gpt-4o-mini',
+    sample,
+    args.latency === 'zero' ? 256 : 4_096,
+  );
+  const kafka = await kafkaCeiling(
+    s.kafkaBrokers,
+    `e2e-ceiling-${id}`,
+    12,
+    sample.map((x) => Buffer.from(x.prompt)),
+  );
+  ceilings = { fetch: fetched, kafkaProduce: kafka.produce, kafkaConsume: kafka.consume };
+  console.log(
+    `ceilings on ${sample.length} of the same prompts: plain fetch ${fetched.perSecond} calls/s; ` +
+      `kafkajs produce ${kafka.produce.perSecond} records/s (${kafka.produce.megabytesPerSecond} MB/s), ` +
+      `consume ${kafka.consume.perSecond} records/s (${kafka.consume.megabytesPerSecond} MB/s)`,
+  );
+}
 const tenants = ['e2e-a', 'e2e-b'].map((t) => ({ tenant: `${t}-${id}`, apiKey: `sk-${t}-${id}` }));
 const bucket = `e2e-${id}`;
 const topic = `e2e-finished-${id}`;
@@ -90,7 +157,7 @@ const env: Record<string, string> = {
   ...connectionEnv(s),
   SLUICE_GCS_ENDPOINT: gcsEndpoint,
   SLUICE_API_KEYS: tenants.map((x) => `${x.tenant}:${createHash('sha256').update(x.apiKey).digest('hex')}`).join(','),
-  SLUICE_MODELS: JSON.stringify({ [lane]: ['gpt-4o-mini'] }),
+  SLUICE_MODELS: JSON.stringify({ [lane]: ['gpt-4o-mini'], [geminiLane]: ['gemini-2.0-flash'] }),
   SLUICE_INGEST_PORT: String(port),
   SLUICE_PROVIDER: 'openai',
   SLUICE_LANE: lane,
@@ -111,6 +178,20 @@ for (const role of ['sink', 'delay', 'dispatcher', 'ingest'] as const) await clu
 // --dispatchers N: replicas of the dispatcher beside the first (the lane's partitions split among them).
 const dispatchers = Math.max(1, Number(args.dispatchers));
 for (let i = 1; i < dispatchers; i++) cluster.startReplica('dispatcher');
+const geminiEnv = {
+  SLUICE_PROVIDER: 'gemini',
+  SLUICE_LANE: geminiLane,
+  SLUICE_PROVIDER_API_KEY: geminiKey,
+  SLUICE_PROVIDER_KEY_ID: geminiKey,
+  SLUICE_PROVIDER_BASE_URL: sim.url,
+};
+const geminiDispatchers =
+  lanes === 2 ? Array.from({ length: dispatchers }, () => cluster.startReplica('dispatcher', geminiEnv)) : [];
+let geminiPeakRssMb = 0;
+const geminiSampler = setInterval(() => {
+  for (const p of geminiDispatchers)
+    if (p.pid && p.exitCode === null) geminiPeakRssMb = Math.max(geminiPeakRssMb, rssMb(p.pid));
+}, 250);
 await new Promise((r) => setTimeout(r, 3_000)); // the consumer groups join before the clock starts
 
 const ledger = new Map<string, number>();
@@ -127,7 +208,7 @@ async function upload(job: number, n: number): Promise<void> {
   const res = await fetch(`${api}/v1/jobs`, {
     method: 'POST',
     headers,
-    body: JSON.stringify({ provider: lane, model: 'gpt-4o-mini' }),
+    body: JSON.stringify({ provider: laneOf(job).lane, model: laneOf(job).model }),
   });
   if (res.status !== 201) throw new Error(`create job: ${res.status} ${await res.text()}`);
   const jobId = ((await res.json()) as { id: string }).id;
@@ -177,7 +258,7 @@ const ticker = setInterval(() => {
 }, 250);
 const progress = setInterval(() => {
   const now = performance.now();
-  const calls = sim.sim.ledger.stats().find((k) => k.key === simKey)?.requests ?? 0;
+  const calls = callsNow();
   const cpu = roles.map((r) => `${r} ${Math.round(cluster.rssMb(r))} MB`).join(', ');
   log(
     `  ${seconds(now)} s: written ${written}/${prompts}, ${Math.round(((calls - lastCalls) * 1_000) / (now - lastTick))} calls/s; RSS ${cpu}`,
@@ -187,7 +268,7 @@ const progress = setInterval(() => {
 }, 5_000);
 
 log(
-  `bench:e2e: ${prompts} prompts in ${jobs} jobs of ${tenants.length} tenants, provider latency ${args.latency}, every role its own process`,
+  `bench:e2e: ${prompts} prompts in ${jobs} jobs of ${tenants.length} tenants on ${lanes} lane(s), provider latency ${args.latency}, every role its own process`,
 );
 const per = Math.floor(prompts / jobs);
 await Promise.all(Array.from({ length: jobs }, (_, j) => upload(j, j === jobs - 1 ? prompts - per * (jobs - 1) : per)));
@@ -220,7 +301,8 @@ for (const [jobId, who] of owner) {
 }
 clearInterval(ticker);
 clearInterval(progress);
-const calls = sim.sim.ledger.stats().find((k) => k.key === simKey)?.requests ?? 0;
+const calls = callsNow();
+clearInterval(geminiSampler);
 await cluster.stop();
 
 const outputs: OutputLine[] = [];
@@ -253,6 +335,7 @@ const result = {
   processes: 'one per role',
   latency: args.latency,
   dispatchers,
+  lanes: lanes === 2 ? ['openai', 'gemini'] : ['openai'],
   prompts,
   jobs,
   tenants: tenants.length,
@@ -275,7 +358,20 @@ const result = {
   gcsRequests: gcsRun,
   gcsRequestsPer1000Prompts: Number(((gcsRun.total * 1_000) / prompts).toFixed(2)),
   resultsListing: listings,
-  peakRssMb: Object.fromEntries(roles.map((r) => [r, Math.round(cluster.peakRssMb[r])])),
+  peakRssMb: {
+    ...Object.fromEntries(roles.map((r) => [r, Math.round(cluster.peakRssMb[r])])),
+    ...(lanes === 2 ? { 'dispatcher-gemini': Math.round(geminiPeakRssMb) } : {}),
+  },
+  ceilings,
+  ratios: ceilings && {
+    promptsPerSecondToFetch: Number((prompts / wallS / ceilings.fetch.perSecond).toFixed(3)),
+    promptsPerSecondToKafkaProduce: Number((prompts / wallS / ceilings.kafkaProduce.perSecond).toFixed(3)),
+    uploadToKafkaProduceMegabytes: Number(
+      (stats.bytes / 1024 / 1024 / ((uploadedAt - started) / 1_000) / ceilings.kafkaProduce.megabytesPerSecond).toFixed(
+        3,
+      ),
+    ),
+  },
   delivered: verdict.delivered,
   errorLines: errors,
   lost: verdict.lost,
@@ -292,7 +388,13 @@ log(
     `sink ${result.sinkRecordsPerCpuSecond} records per CPU s; ingest ${result.ingestMegabytesPerCpuSecond} MB per CPU s\n` +
     `  GCS requests ${gcsRun.total} (${gcsRun.writes} writes, ${gcsRun.reads} reads, ${gcsRun.lists} lists, ${gcsRun.deletes} deletes): ${result.gcsRequestsPer1000Prompts} per 1,000 prompts; ` +
     `GET /results per job: ${listings.map((l) => `${l.files} files, ${l.gcsRequests} GCS requests, ${l.ms} ms`).join('; ')}\n` +
-    `  peak RSS MB: ${roles.map((r) => `${r} ${result.peakRssMb[r]}`).join(', ')}\n` +
+    `  peak RSS MB: ${Object.entries(result.peakRssMb)
+      .map(([r, mb]) => `${r} ${mb}`)
+      .join(', ')}\n` +
+    (result.ratios
+      ? `  against the ceilings: prompts/s ${result.ratios.promptsPerSecondToFetch} of plain fetch's calls/s, ` +
+        `${result.ratios.promptsPerSecondToKafkaProduce} of kafkajs's records/s; upload MB/s ${result.ratios.uploadToKafkaProduceMegabytes} of kafkajs's\n`
+      : '') +
     `  delivered ${verdict.delivered} (${errors} as errors), lost ${verdict.lost}, duplicates ${verdict.duplicates}, announcements per job ${result.announcementsPerJob.join('/')}` +
     (error ? `\n  ${error}` : ''),
 );
