@@ -36,6 +36,8 @@ export interface IngestConfig {
   resultsPartitions: number;
   /** Rows per Kafka transaction of an upload. @default 5000 */
   chunkRows: number;
+  /** Rows of an upload's first transaction; each next one twice as many, up to chunkRows. @default 100 */
+  firstChunkRows: number;
   /** Bytes of prompt records per Kafka transaction of an upload, at most (about). @default 16 MiB */
   chunkBytes: number;
   /** Largest upload. @default 4 GiB */
@@ -113,6 +115,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
     lanePartitions: s.int('SLUICE_LANE_PARTITIONS', 12),
     resultsPartitions: s.int('SLUICE_RESULTS_PARTITIONS', 1),
     chunkRows: s.int('SLUICE_UPLOAD_CHUNK_ROWS', 5_000),
+    firstChunkRows: s.int('SLUICE_UPLOAD_FIRST_CHUNK_ROWS', 100),
     chunkBytes: s.int('SLUICE_UPLOAD_CHUNK_BYTES', 16 * 1024 * 1024),
     maxUploadBytes: s.int('SLUICE_MAX_UPLOAD_BYTES', 4 * 1024 ** 3),
     maxLineBytes: s.int('SLUICE_MAX_LINE_BYTES', 1024 ** 2),

@@ -53,6 +53,8 @@ export async function createTestApi(
     SLUICE_MODELS: JSON.stringify({ [provider]: ['model-a', 'model-b'] }),
     SLUICE_LANE_PARTITIONS: '4',
     SLUICE_UPLOAD_CHUNK_ROWS: '1000',
+    // Chunks of one size, as the tests count them (upload-chunks.test.ts tests the growth).
+    SLUICE_UPLOAD_FIRST_CHUNK_ROWS: overrides['SLUICE_UPLOAD_CHUNK_ROWS'] ?? '1000',
     ...overrides,
   });
   const log = pino({ level: 'warn' });

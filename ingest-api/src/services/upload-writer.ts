@@ -62,7 +62,8 @@ interface Chunk {
 const emptyChunk = (): Chunk => ({ lanes: [], outcomes: [], accepted: 0, invalid: 0, bytes: 0 });
 
 /**
- * One upload to one job, written in Kafka transactions of `chunkRows` rows (or `chunkBytes`):
+ * One upload to one job, written in Kafka transactions of `chunkRows` rows (or `chunkBytes`; the
+ * first ones smaller, from `firstChunkRows`):
  * each carries the chunk's prompts, its rows' error outcomes and a job event with the new counts,
  * so that what the job counts and what is in Kafka never differ, even when the upload or the API
  * dies midway. An upload that resumes one cut off skips the rows that one committed, after
@@ -80,6 +81,8 @@ export class UploadWriter {
   private readonly errors: UploadSummary['errors'] = [];
   private readonly customIds = new HashedIdSet();
   private chunk = emptyChunk();
+  /** Transactions this upload committed: its first chunks are small, so that calls start early. */
+  private commits = 0;
   private readonly parameters: JobParametersInput;
   private readonly models: string[];
   private readonly submittedAt = Date.now();
@@ -130,7 +133,7 @@ export class UploadWriter {
         throw tenancy.rowsExceeded(tenant, this.job, c.tenants.of(tenant).maxOpenRows);
       }
       this.add(item);
-      if (this.chunk.accepted + this.chunk.invalid >= c.chunkRows || this.chunk.bytes >= c.chunkBytes)
+      if (this.chunk.accepted + this.chunk.invalid >= this.chunkRows || this.chunk.bytes >= c.chunkBytes)
         await this.commit(false);
     }
     if (this.rowIndex <= this.resumedFrom) this.checkPrefix(); // the same file with no row more, or a shorter one
@@ -229,6 +232,16 @@ export class UploadWriter {
     );
   }
 
+  /**
+   * Rows of the chunk being gathered: `firstChunkRows`, doubling with each commit up to
+   * `chunkRows`. A job's prompts reach the dispatcher after its first hundred rows, not after the
+   * first 5,000 (seconds of a large upload: an upload of 3,000 rows was one transaction at its end).
+   */
+  private get chunkRows(): number {
+    const c = this.d.config;
+    return Math.min(c.chunkRows, Math.max(1, c.firstChunkRows) * 2 ** Math.min(this.commits, 30));
+  }
+
   /** Commits the chunk in one transaction with the job's new counts (and, last, its seal). */
   private async commit(seal: boolean): Promise<void> {
     const { redis, view } = this.d;
@@ -249,6 +262,7 @@ export class UploadWriter {
     await this.send(next, seal);
     this.job = next;
     this.chunk = emptyChunk();
+    this.commits++;
     // Never over a cancel that came meanwhile (its event follows this chunk's in sluice.jobs).
     if (!(await view.putUnlessEnded(next))) throw cancelledDuringUpload(next.jobId, this.committedRows);
     await redis.del(this.d.pendingKey);
