@@ -58,15 +58,33 @@ export interface KeyModelStats {
 
 export class Ledger {
   private rows: LedgerRow[] = [];
+  private count = 0;
+  private readonly perKey = new Map<string, { requests: number; admitted: number }>();
+
+  /**
+   * @param keepRows false: counts per key only (requestsOf), no row a request: a run of millions
+   * of calls (bench:e2e) would hold a row each and walk them all for every count.
+   */
+  constructor(private readonly keepRows = true) {}
 
   get size(): number {
-    return this.rows.length;
+    return this.count;
+  }
+
+  /** Requests of one key so far, and how many of them were admitted. */
+  requestsOf(key: string): { requests: number; admitted: number } {
+    return { ...(this.perKey.get(key) ?? { requests: 0, admitted: 0 }) };
   }
 
   /** Appends a copy of `row`, numbered. Built field by field: one object shape for every row. */
   append(row: Omit<LedgerRow, 'seq'>): void {
+    let k = this.perKey.get(row.key);
+    if (!k) this.perKey.set(row.key, (k = { requests: 0, admitted: 0 }));
+    k.requests++;
+    if (row.outcome === 'admitted') k.admitted++;
+    if (!this.keepRows) return void this.count++;
     this.rows.push({
-      seq: this.rows.length,
+      seq: this.count++,
       t: row.t,
       key: row.key,
       model: row.model,
@@ -85,6 +103,8 @@ export class Ledger {
 
   clear(): void {
     this.rows = [];
+    this.count = 0;
+    this.perKey.clear();
   }
 
   since(seq: number): LedgerRow[] {

@@ -15,6 +15,8 @@ export interface ProviderSimServerOptions {
   maxBodyBytes?: number;
   /** Injected clock (ms), for tests. */
   now?: () => number;
+  /** false: the ledger keeps counts per key, no row a request. @default true */
+  ledgerRows?: boolean;
 }
 
 export interface ProviderSimServer {
@@ -94,7 +96,11 @@ function apiKeyOf(req: IncomingMessage, url: LightUrl): string | undefined {
  * OpenAI-compatible) and the control API under /_sim.
  */
 export async function startProviderSim(options: ProviderSimServerOptions = {}): Promise<ProviderSimServer> {
-  const sim = new ProviderSim({ config: parseSimConfig(options.config ?? {}), now: options.now });
+  const sim = new ProviderSim({
+    config: parseSimConfig(options.config ?? {}),
+    now: options.now,
+    ledgerRows: options.ledgerRows,
+  });
   const maxBody = options.maxBodyBytes ?? 8 * 1024 * 1024;
   const hanging = new Set<ServerResponse>();
   const timers = new Set<NodeJS.Timeout>();

@@ -64,6 +64,8 @@ export interface ProviderSimOptions {
   config: SimConfig;
   /** Milliseconds, monotonic; injected by tests. @default performance.now() */
   now?: () => number;
+  /** false: the ledger counts per key and keeps no row a request (see Ledger). @default true */
+  ledgerRows?: boolean;
 }
 
 const noRate: RateState = Object.freeze({});
@@ -76,7 +78,7 @@ const defaultBurst: Record<Dialect, number> = { openai: 60_000, azure: 10_000, g
  * faults. Every request is written to the ledger. Transport-free: the HTTP server asks it what to do.
  */
 export class ProviderSim {
-  readonly ledger = new Ledger();
+  readonly ledger: Ledger;
   private config: SimConfig;
   private keys = new Map<string, KeyState>();
   private epoch: number;
@@ -87,6 +89,7 @@ export class ProviderSim {
   constructor(options: ProviderSimOptions) {
     // Monotonic and small: bucket arithmetic on epoch milliseconds (~1.7e12) loses sub-ms precision.
     this.now = options.now ?? (() => performance.now());
+    this.ledger = new Ledger(options.ledgerRows ?? true);
     this.config = options.config;
     this.epoch = this.now();
     this.random = prng(this.config.seed);

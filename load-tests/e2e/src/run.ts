@@ -1,6 +1,6 @@
 /**
  * npm run bench:e2e -- [--quick] [--prompts N] [--jobs N] [--lanes 1|2] [--dispatchers N] [--latency zero|real]
- *                      [--no-ceilings] [--json FILE]
+ *                      [--shape realistic|short] [--deadline-min M] [--no-ceilings] [--json FILE]
  *
  * The whole pipeline on the local stack with a realistic backfill: each role (ingest API,
  * dispatcher, delay, sink) its own process as in production, the provider simulator unlimited,
@@ -9,6 +9,9 @@
  * users send them (see workload.ts: median 1.5 KB, p99 16 KB, a few near the 1 MiB line limit,
  * 50-2,000 tokens asked for), over several jobs of two tenants uploaded at once, on two lanes at
  * once (`--lanes 2`, the default: an OpenAI lane and a Gemini lane, each with its dispatcher).
+ *
+ * The memory curve: each role's RSS each time another tenth of the prompts is written (with
+ * `--shape short --prompts 10000000`: 10M prompts of about 90 bytes, RSS at 10M against 1M).
  *
  * Before the pipeline, in the same run, the raw ceilings (ceilings.ts): plain fetch against the
  * simulator, kafkajs producing and consuming the same prompt bytes; the pipeline's figures are
@@ -29,14 +32,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PubSub, type Message } from '@google-cloud/pubsub';
-import { createGcsObjectStore, readJobIndex } from '@sluice/object-store';
+import { createGcsObjectStore, readJobIndex, RowSet } from '@sluice/object-store';
 import { startProviderSim, type LatencyModel } from '@sluice/provider-sim';
 import { connectionEnv, freePort, helpIfAsked, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
-import { check, type OutputLine } from '../../chaos/src/checker.js';
 import { Cluster, rssMb, type Role } from '../../chaos/src/cluster.js';
 import { fetchCeiling, kafkaCeiling, type Ceiling } from './ceilings.js';
 import { GcsCounter, minus } from './gcs-counter.js';
-import { defaultShape, quantile, rows, type RowStats } from './workload.js';
+import { defaultShape, quantile, rows, shortShape, type RowStats } from './workload.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 helpIfAsked(import.meta.url);
@@ -48,6 +50,8 @@ const { values: args } = parseArgs({
     dispatchers: { type: 'string', default: '1' },
     lanes: { type: 'string', default: '2' },
     'no-ceilings': { type: 'boolean', default: false },
+    shape: { type: 'string', default: 'realistic' },
+    'deadline-min': { type: 'string' },
     latency: { type: 'string', default: 'zero' },
     json: { type: 'string' },
   },
@@ -55,6 +59,8 @@ const { values: args } = parseArgs({
 const prompts = Number(args.prompts ?? (args.quick ? 20_000 : 1_000_000));
 const jobs = Math.max(1, Number(args.jobs));
 if (!(prompts >= jobs)) throw new Error(`--prompts ${args.prompts} must be at least --jobs ${jobs}`);
+if (args.shape !== 'realistic' && args.shape !== 'short') throw new Error('--shape is realistic or short');
+const shape = args.shape === 'short' ? shortShape : defaultShape;
 const lanes = Number(args.lanes);
 if (lanes !== 1 && lanes !== 2) throw new Error('--lanes is 1 (OpenAI) or 2 (OpenAI and Gemini)');
 if (args.latency !== 'zero' && args.latency !== 'real') throw new Error('--latency is zero or real');
@@ -71,7 +77,7 @@ const latency: Partial<LatencyModel> =
     ? { baseMs: 0, perTokenMs: 0, sigma: 0 }
     : // About 1 s at the median for completions of a few hundred tokens; 2 % ten times slower.
       { baseMs: 500, perTokenMs: 1, sigma: 0.5, tailProbability: 0.02, tailMultiplier: 10 };
-const sim = await startProviderSim({ config: { seed: 3, keys: {} } });
+const sim = await startProviderSim({ config: { seed: 3, keys: {} }, ledgerRows: false });
 const id = randomBytes(4).toString('hex');
 const lane = `e2e${id}`;
 const simKey = `sk-e2e-${id}`;
@@ -85,18 +91,14 @@ const laneOf = (job: number) =>
     ? { lane: geminiLane, model: 'gemini-2.0-flash' }
     : { lane, model: 'gpt-4o-mini' };
 const keys = lanes === 2 ? [simKey, geminiKey] : [simKey];
-const callsNow = () =>
-  sim.sim.ledger
-    .stats()
-    .filter((k) => keys.includes(k.key))
-    .reduce((n, k) => n + k.requests, 0);
+const callsNow = () => keys.reduce((n, k) => n + sim.sim.ledger.requestsOf(k).requests, 0);
 
 // The raw ceilings, on a sample of the same prompts (none of the near-1 MiB ones).
 let ceilings: { fetch: Ceiling; kafkaProduce: Ceiling; kafkaConsume: Ceiling } | null = null;
 if (!args['no-ceilings']) {
   const sampleRows = Math.min(prompts, 20_000);
   let text = '';
-  for await (const chunk of rows(99, sampleRows, defaultShape, {
+  for await (const chunk of rows(99, sampleRows, shape, {
     rows: 0,
     bytes: 0,
     largestPromptBytes: 0,
@@ -215,7 +217,10 @@ async function upload(job: number, n: number): Promise<void> {
   ledger.set(jobId, n);
   owner.set(jobId, who);
   // Job 0 carries a few rows near the line limit (one per 100,000 rows, at least one).
-  const shape = { ...defaultShape, hugeRows: job === 0 ? Math.max(1, Math.round(prompts / 100_000)) : 0 };
+  const jobShape = {
+    ...shape,
+    hugeRows: job === 0 && shape === defaultShape ? Math.max(1, Math.round(prompts / 100_000)) : 0,
+  };
   const answer = await new Promise<{ status: number; body: string }>((ok, fail) => {
     const req = request(
       `${api}/v1/jobs/${jobId}/input`,
@@ -227,7 +232,7 @@ async function upload(job: number, n: number): Promise<void> {
       },
     );
     req.on('error', fail);
-    rows(job, n, shape, stats).pipe(req);
+    rows(job, n, jobShape, stats).pipe(req);
   });
   if (answer.status !== 200) throw new Error(`upload of job ${job}: ${answer.status} ${answer.body.slice(0, 500)}`);
   const summary = JSON.parse(answer.body) as { accepted: number; total: number };
@@ -245,8 +250,19 @@ async function poll(): Promise<number> {
     const j = (await r.json()) as { counts: { succeeded: number; failed: number } };
     n += j.counts.succeeded + j.counts.failed;
   }
-  return (written = n);
+  written = n;
+  // The memory curve: each role's RSS as each next tenth of the prompts is written.
+  while (curve.length < 10 && written >= (prompts * (curve.length + 1)) / 10) {
+    curve.push({
+      written,
+      atS: seconds(performance.now()),
+      rssMb: Object.fromEntries(roles.map((r) => [r, Math.round(cluster.rssMb(r))])) as Record<Role, number>,
+    });
+    log(`  memory curve at ${written}: ${JSON.stringify(curve.at(-1)!.rssMb)}`);
+  }
+  return n;
 }
+const curve: Array<{ written: number; atS: number; rssMb: Record<Role, number> }> = [];
 
 let firstResultAt: number | undefined;
 let lastCalls = 0;
@@ -279,7 +295,7 @@ await waitFor(
   'every job announced',
   () => ([...ledger.keys()].every((j) => announced.includes(j)) ? true : undefined),
   {
-    timeoutMs: Math.max(600_000, prompts * 5),
+    timeoutMs: args['deadline-min'] ? Number(args['deadline-min']) * 60_000 : Math.max(600_000, prompts * 5),
     intervalMs: 250,
   },
 ).catch((err: Error) => (error = err.message));
@@ -305,8 +321,15 @@ const calls = callsNow();
 clearInterval(geminiSampler);
 await cluster.stop();
 
-const outputs: OutputLine[] = [];
-for (const jobId of ledger.keys()) {
+// Every output line read back from GCS, tallied by row in a bitset a job (10M ids as strings would
+// not fit the heap): each row of each job once, no line of anything else.
+let errors = 0;
+let delivered = 0;
+let duplicates = 0;
+let strangers = 0;
+let lost = 0;
+for (const [jobId, n] of ledger) {
+  const rowsSeen = new RowSet();
   for (const part of (await readJobIndex(store, '', jobId)).parts) {
     for (const [kind, file] of [
       ['result', part.results],
@@ -314,12 +337,36 @@ for (const jobId of ledger.keys()) {
     ] as const) {
       if (!file) continue;
       const text = (await store.get(file.name))?.toString() ?? '';
-      for (const l of text.split('\n')) if (l) outputs.push({ id: (JSON.parse(l) as { id: string }).id, kind });
+      for (const l of text.split('\n')) {
+        if (!l) continue;
+        const { id } = JSON.parse(l) as { id: string };
+        const row = Number(id.slice(id.lastIndexOf(':') + 1));
+        if (!id.startsWith(`${jobId}:`) || !(row >= 0 && row < n)) strangers++;
+        else if (!rowsSeen.add(row)) duplicates++;
+        else {
+          delivered++;
+          if (kind === 'error') errors++;
+        }
+      }
     }
   }
+  lost += n - rowsSeen.countBelow(n);
 }
-const verdict = check({ submitted: ledger, outputs, announcements: announced });
-const errors = outputs.filter((o) => o.kind === 'error').length;
+const announcementsPerJob = Object.fromEntries(
+  [...ledger.keys()].map((j) => [j, announced.filter((a) => a === j).length]),
+);
+const verdict = {
+  delivered,
+  lost,
+  duplicates,
+  announcementsPerJob,
+  ok:
+    lost === 0 &&
+    duplicates === 0 &&
+    strangers === 0 &&
+    Object.values(announcementsPerJob).every((k) => k === 1) &&
+    announced.length === ledger.size,
+};
 await sub.close();
 await sub.delete().catch(() => undefined);
 await t.delete().catch(() => undefined);
@@ -376,6 +423,11 @@ const result = {
   errorLines: errors,
   lost: verdict.lost,
   duplicates: verdict.duplicates,
+  strangers,
+  memoryCurve: curve,
+  /** RSS at the last tenth written less RSS at the first, per role (MB). */
+  memoryGrowthMb:
+    curve.length >= 2 ? Object.fromEntries(roles.map((r) => [r, curve.at(-1)!.rssMb[r] - curve[0]!.rssMb[r]])) : null,
   announcementsPerJob: Object.values(verdict.announcementsPerJob),
   ok: verdict.ok && error === null,
   error,
@@ -394,6 +446,13 @@ log(
     (result.ratios
       ? `  against the ceilings: prompts/s ${result.ratios.promptsPerSecondToFetch} of plain fetch's calls/s, ` +
         `${result.ratios.promptsPerSecondToKafkaProduce} of kafkajs's records/s; upload MB/s ${result.ratios.uploadToKafkaProduceMegabytes} of kafkajs's\n`
+      : '') +
+    (result.memoryGrowthMb
+      ? `  RSS at ${curve.at(-1)!.written} written less RSS at ${curve[0]!.written}: ${Object.entries(
+          result.memoryGrowthMb,
+        )
+          .map(([r, mb]) => `${r} ${mb} MB`)
+          .join(', ')}\n`
       : '') +
     `  delivered ${verdict.delivered} (${errors} as errors), lost ${verdict.lost}, duplicates ${verdict.duplicates}, announcements per job ${result.announcementsPerJob.join('/')}` +
     (error ? `\n  ${error}` : ''),

@@ -14,6 +14,8 @@ export interface WorkloadShape {
   hugeRows: number;
   /** Bytes of each of those rows' prompt: under the ingest API's 1 MiB line with its JSON. */
   hugeBytes: number;
+  /** Tokens asked for: log-uniform between these. @default [50, 2000] */
+  maxTokens: [number, number];
 }
 
 export const defaultShape: WorkloadShape = {
@@ -21,6 +23,16 @@ export const defaultShape: WorkloadShape = {
   p99Bytes: 16_384,
   hugeRows: 0,
   hugeBytes: 1_000_000,
+  maxTokens: [50, 2_000],
+};
+
+/** Short prompts (about 90 bytes) asking for short answers: the memory curve's 10M rows. */
+export const shortShape: WorkloadShape = {
+  medianBytes: 40,
+  p99Bytes: 80,
+  hugeRows: 0,
+  hugeBytes: 0,
+  maxTokens: [5, 20],
 };
 
 /** A seeded generator (mulberry32). */
@@ -70,7 +82,7 @@ export interface RowStats {
 
 /**
  * JSONL rows `{custom_id, prompt, max_tokens}` of `job`: prompt sizes log-normal with the shape's
- * median and 99th percentile (at least 60 bytes, at most 256 KB), `hugeRows` of `hugeBytes`
+ * median and 99th percentile (at least 10 bytes, at most 256 KB), `hugeRows` of `hugeBytes`
  * spread evenly, max_tokens log-uniform in 50..2,000. `stats` is filled as rows are read.
  */
 export function rows(job: number, n: number, shape: WorkloadShape, stats: RowStats): Readable {
@@ -94,8 +106,9 @@ export function rows(job: number, n: number, shape: WorkloadShape, stats: RowSta
         const huge = i > 0 && i % hugeEvery === 0 && i / hugeEvery <= shape.hugeRows;
         const size = huge
           ? shape.hugeBytes
-          : Math.round(Math.min(256 * 1024, Math.max(60, shape.medianBytes * Math.exp(sigma * normal(r)))));
-        const maxTokens = Math.round(50 * Math.exp(Math.log(2_000 / 50) * r()));
+          : Math.round(Math.min(256 * 1024, Math.max(10, shape.medianBytes * Math.exp(sigma * normal(r)))));
+        const [lo, hi] = shape.maxTokens;
+        const maxTokens = Math.round(lo * Math.exp(Math.log(hi / lo) * r()));
         const prompt = `Document ${job}-${i}. Summarize in one paragraph: ${cut(size)}`;
         const line = `${JSON.stringify({ custom_id: `d${i}`, prompt, max_tokens: maxTokens })}\n`;
         stats.rows++;
