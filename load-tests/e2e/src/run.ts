@@ -1,6 +1,6 @@
 /**
  * npm run bench:e2e -- [--quick] [--prompts N] [--jobs N] [--lanes 1|2] [--dispatchers N] [--latency zero|real]
- *                      [--shape realistic|short] [--deadline-min M] [--no-ceilings] [--json FILE]
+ *                      [--processes roles|one] [--shape realistic|short] [--deadline-min M] [--no-ceilings] [--json FILE]
  *
  * The whole pipeline on the local stack with a realistic backfill: each role (ingest API,
  * dispatcher, delay, sink) its own process as in production, the provider simulator unlimited,
@@ -35,7 +35,7 @@ import { PubSub, type Message } from '@google-cloud/pubsub';
 import { createGcsObjectStore, readJobIndex, RowSet } from '@sluice/object-store';
 import { startProviderSim, type LatencyModel } from '@sluice/provider-sim';
 import { connectionEnv, freePort, helpIfAsked, parseEnvFile, stackSettings, waitFor } from '@sluice/testing';
-import { Cluster, rssMb, type Role } from '../../chaos/src/cluster.js';
+import { startOneProcess, startRoles, type Pipeline } from './pipeline.js';
 import { fetchCeiling, kafkaCeiling, type Ceiling } from './ceilings.js';
 import { GcsCounter, minus } from './gcs-counter.js';
 import { defaultShape, quantile, rows, shortShape, type RowStats } from './workload.js';
@@ -51,6 +51,7 @@ const { values: args } = parseArgs({
     lanes: { type: 'string', default: '2' },
     'no-ceilings': { type: 'boolean', default: false },
     shape: { type: 'string', default: 'realistic' },
+    processes: { type: 'string', default: 'roles' },
     'deadline-min': { type: 'string' },
     latency: { type: 'string', default: 'zero' },
     json: { type: 'string' },
@@ -59,6 +60,7 @@ const { values: args } = parseArgs({
 const prompts = Number(args.prompts ?? (args.quick ? 20_000 : 1_000_000));
 const jobs = Math.max(1, Number(args.jobs));
 if (!(prompts >= jobs)) throw new Error(`--prompts ${args.prompts} must be at least --jobs ${jobs}`);
+if (args.processes !== 'roles' && args.processes !== 'one') throw new Error('--processes is roles or one');
 if (args.shape !== 'realistic' && args.shape !== 'short') throw new Error('--shape is realistic or short');
 const shape = args.shape === 'short' ? shortShape : defaultShape;
 const lanes = Number(args.lanes);
@@ -174,12 +176,8 @@ const env: Record<string, string> = {
   LOG_LEVEL: 'warn',
 };
 const log = (line: string) => console.log(line);
-const roles: Role[] = ['ingest', 'dispatcher', 'delay', 'sink'];
-const cluster = new Cluster(env, api, log);
-for (const role of ['sink', 'delay', 'dispatcher', 'ingest'] as const) await cluster.start(role);
-// --dispatchers N: replicas of the dispatcher beside the first (the lane's partitions split among them).
+// --dispatchers N: replicas of the first lane's dispatcher (the lane's partitions split among them).
 const dispatchers = Math.max(1, Number(args.dispatchers));
-for (let i = 1; i < dispatchers; i++) cluster.startReplica('dispatcher');
 const geminiEnv = {
   SLUICE_PROVIDER: 'gemini',
   SLUICE_LANE: geminiLane,
@@ -187,19 +185,20 @@ const geminiEnv = {
   SLUICE_PROVIDER_KEY_ID: geminiKey,
   SLUICE_PROVIDER_BASE_URL: sim.url,
 };
-const geminiDispatchers =
-  lanes === 2 ? Array.from({ length: dispatchers }, () => cluster.startReplica('dispatcher', geminiEnv)) : [];
-let geminiPeakRssMb = 0;
-const geminiSampler = setInterval(() => {
-  for (const p of geminiDispatchers)
-    if (p.pid && p.exitCode === null) geminiPeakRssMb = Math.max(geminiPeakRssMb, rssMb(p.pid));
-}, 250);
+const pipeline: Pipeline =
+  args.processes === 'one'
+    ? await startOneProcess(env, api, [
+        { provider: lane, adapter: 'openai', apiKey: simKey, baseUrl: `${sim.url}/v1` },
+        ...(lanes === 2 ? [{ provider: geminiLane, adapter: 'gemini', apiKey: geminiKey, baseUrl: sim.url }] : []),
+      ])
+    : await startRoles(env, api, log, dispatchers, lanes === 2 ? [{ name: 'gemini', env: geminiEnv }] : []);
+const parts = pipeline.parts;
 await new Promise((r) => setTimeout(r, 3_000)); // the consumer groups join before the clock starts
 
 const ledger = new Map<string, number>();
 const owner = new Map<string, (typeof tenants)[number]>();
 const stats: RowStats = { rows: 0, bytes: 0, largestPromptBytes: 0, promptBytes: [] };
-const cpuAtStart = Object.fromEntries(roles.map((r) => [r, cluster.cpuSecondsWithReplicas(r)])) as Record<Role, number>;
+const cpuAtStart = Object.fromEntries(parts.map((r) => [r, pipeline.cpuSeconds(r)]));
 const gcsAtStart = gcs.snapshot();
 const started = performance.now();
 const seconds = (at: number) => Math.round((at - started) / 100) / 10;
@@ -256,13 +255,13 @@ async function poll(): Promise<number> {
     curve.push({
       written,
       atS: seconds(performance.now()),
-      rssMb: Object.fromEntries(roles.map((r) => [r, Math.round(cluster.rssMb(r))])) as Record<Role, number>,
+      rssMb: Object.fromEntries(parts.map((r) => [r, Math.round(pipeline.rssMb(r))])),
     });
     log(`  memory curve at ${written}: ${JSON.stringify(curve.at(-1)!.rssMb)}`);
   }
   return n;
 }
-const curve: Array<{ written: number; atS: number; rssMb: Record<Role, number> }> = [];
+const curve: Array<{ written: number; atS: number; rssMb: Record<string, number> }> = [];
 
 let firstResultAt: number | undefined;
 let lastCalls = 0;
@@ -275,7 +274,7 @@ const ticker = setInterval(() => {
 const progress = setInterval(() => {
   const now = performance.now();
   const calls = callsNow();
-  const cpu = roles.map((r) => `${r} ${Math.round(cluster.rssMb(r))} MB`).join(', ');
+  const cpu = parts.map((r) => `${r} ${Math.round(pipeline.rssMb(r))} MB`).join(', ');
   log(
     `  ${seconds(now)} s: written ${written}/${prompts}, ${Math.round(((calls - lastCalls) * 1_000) / (now - lastTick))} calls/s; RSS ${cpu}`,
   );
@@ -284,7 +283,7 @@ const progress = setInterval(() => {
 }, 5_000);
 
 log(
-  `bench:e2e: ${prompts} prompts in ${jobs} jobs of ${tenants.length} tenants on ${lanes} lane(s), provider latency ${args.latency}, every role its own process`,
+  `bench:e2e: ${prompts} prompts in ${jobs} jobs of ${tenants.length} tenants on ${lanes} lane(s), provider latency ${args.latency}, ${args.processes === 'one' ? 'every role in one process (sluice dev)' : 'every role its own process'}`,
 );
 const per = Math.floor(prompts / jobs);
 await Promise.all(Array.from({ length: jobs }, (_, j) => upload(j, j === jobs - 1 ? prompts - per * (jobs - 1) : per)));
@@ -300,10 +299,10 @@ await waitFor(
   },
 ).catch((err: Error) => (error = err.message));
 const endAt = lastAnnouncedAt || performance.now();
-const cpu = Object.fromEntries(roles.map((r) => [r, cluster.cpuSecondsWithReplicas(r) - cpuAtStart[r]])) as Record<
-  Role,
-  number
->;
+const cpu = Object.fromEntries(parts.map((r) => [r, pipeline.cpuSeconds(r) - (cpuAtStart[r] ?? 0)]));
+const dispatcherCpu = parts.filter((r) => r.startsWith('dispatcher')).reduce((n, r) => n + (cpu[r] ?? 0), 0);
+const totalCpu = parts.reduce((n, r) => n + (cpu[r] ?? 0), 0);
+const perRole = args.processes !== 'one';
 const gcsRun = minus(gcs.snapshot(), gcsAtStart);
 await new Promise((r) => setTimeout(r, 2_000)); // a second announcement would come now
 // What a user's GET /v1/jobs/:id/results costs once a job is done: GCS requests and time.
@@ -318,8 +317,7 @@ for (const [jobId, who] of owner) {
 clearInterval(ticker);
 clearInterval(progress);
 const calls = callsNow();
-clearInterval(geminiSampler);
-await cluster.stop();
+await pipeline.stop();
 
 // Every output line read back from GCS, tallied by row in a bitset a job (10M ids as strings would
 // not fit the heap): each row of each job once, no line of anything else.
@@ -379,7 +377,7 @@ const result = {
   benchmark: 'e2e',
   date: new Date().toISOString(),
   node: process.version,
-  processes: 'one per role',
+  processes: args.processes === 'one' ? 'one (sluice dev)' : 'one per role',
   latency: args.latency,
   dispatchers,
   lanes: lanes === 2 ? ['openai', 'gemini'] : ['openai'],
@@ -398,17 +396,19 @@ const result = {
   uploadMegabytesPerSecond: Number((stats.bytes / 1024 / 1024 / ((uploadedAt - started) / 1_000)).toFixed(1)),
   firstResultSeconds: firstResultAt === undefined ? null : seconds(firstResultAt),
   calls,
-  cpuSeconds: Object.fromEntries(roles.map((r) => [r, Number(cpu[r].toFixed(1))])),
-  dispatcherCpuMsPerCall: Number(((cpu.dispatcher * 1_000) / Math.max(1, calls)).toFixed(3)),
-  sinkRecordsPerCpuSecond: Math.round(prompts / Math.max(0.01, cpu.sink)),
-  ingestMegabytesPerCpuSecond: Number((stats.bytes / 1024 / 1024 / Math.max(0.01, cpu.ingest)).toFixed(1)),
+  cpuSeconds: Object.fromEntries(parts.map((r) => [r, Number(cpu[r]!.toFixed(1))])),
+  cpuMsPerPrompt: Object.fromEntries(parts.map((r) => [r, Number(((cpu[r]! * 1_000) / prompts).toFixed(3))])),
+  totalCpuMsPerPrompt: Number(((totalCpu * 1_000) / prompts).toFixed(3)),
+  // Per role only where each role is its own process.
+  dispatcherCpuMsPerCall: perRole ? Number(((dispatcherCpu * 1_000) / Math.max(1, calls)).toFixed(3)) : null,
+  sinkRecordsPerCpuSecond: perRole ? Math.round(prompts / Math.max(0.01, cpu['sink']!)) : null,
+  ingestMegabytesPerCpuSecond: perRole
+    ? Number((stats.bytes / 1024 / 1024 / Math.max(0.01, cpu['ingest']!)).toFixed(1))
+    : null,
   gcsRequests: gcsRun,
   gcsRequestsPer1000Prompts: Number(((gcsRun.total * 1_000) / prompts).toFixed(2)),
   resultsListing: listings,
-  peakRssMb: {
-    ...Object.fromEntries(roles.map((r) => [r, Math.round(cluster.peakRssMb[r])])),
-    ...(lanes === 2 ? { 'dispatcher-gemini': Math.round(geminiPeakRssMb) } : {}),
-  },
+  peakRssMb: Object.fromEntries(parts.map((r) => [r, Math.round(pipeline.peakRssMb(r))])),
   ceilings,
   ratios: ceilings && {
     promptsPerSecondToFetch: Number((prompts / wallS / ceilings.fetch.perSecond).toFixed(3)),
@@ -427,7 +427,7 @@ const result = {
   memoryCurve: curve,
   /** RSS at the last tenth written less RSS at the first, per role (MB). */
   memoryGrowthMb:
-    curve.length >= 2 ? Object.fromEntries(roles.map((r) => [r, curve.at(-1)!.rssMb[r] - curve[0]!.rssMb[r]])) : null,
+    curve.length >= 2 ? Object.fromEntries(parts.map((r) => [r, curve.at(-1)!.rssMb[r]! - curve[0]!.rssMb[r]!])) : null,
   announcementsPerJob: Object.values(verdict.announcementsPerJob),
   ok: verdict.ok && error === null,
   error,
@@ -436,8 +436,11 @@ log(
   `\n${prompts} prompts (${result.uploadMegabytes} MB, median ${result.promptBytes.median} B, p99 ${result.promptBytes.p99} B, ` +
     `largest ${result.promptBytes.largest} B) in ${result.seconds} s: ${result.promptsPerSecond} prompts/s end to end\n` +
     `  upload ${result.uploadSeconds} s (${result.uploadMegabytesPerSecond} MB/s); first result ${result.firstResultSeconds} s after the first byte\n` +
-    `  CPU s: ${roles.map((r) => `${r} ${result.cpuSeconds[r]}`).join(', ')}; dispatcher ${result.dispatcherCpuMsPerCall} ms per call (${calls} calls); ` +
-    `sink ${result.sinkRecordsPerCpuSecond} records per CPU s; ingest ${result.ingestMegabytesPerCpuSecond} MB per CPU s\n` +
+    `  CPU s: ${parts.map((r) => `${r} ${result.cpuSeconds[r]}`).join(', ')} (${result.totalCpuMsPerPrompt} ms a prompt in all)` +
+    (perRole
+      ? `; dispatcher ${result.dispatcherCpuMsPerCall} ms per call (${calls} calls); ` +
+        `sink ${result.sinkRecordsPerCpuSecond} records per CPU s; ingest ${result.ingestMegabytesPerCpuSecond} MB per CPU s\n`
+      : ` (${calls} calls)\n`) +
     `  GCS requests ${gcsRun.total} (${gcsRun.writes} writes, ${gcsRun.reads} reads, ${gcsRun.lists} lists, ${gcsRun.deletes} deletes): ${result.gcsRequestsPer1000Prompts} per 1,000 prompts; ` +
     `GET /results per job: ${listings.map((l) => `${l.files} files, ${l.gcsRequests} GCS requests, ${l.ms} ms`).join('; ')}\n` +
     `  peak RSS MB: ${Object.entries(result.peakRssMb)

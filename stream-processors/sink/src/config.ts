@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { CrashPoint } from '@sluice/errors';
 import { ConfigError, Settings } from '@sluice/config';
@@ -54,6 +55,12 @@ export interface SinkConfig {
   idleWriterMs: number;
   /** Only these tenants' jobs (SLUICE_SINK_TENANTS, comma-separated). @default all tenants */
   tenants: string[] | null;
+  /**
+   * The consumer group over sluice.jobs (SLUICE_SINK_GROUP). @default "sluice-sink", and for a sink
+   * of some tenants only "sluice-sink.<digest of those tenants>": a sink of other tenants in the same
+   * group would hold partitions whose jobs it skips, and no sink would write them.
+   */
+  groupId: string;
   /** The fault suite's crash point (SLUICE_CRASH_POINT). */
   crash: CrashPoint | undefined;
   /** USD per million tokens by model (SLUICE_PRICES, JSON), merged over the defaults. */
@@ -63,8 +70,24 @@ export interface SinkConfig {
 export { ConfigError as SinkConfigError };
 
 /** The only reader of process.env for the sink process; every bad setting is reported at once. */
+/** The sink's group over sluice.jobs: one for all tenants, one per set of tenants. */
+export function sinkGroup(tenants: string[] | null): string {
+  if (!tenants || tenants.length === 0) return 'sluice-sink';
+  const digest = createHash('sha256')
+    .update([...new Set(tenants)].sort().join(','))
+    .digest('hex')
+    .slice(0, 12);
+  return `sluice-sink.${digest}`;
+}
+
 export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig {
   const s = new Settings(env, 'sink');
+  const tenants = env['SLUICE_SINK_TENANTS']
+    ? env['SLUICE_SINK_TENANTS']
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean)
+    : null;
   const prices = {
     ...defaultPrices,
     ...s.json<PriceTable>('SLUICE_PRICES', {}, '{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}'),
@@ -95,7 +118,8 @@ export function loadSinkConfig(env: NodeJS.ProcessEnv = process.env): SinkConfig
     sweepMs: s.int('SLUICE_SINK_SWEEP_MS', 10_000),
     maxActiveJobs: s.int('SLUICE_SINK_MAX_JOBS', 256),
     idleWriterMs: s.int('SLUICE_SINK_IDLE_WRITER_MS', 60_000),
-    tenants: env['SLUICE_SINK_TENANTS'] ? env['SLUICE_SINK_TENANTS'].split(',').map((t) => t.trim()) : null,
+    tenants,
+    groupId: s.text('SLUICE_SINK_GROUP') ?? sinkGroup(tenants),
     prices,
     crash: s.parsed(() => CrashPoint.parse(env['SLUICE_CRASH_POINT']), undefined),
   });

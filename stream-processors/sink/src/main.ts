@@ -54,6 +54,7 @@ export async function createSinkFromConfig(config: SinkConfig, log: Logger) {
     idleWriterMs: config.idleWriterMs,
     prices: config.prices,
     tenants: config.tenants,
+    groupId: config.groupId,
     crash: config.crash,
   });
   return {
