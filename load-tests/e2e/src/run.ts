@@ -252,16 +252,29 @@ async function poll(): Promise<number> {
   written = n;
   // The memory curve: each role's RSS as each next tenth of the prompts is written.
   while (curve.length < 10 && written >= (prompts * (curve.length + 1)) / 10) {
+    // RSS moves by tens of MB with each collection: the median of the 1 s samples over the tenth
+    // says more than the one sample at its end (both are kept).
     curve.push({
       written,
       atS: seconds(performance.now()),
       rssMb: Object.fromEntries(parts.map((r) => [r, Math.round(pipeline.rssMb(r))])),
+      medianRssMb: Object.fromEntries(parts.map((r) => [r, Math.round(quantile(rssSamples[r] ?? [], 0.5))])),
     });
+    for (const r of parts) rssSamples[r] = [];
     log(`  memory curve at ${written}: ${JSON.stringify(curve.at(-1)!.rssMb)}`);
   }
   return n;
 }
-const curve: Array<{ written: number; atS: number; rssMb: Record<string, number> }> = [];
+const curve: Array<{
+  written: number;
+  atS: number;
+  rssMb: Record<string, number>;
+  medianRssMb: Record<string, number>;
+}> = [];
+const rssSamples: Record<string, number[]> = {};
+const rssSampler = setInterval(() => {
+  for (const r of parts) (rssSamples[r] ??= []).push(pipeline.rssMb(r));
+}, 1_000);
 
 let firstResultAt: number | undefined;
 let lastCalls = 0;
@@ -316,6 +329,7 @@ for (const [jobId, who] of owner) {
 }
 clearInterval(ticker);
 clearInterval(progress);
+clearInterval(rssSampler);
 const calls = callsNow();
 await pipeline.stop();
 
@@ -425,9 +439,11 @@ const result = {
   duplicates: verdict.duplicates,
   strangers,
   memoryCurve: curve,
-  /** RSS at the last tenth written less RSS at the first, per role (MB). */
+  /** Median RSS over the last tenth written less the median over the first, per role (MB). */
   memoryGrowthMb:
-    curve.length >= 2 ? Object.fromEntries(parts.map((r) => [r, curve.at(-1)!.rssMb[r]! - curve[0]!.rssMb[r]!])) : null,
+    curve.length >= 2
+      ? Object.fromEntries(parts.map((r) => [r, curve.at(-1)!.medianRssMb[r]! - curve[0]!.medianRssMb[r]!]))
+      : null,
   announcementsPerJob: Object.values(verdict.announcementsPerJob),
   ok: verdict.ok && error === null,
   error,
@@ -451,7 +467,7 @@ log(
         `${result.ratios.promptsPerSecondToKafkaProduce} of kafkajs's records/s; upload MB/s ${result.ratios.uploadToKafkaProduceMegabytes} of kafkajs's\n`
       : '') +
     (result.memoryGrowthMb
-      ? `  RSS at ${curve.at(-1)!.written} written less RSS at ${curve[0]!.written}: ${Object.entries(
+      ? `  median RSS over the last tenth (to ${curve.at(-1)!.written} written) less over the first (to ${curve[0]!.written}): ${Object.entries(
           result.memoryGrowthMb,
         )
           .map(([r, mb]) => `${r} ${mb} MB`)
