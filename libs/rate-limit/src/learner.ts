@@ -31,6 +31,8 @@ interface Budget {
   at: number;
   /** When the answer came. */
   seen: number;
+  /** The provider stated the reset (a header); else it was found from what remains. */
+  stated: boolean;
 }
 
 /** A call's place among those this process sent: sent at `at`, `requests` and `tokens` so far, it included. */
@@ -128,6 +130,15 @@ export class LimitLearner {
   };
   /** The newest budget each answer stated (remaining until reset), and the newest send count. */
   private readonly budget: { requests?: Budget; tokens?: Budget } = {};
+  /**
+   * How long after a budget's reset, as reckoned here, the provider's may still be to come. The
+   * reset is reckoned from the send of the call an answer is for; the provider counted the call
+   * when it arrived, a little later. A call sent just after the reckoned reset can land just before
+   * the real one, in a window already spent (one 429 a window under a fixed 1 s window). Starts at
+   * 5 ms; each such 429 (its wait a fraction of a second, in the first moments after a reckoned
+   * reset) doubles it, up to 50 ms.
+   */
+  private edgeMs = 5;
   /**
    * A budget's reset as seen at least 100 ms before the newest, and whether resets move on with
    * time (a sliding log's: its oldest call leaves) or stay put (a fixed window's end).
@@ -355,7 +366,7 @@ export class LimitLearner {
       const margin = 2 * perCall + 0.01 * this.fullest[dim];
       return ceiling * (1 - 0.1 * Math.min(1, Math.max(0, (margin - now) / margin)));
     }
-    if (t >= b.until) return ceiling;
+    if (t >= this.ends(b)) return ceiling;
     const left = Math.max(0, b.remaining - (this.newestSent[dim] - b.count));
     const span = Math.max(1, b.until - t);
     // A little kept back (a quarter second of the ceiling, at most 2 % of the time left): where
@@ -394,7 +405,7 @@ export class LimitLearner {
     let hold = 0;
     for (const dim of ['requests', 'tokens'] as const) {
       const b = this.budget[dim];
-      if (!b || t >= b.until) continue;
+      if (!b || t >= this.ends(b)) continue;
       const limited = dim === 'requests' ? this.stated.requestsPerMinute : this.stated.tokensPerMinute;
       if (limited === undefined && this.resets[dim].perMinute === undefined) continue;
       const left = b.remaining - (this.newestSent[dim] - b.count);
@@ -402,9 +413,14 @@ export class LimitLearner {
       if (left >= perCall) continue;
       if ((this.freed[dim].slopePerMinute ?? this.pair[dim]?.perMinute ?? 0) > 0) continue;
       if (b.until - t > 2_000 && this.roomBefore(b, t)) continue; // a probe asks
-      hold = Math.max(hold, b.until - t);
+      hold = Math.max(hold, this.ends(b) - t);
     }
     return hold;
+  }
+
+  /** When a budget's window is over here: its reset, and for a stated reset the edge past it. */
+  private ends(b: Budget): number {
+    return b.until + (b.stated ? this.edgeMs : 0);
   }
 
   /**
@@ -413,9 +429,9 @@ export class LimitLearner {
    */
   changesInMs(): number | undefined {
     const t = this.now();
-    const untils = [this.budget.requests?.until, this.budget.tokens?.until].filter(
-      (u): u is number => u !== undefined && u > t,
-    );
+    const untils = [this.budget.requests, this.budget.tokens]
+      .map((b) => (b === undefined ? undefined : this.ends(b)))
+      .filter((u): u is number => u !== undefined && u > t);
     return untils.length === 0 ? undefined : Math.min(...untils) - t;
   }
 
@@ -582,12 +598,12 @@ export class LimitLearner {
    */
   remaining(s: SendStamp, left: RemainingLimits): void {
     // A budget with a reset (OpenAI's headers, the IETF fields): the newest send's answer holds.
-    const keep = (dim: 'requests' | 'tokens', remaining?: number, resetMs?: number) => {
+    const keep = (dim: 'requests' | 'tokens', stated: boolean, remaining?: number, resetMs?: number) => {
       if (remaining === undefined || resetMs === undefined) return;
       const count = dim === 'requests' ? s.requests : s.tokens;
       const b = this.budget[dim];
       if (b && b.count > count && b.until > this.now()) return;
-      this.budget[dim] = { count, remaining, until: s.at + resetMs, at: s.at, seen: this.now() };
+      this.budget[dim] = { count, remaining, until: s.at + resetMs, at: s.at, seen: this.now(), stated };
       const r = this.resetSeen[dim];
       if (!r || s.at - r.at >= 100) {
         if (r) this.resetMoves[dim] = s.at + resetMs - r.until >= 0.5 * (s.at - r.at);
@@ -628,8 +644,13 @@ export class LimitLearner {
         const l = this.leftOf(dim);
         if (l !== undefined && l < 0.5 * this.fullest[dim]) this.budgetBound = true;
       }
-    keep('requests', left.requests, found('requests', left.requests, left.resetRequestsMs));
-    keep('tokens', left.tokens, found('tokens', left.tokens, left.resetTokensMs));
+    keep(
+      'requests',
+      left.resetRequestsMs !== undefined,
+      left.requests,
+      found('requests', left.requests, left.resetRequestsMs),
+    );
+    keep('tokens', left.resetTokensMs !== undefined, left.tokens, found('tokens', left.tokens, left.resetTokensMs));
     const before = { r: this.refill.requests.perMinute, t: this.refill.tokens.perMinute };
     if (left.requests !== undefined) this.refill.requests.observe(s.at, left.requests, s.requests, 1);
     if (left.tokens !== undefined) this.refill.tokens.observe(s.at, left.tokens, s.tokens, s.cost);
@@ -689,6 +710,17 @@ export class LimitLearner {
   rateLimited(tokens = 0, retryAfterMs?: number): void {
     const t = this.now();
     this.lastRefusal = { at: t, retryAfterMs: retryAfterMs ?? 1_000 };
+    // A call that met a spent window in the first moments after its reset as reckoned here: the
+    // provider's reset comes later than reckoned (see edgeMs).
+    for (const b of [this.budget.requests, this.budget.tokens])
+      if (
+        b?.stated &&
+        retryAfterMs !== undefined &&
+        retryAfterMs < 250 &&
+        t >= b.until &&
+        t - b.until < 250 + this.edgeMs
+      )
+        this.edgeMs = Math.min(50, 2 * this.edgeMs);
     // Under a fixed window, a 429's wait is its reset: a reset seen to the millisecond.
     if (retryAfterMs !== undefined && this.firstRemainingAt !== Infinity) {
       this.resets.requests.refused(t + retryAfterMs);
