@@ -63,7 +63,10 @@ for (const [id, us] of selfUs) {
   const seen = new Set<string>();
   for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) seen.add(area(byId.get(at)!));
   if (seen.has('(idle)')) continue;
-  for (const a of seen) if (!a.startsWith('(')) inclusive.set(a, (inclusive.get(a) ?? 0) + us);
+  // Packages and Sluice's own code: Node's internals sit under everything (the event loop).
+  for (const a of seen)
+    if (!a.startsWith('(') && !a.startsWith('node:') && !a.startsWith('['))
+      inclusive.set(a, (inclusive.get(a) ?? 0) + us);
 }
 const areas = new Map<string, number>();
 const functions = new Map<string, number>();
