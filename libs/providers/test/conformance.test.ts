@@ -1,5 +1,5 @@
 import { startProviderSim, type ProviderSimServer } from '@sluice/provider-sim';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   createAzureAdapter,
   createCompatibleAdapter,
@@ -109,6 +109,34 @@ for (const dialect of ['openai', 'azure', 'gemini', 'compatible'] as const) {
       expect((await failure(make('error'), request())).kind).toBe('transient');
       const hang = await failure(make('hang'), request({ timeoutMs: 300 }));
       expect(hang.kind).toBe('transient');
+    });
+
+    // Regression: the Gemini SDK left its timeout's timer armed after each answered call, holding
+    // the call for the whole timeout (bench:e2e: the Gemini dispatcher at twice the RSS of the
+    // OpenAI one). No call leaves its deadline behind once it has answered.
+    it('leaves no timer armed once its calls have answered', async () => {
+      const timeoutMs = 54_321;
+      const armed = new Set<unknown>();
+      const realSet = globalThis.setTimeout;
+      const realClear = globalThis.clearTimeout;
+      const set = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => {
+        const t = realSet(fn, ms);
+        if (ms === timeoutMs) armed.add(t);
+        return t;
+      }) as typeof setTimeout);
+      const clear = vi.spyOn(globalThis, 'clearTimeout').mockImplementation(((t?: NodeJS.Timeout) => {
+        armed.delete(t);
+        realClear(t);
+      }) as typeof clearTimeout);
+      try {
+        const adapter = make('ok');
+        for (let i = 0; i < 20; i++) await adapter.chat(request({ timeoutMs }));
+        await failure(make('error'), request({ timeoutMs }));
+      } finally {
+        set.mockRestore();
+        clear.mockRestore();
+      }
+      expect(armed.size).toBe(0);
     });
 
     it('classifies an unknown key as permanent', async () => {
