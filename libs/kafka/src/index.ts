@@ -71,12 +71,16 @@ const retriableMessages = new Set(
  * with a retriable error is kafkajs's routine (it retries; Sluice logs what is still failing
  * after the retries): debug, not error, so that a broker starting up does not read as a failure.
  */
-function logCreator(logger: Logger | undefined) {
+export function logCreator(logger: Logger | undefined) {
   return () =>
     ({ level, log }: LogEntry) => {
       if (!logger) return;
       const { message, ...rest } = log;
-      const routine = typeof rest['error'] === 'string' && retriableMessages.has(rest['error']);
+      // The error is a response's `error` field, or, for a send kafkajs's retrier tries again, the
+      // end of its message ("Failed to send messages: <error>").
+      const retried = typeof rest['retryCount'] === 'number' ? /^Failed to send messages: (.*)$/.exec(message) : null;
+      const error = typeof rest['error'] === 'string' ? rest['error'] : retried?.[1];
+      const routine = error !== undefined && retriableMessages.has(error);
       if (routine) logger.debug(rest, `kafka: ${message}`);
       else if (level === logLevel.ERROR) logger.error(rest, `kafka: ${message}`);
       else if (level === logLevel.WARN) logger.warn(rest, `kafka: ${message}`);
