@@ -139,12 +139,16 @@ export class LimitLearner {
    * reset) doubles it, up to 50 ms.
    */
   private edgeMs = 5;
+  /** A stated window that stays put has turned, and no fit of what it frees has formed since. */
+  private readonly turned = { requests: false, tokens: false };
   /**
    * A budget's reset as seen at least 100 ms before the newest, and whether resets move on with
    * time (a sliding log's: its oldest call leaves) or stay put (a fixed window's end).
    */
   private readonly resetSeen: { requests?: { at: number; until: number }; tokens?: { at: number; until: number } } = {};
   private readonly resetMoves = { requests: false, tokens: false };
+  /** Whether two resets 100 ms apart have told whether they move. */
+  private readonly resetKnown = { requests: false, tokens: false };
   /** What remained at most when a 429's body stated the limit, or when raisedBeyond() raised it. */
   private readonly raiseBase = { requests: 0, tokens: 0 };
   private newestSent = { requests: 0, tokens: 0 };
@@ -367,6 +371,14 @@ export class LimitLearner {
       return ceiling * (1 - 0.1 * Math.min(1, Math.max(0, (margin - now) / margin)));
     }
     if (t >= this.ends(b)) return ceiling;
+    // The first moments of a window that turned: what remains at the turn plus what the window
+    // frees over its length is its quota whatever the accounting (a fixed window is full again
+    // and frees nothing; a sliding counter frees its previous window's count, which is what is
+    // not left), so the ceiling, until a fit says what is freed.
+    if (this.turned[dim]) {
+      if (this.freed[dim].slopePerMinute === undefined) return ceiling;
+      this.turned[dim] = false;
+    }
     const left = Math.max(0, b.remaining - (this.newestSent[dim] - b.count));
     const span = Math.max(1, b.until - t);
     // A little kept back (a quarter second of the ceiling, at most 2 % of the time left): where
@@ -411,6 +423,7 @@ export class LimitLearner {
       const left = b.remaining - (this.newestSent[dim] - b.count);
       const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
       if (left >= perCall) continue;
+      if (this.turned[dim]) continue; // a window that turned frees room from its start on
       if ((this.freed[dim].slopePerMinute ?? this.pair[dim]?.perMinute ?? 0) > 0) continue;
       if (b.until - t > 2_000 && this.roomBefore(b, t)) continue; // a probe asks
       hold = Math.max(hold, this.ends(b) - t);
@@ -603,10 +616,25 @@ export class LimitLearner {
       const count = dim === 'requests' ? s.requests : s.tokens;
       const b = this.budget[dim];
       if (b && b.count > count && b.until > this.now()) return;
-      this.budget[dim] = { count, remaining, until: s.at + resetMs, at: s.at, seen: this.now(), stated };
+      const until = s.at + resetMs;
+      // A stated window that stays put turned: what was freed in the old one says nothing of the
+      // new (a sliding counter frees its previous window's weight from the turn on, where it
+      // freed nothing, or less, before). The fit starts afresh, and until it has formed the pace
+      // is the ceiling (see budgetPace).
+      const staysPut = this.resetKnown[dim] && !this.resetMoves[dim];
+      if (stated && b?.stated && staysPut && s.at >= b.until && until - b.until >= 900) {
+        this.freed[dim].restart();
+        // Unless the turn brought the room back at once (a fixed window: what is left is the
+        // budget, and nothing is freed before the next turn).
+        this.turned[dim] = remaining - (b.remaining - (count - b.count)) < 0.5 * this.fullest[dim];
+      }
+      this.budget[dim] = { count, remaining, until, at: s.at, seen: this.now(), stated };
       const r = this.resetSeen[dim];
       if (!r || s.at - r.at >= 100) {
-        if (r) this.resetMoves[dim] = s.at + resetMs - r.until >= 0.5 * (s.at - r.at);
+        if (r) {
+          this.resetMoves[dim] = s.at + resetMs - r.until >= 0.5 * (s.at - r.at);
+          this.resetKnown[dim] = true;
+        }
         this.resetSeen[dim] = { at: s.at, until: s.at + resetMs };
       }
     };

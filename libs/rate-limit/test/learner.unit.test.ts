@@ -281,6 +281,51 @@ describe('LimitLearner: what answers and 429s say, on any accounting', () => {
     expect(fixed.edge).toBe(sliding.roomy);
   });
 
+  // Regression: under a sliding counter (Kong's "sliding") the stated reset is the current window's
+  // end, and at the turn what remains is about 0 (the previous window's whole count weighs on it).
+  // Room comes back from the turn on as that weight falls; the fit of what is freed, formed over
+  // a window that freed nothing (a lane's first), held the pace at a call a second and then a few
+  // hundred a minute for seconds after the turn (0.946 of the limit over a row of the rate model).
+  it.each([10_000, 2_000])(
+    "paces a sliding counter's new window of %i ms at the ceiling until a fit says what it frees",
+    (windowMs) => {
+      const { l, advance } = at();
+      l.learn({ requestsPerMinute: 2_400 }, true);
+      const quota = (2_400 * windowMs) / 60_000;
+      const start = 1_000_000;
+      let previous = 0;
+      let current = 0;
+      let windowAt = start;
+      let credit = 0;
+      let t = start;
+      const paces: number[] = [];
+      for (; t < start + windowMs + 3_000; t++) {
+        advance(1);
+        if (t + 1 >= windowAt + windowMs) {
+          previous = current;
+          current = 0;
+          windowAt += windowMs;
+        }
+        const now = t + 1;
+        const used = previous * (1 - (now - windowAt) / windowMs) + current;
+        const pace = l.limits().requestsPerMinute!;
+        if (now >= start + windowMs && now < start + windowMs + 2_000) paces.push(pace);
+        credit = Math.min(2, credit + pace / 60_000); // the lane's limiter: a small burst at most
+        if (credit < 1 || l.holdMs() > 0 || used + 1 > quota) continue;
+        credit--;
+        current++;
+        const s = l.sent(1);
+        l.admitted(1);
+        l.remaining(s, { requests: Math.floor(quota - used - 1), resetRequestsMs: windowAt + windowMs - now });
+      }
+      // The two seconds after the turn: at the ceiling (before: of a 10 s window, a probe's call a
+      // second, then 231 to 411 a minute as the fit caught up; of a 2 s window, not a call until
+      // the next turn, held for a budget spent with nothing freed).
+      expect(Math.min(...paces)).toBeGreaterThanOrEqual(0.9 * 2_400);
+      expect(paces.reduce((a, b) => a + b, 0) / paces.length).toBeGreaterThanOrEqual(0.97 * 2_400);
+    },
+  );
+
   // Regression: slow start's last doubling filled a sliding window; the 429s its echo brought a
   // window later cut the share to 0.95 of the little admitted in the last 2 s, and the share came
   // back 1.1 × per 10 s: 0.23 of the limit over the run.

@@ -32,6 +32,7 @@ beforeAll(async () => {
       keys: {
         'sk-fixed': { dialect: 'openai', limits: { ...limits, accounting: 'fixed' } },
         'sk-sliding': { dialect: 'openai', limits: { ...limits, accounting: 'sliding-log' } },
+        'sk-counter': { dialect: 'openai', limits: { ...limits, accounting: 'sliding-counter' } },
         // The IETF fields give `t` in whole seconds: a window of 10 s, so that their rounding is small.
         'sk-ietf': {
           dialect: 'openai',
@@ -114,6 +115,16 @@ describe('rate control under window accountings (real Kafka and Redis, simulated
     expect(r.perSecond).toBeGreaterThanOrEqual(0.85 * 50);
     expect(r.longestGapMs).toBeLessThan(1_000);
     expect(r.rejected).toBeLessThanOrEqual(4);
+  });
+
+  // Regression: at the turn of a sliding counter's window what remains is about 0 and the reset a
+  // whole window off; the fit of what is freed, formed over a window that freed nothing, held the
+  // pace at a call a second until it caught up with the previous window's weight falling.
+  it('a sliding counter stated in OpenAI headers: calls go on at the limit across each turn', async () => {
+    const r = await run('sk-counter', 1_000);
+    expect(r.perSecond).toBeGreaterThanOrEqual(0.9 * 50);
+    expect(r.longestGapMs).toBeLessThan(1_000);
+    expect(r.rejected).toBeLessThanOrEqual(5);
   });
 
   it('a fixed window stated in the IETF RateLimit-Policy and RateLimit fields: at the limit', async () => {
