@@ -349,7 +349,7 @@ export class LimitLearner {
     }
     // Signed: under a window that frees nothing before its reset, another client's use shows as
     // a falling slope, and the budget is left to it rather than met with a 429 at the end.
-    const freed = this.freed[dim].slopePerMinute ?? this.pair[dim]?.perMinute ?? 0;
+    const freed = this.freedOf(dim, b);
     const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
     if (
       freed > 0 &&
@@ -379,7 +379,9 @@ export class LimitLearner {
       if (this.freed[dim].slopePerMinute === undefined) return ceiling;
       this.turned[dim] = false;
     }
-    const left = Math.max(0, b.remaining - (this.newestSent[dim] - b.count));
+    // What is left now: less what this lane sent since the call the budget answers, and less what
+    // other clients were seen taking (a falling slope) since it was counted.
+    const left = Math.max(0, this.leftNow(dim, b, freed, t));
     const span = Math.max(1, b.until - t);
     // A little kept back (a quarter second of the ceiling, at most 2 % of the time left): where
     // the provider frees room exactly as fast as it is used (a sliding window at its limit), a
@@ -392,6 +394,25 @@ export class LimitLearner {
     // a fit needs answers, and a pace held near 0 brings none).
     const probe = span > 2_000 && (left >= perCall || this.roomBefore(b, t)) ? 60 * perCall : 0;
     return Math.max(0, Math.min(ceiling, Math.max(paced, probe)));
+  }
+
+  /** What is left of budget `b` at `t`: less what was sent since, and what others took since. */
+  private leftNow(dim: 'requests' | 'tokens', b: Budget, freed: number, t: number): number {
+    return b.remaining - (this.newestSent[dim] - b.count) + (Math.min(0, freed) * Math.max(0, t - b.at)) / 60_000;
+  }
+
+  /**
+   * The room the provider frees meanwhile, per minute, signed: the fit of the newest answers, else
+   * the two newest. Under a stated window that stays put, each turn restarts the fit (the room a
+   * turn brings is the budget's); until a new one forms, what other clients were seen taking in
+   * the last window (a falling slope) is taken to go on.
+   */
+  private freedOf(dim: 'requests' | 'tokens', b: Budget): number {
+    const e = this.freed[dim];
+    if (e.slopePerMinute !== undefined) return e.slopePerMinute;
+    if (b.stated && this.resetKnown[dim] && !this.resetMoves[dim] && e.carried !== undefined && e.carried < 0)
+      return e.carried;
+    return this.pair[dim]?.perMinute ?? 0;
   }
 
   /**
@@ -420,9 +441,12 @@ export class LimitLearner {
       if (!b || t >= this.ends(b)) continue;
       const limited = dim === 'requests' ? this.stated.requestsPerMinute : this.stated.tokensPerMinute;
       if (limited === undefined && this.resets[dim].perMinute === undefined) continue;
-      const left = b.remaining - (this.newestSent[dim] - b.count);
+      const freed = this.freedOf(dim, b);
+      const left = this.leftNow(dim, b, freed, t);
       const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
-      if (left >= perCall) continue;
+      // What another client takes between two calls at the ceiling is not this lane's (as in
+      // budgetPace's reserve).
+      if (left >= perCall + (2 * Math.max(0, -freed)) / Math.max(1, limited ?? this.resets[dim].perMinute!)) continue;
       if (this.turned[dim]) continue; // a window that turned frees room from its start on
       if ((this.freed[dim].slopePerMinute ?? this.pair[dim]?.perMinute ?? 0) > 0) continue;
       if (b.until - t > 2_000 && this.roomBefore(b, t)) continue; // a probe asks
@@ -631,7 +655,11 @@ export class LimitLearner {
       this.budget[dim] = { count, remaining, until, at: s.at, seen: this.now(), stated };
       const r = this.resetSeen[dim];
       if (!r || s.at - r.at >= 100) {
-        if (r) {
+        // A reset that passed and one far later (more than twice the time between the two) is a
+        // window's turn: it says nothing of whether resets move with time (read as a move, a
+        // fixed window was taken for a sliding log until the next look).
+        const turn = r !== undefined && r.until <= s.at && s.at + resetMs - r.until > 2 * (s.at - r.at);
+        if (r && !turn) {
           this.resetMoves[dim] = s.at + resetMs - r.until >= 0.5 * (s.at - r.at);
           this.resetKnown[dim] = true;
         }

@@ -24,6 +24,12 @@ export class RefillEstimator {
    * restart until the next fit.
    */
   slopePerMinute: number | undefined;
+  /**
+   * The slope of the newest fit before the last restart, per minute: where a window's turn restarts
+   * the fit, the best word on what other clients take until a new fit forms. Undefined after
+   * forget().
+   */
+  carried: number | undefined;
   /** What the newest answer said remains. */
   last: number | undefined;
   /** Whether the newest answer found the bucket (about) full. */
@@ -79,6 +85,7 @@ export class RefillEstimator {
   forget(): void {
     this.perMinute = undefined;
     this.restart();
+    this.carried = undefined;
   }
 
   /**
@@ -91,6 +98,7 @@ export class RefillEstimator {
 
   /** Starts the fit afresh. */
   restart(): void {
+    if (this.slopePerMinute !== undefined) this.carried = this.slopePerMinute;
     this.samples = [];
     this.newestAt = -Infinity;
     this.slopePerMinute = undefined;

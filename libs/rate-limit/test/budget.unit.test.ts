@@ -43,6 +43,12 @@ function closedLoop(o: {
       provider.consumeFlow(Math.max(flowAt, o.otherFromMs ?? 0), t, o.other * provider.limitPerMinute);
     flowAt = t;
     const rpm = l.limits().requestsPerMinute ?? 60;
+    // As the dispatcher does: nothing goes while the learner holds (a spent window's last moments).
+    const hold = l.holdMs();
+    if (hold > 0 && t >= pausedUntil) {
+      t += hold;
+      continue;
+    }
     if (t >= pausedUntil) {
       sent++;
       const stamp = l.sent(1, { requests: sent, tokens: sent });

@@ -326,6 +326,51 @@ describe('LimitLearner: what answers and 429s say, on any accounting', () => {
     },
   );
 
+  // Regression: under a fixed 1 s window shared with another client (rate model: 104 429s per 10k
+  // calls), a window's last calls went out on what the newest answer said was left, which the
+  // other client had taken since; and each turn restarted the fit that knew of the other client,
+  // so each window began at the ceiling.
+  it('under a fixed window shared with another client, what it takes goes on past a turn and since each answer', () => {
+    const { l, advance } = at();
+    l.learn({ requestsPerMinute: 2_400 }, true); // 40 in a window of 1 s
+    const start = 1_000_000;
+    let t = start;
+    let mine = 0;
+    const call = (windowEnd: number) => {
+      const s = l.sent(1);
+      mine++;
+      l.admitted(1);
+      // The other client takes 20 a second from the window's start: what remains of it.
+      const others = Math.floor(((t - (windowEnd - 1_000)) * 20) / 1_000);
+      l.remaining(s, { requests: 40 - mine - others, resetRequestsMs: windowEnd - t });
+    };
+    for (let i = 0; i < 18; i++) {
+      call(start + 1_000);
+      advance(50);
+      t += 50;
+    }
+    advance(1_000 - (t - start));
+    t = start + 1_000;
+    mine = 0;
+    call(start + 2_000);
+    // The new window: its 39 spread over the second, less the other client's 20.
+    expect(l.limits().requestsPerMinute).toBeLessThan(0.6 * 2_400);
+    expect(l.limits().requestsPerMinute).toBeGreaterThan(0.4 * 2_400);
+    // Late in it, an answer says 3 are left; 150 ms later the other client has taken them.
+    for (let i = 0; i < 15; i++) {
+      advance(50);
+      t += 50;
+      call(start + 2_000);
+    }
+    advance(70);
+    t += 70;
+    const s = l.sent(1);
+    l.admitted(1);
+    l.remaining(s, { requests: 3, resetRequestsMs: start + 2_000 - t });
+    advance(150);
+    expect(l.holdMs()).toBeGreaterThan(0);
+  });
+
   // Regression: slow start's last doubling filled a sliding window; the 429s its echo brought a
   // window later cut the share to 0.95 of the little admitted in the last 2 s, and the share came
   // back 1.1 × per 10 s: 0.23 of the limit over the run.
