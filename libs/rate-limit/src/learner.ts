@@ -549,6 +549,9 @@ export class LimitLearner {
     const raised =
       (stated.requestsPerMinute ?? 0) > (this.stated.requestsPerMinute ?? Infinity) ||
       (stated.tokensPerMinute ?? 0) > (this.stated.tokensPerMinute ?? Infinity);
+    const lowered =
+      (stated.requestsPerMinute ?? Infinity) < (this.stated.requestsPerMinute ?? 0) ||
+      (stated.tokensPerMinute ?? Infinity) < (this.stated.tokensPerMinute ?? 0);
     // A limit stated anew (raised or lowered) makes the refill measured from remaining headers
     // under the old one void: kept, it would cap a doubled limit at what the old refill allowed
     // until the bucket, full meanwhile, taught it otherwise. A new measure forms within seconds
@@ -564,8 +567,10 @@ export class LimitLearner {
       if (stated.requestsPerMinute !== undefined) this.raiseBase.requests = this.fullest.requests;
       if (stated.tokensPerMinute !== undefined) this.raiseBase.tokens = this.fullest.tokens;
     }
-    if (raised) {
-      // A probe found the new limit: pace at it, and probe again soon.
+    if (raised || lowered) {
+      // A probe found the new limit: pace at it, and probe again soon. A lowered one: a clean
+      // period at it before any probe above (one a few seconds after, in the window the old limit
+      // filled, met a 429 and its wait of seconds).
       this.above = 1;
       this.periodStart = this.now();
       this.periodAdmitted = 0;

@@ -135,6 +135,21 @@ describe('LimitLearner', () => {
     expect(l.limits().requestsPerMinute).toBe(2_640);
   });
 
+  // Regression: a limit halved under a sliding window, stated by a 429's body, was probed above a
+  // few seconds later (the clean period ran from before the 429), in the window the old limit had
+  // filled: a 429 and its wait of seconds (rate model, sliding counter halved, 429s only: 436 per 10k).
+  it('after a 429 states a lowered limit, waits a clean period at it before probing above', () => {
+    const { l, run } = atPace();
+    l.learn({ requestsPerMinute: 2_400 }); // in a 429's body
+    run(8);
+    l.learn({ requestsPerMinute: 1_200 }); // a 429's body: the limit was lowered
+    l.rateLimited(1, 1_000);
+    run(9);
+    expect(l.limits().requestsPerMinute).toBe(1_200);
+    run(2);
+    expect(l.limits().requestsPerMinute).toBe(1_320);
+  });
+
   it('finds a raised limit only a 429 states: a tenth above for 2.5 s, then a fifth more each second up to twice, until a 429 says it', () => {
     const { l, run } = atPace();
     l.learn({ requestsPerMinute: 2_400 });
