@@ -6,9 +6,18 @@
  * the window's length, and so each next reset: then what remains is a budget until it, as
  * OpenAI's reset header would have said.
  */
+/**
+ * A reset seen: after `lo` and by `hi` (the two calls a jump fell between; a 429's wait says it to
+ * the millisecond, lo = hi).
+ */
+interface Seen {
+  lo: number;
+  hi: number;
+}
+
 export class ResetWatch {
   private newest: { at: number; sum: number; remaining: number } | undefined;
-  private resets: number[] = [];
+  private resets: Seen[] = [];
   private fullest = 0;
   /** The window, once three resets agree on it. */
   windowMs: number | undefined;
@@ -17,7 +26,7 @@ export class ResetWatch {
   get shortestGapMs(): number | undefined {
     let gap: number | undefined;
     for (let i = 1; i < this.resets.length; i++) {
-      const g = this.resets[i]! - this.resets[i - 1]!;
+      const g = this.resets[i]!.hi - this.resets[i - 1]!.hi;
       if (g > 0) gap = Math.min(gap ?? Infinity, g);
     }
     return gap;
@@ -36,9 +45,11 @@ export class ResetWatch {
     if (n && at <= n.at) return; // an older call's answer: the newest one holds
     const sum = remaining + charged;
     if (n && sum - n.sum > 0.5 * this.fullest && remaining - n.remaining > 0.5 * this.fullest) {
-      // The reset came between the two calls: the later one is taken, so that a call sent at a
-      // reset foretold from it finds the new window (one sent at the old window's end meets a 429).
-      this.note(at);
+      // The reset came between the two calls: by the later one, so that a call sent at a reset
+      // foretold from it finds the new window (one sent at the old window's end meets a 429); and
+      // after the earlier, which bounds how late that is (a call a second, once a window's budget
+      // is spent, sees a reset up to a second late).
+      this.note({ lo: n.at, hi: at });
     }
     this.newest = { at, sum, remaining };
   }
@@ -48,15 +59,18 @@ export class ResetWatch {
    * its oldest call leaves: such times fall on no common window, and fit() finds none.)
    */
   refused(at: number): void {
-    this.note(at);
+    this.note({ lo: at, hi: at });
   }
 
-  /** A reset at `at`; one seen twice (a 429's wait, then the first call after it) counts once. */
-  private note(at: number): void {
-    const i = this.resets.findIndex((r) => Math.abs(r - at) < 50);
-    if (i >= 0) this.resets[i] = Math.min(this.resets[i]!, at);
-    else this.resets.push(at);
-    this.resets.sort((a, b) => a - b);
+  /** A reset seen; one seen twice (a 429's wait, then the first call after it) counts once, as what both say. */
+  private note(r: Seen): void {
+    const i = this.resets.findIndex((x) => r.lo < x.hi + 50 && x.lo < r.hi + 50);
+    if (i >= 0) {
+      const x = this.resets[i]!;
+      const hi = Math.min(x.hi, r.hi);
+      this.resets[i] = { lo: Math.min(hi, Math.max(x.lo, r.lo)), hi };
+    } else this.resets.push(r);
+    this.resets.sort((a, b) => a.hi - b.hi);
     if (this.resets.length > 8) this.resets.shift();
     this.fit();
   }
@@ -70,10 +84,13 @@ export class ResetWatch {
     // Of the resets seen, those another one agrees with (on the same phase of the window): a limit
     // raised mid-window frees room at once, which reads as a reset at no window's end.
     const phase = (r: number) => ((r % w) + w) % w;
-    const near = (a: number, b: number) => Math.min(Math.abs(a - b), w - Math.abs(a - b)) <= Math.min(w / 6, 200);
-    const agreed = this.resets.filter((r) => this.resets.some((x) => x !== r && near(phase(x), phase(r))));
+    const near = (a: Seen, b: Seen) => {
+      const d = Math.abs(phase(a.hi) - phase(b.hi));
+      return Math.min(d, w - d) <= Math.min(w / 6, 200) + Math.max(a.hi - a.lo, b.hi - b.lo);
+    };
+    const agreed = this.resets.filter((r) => this.resets.some((x) => x !== r && near(x, r)));
     let next = Infinity;
-    for (const r of agreed.length > 0 ? agreed : this.resets)
+    for (const { hi: r } of agreed.length > 0 ? agreed : this.resets)
       next = Math.min(next, r + Math.max(1, Math.ceil((t - r) / w)) * w);
     // A reset is seen at the sending of the first call after it, and that call reached the
     // provider a little later: a call sent at the very time foretold met the old window's 429.
@@ -103,9 +120,12 @@ export class ResetWatch {
    * The window the resets `rs` (ascending) fall a whole number of apart, if any: in whole seconds,
    * or else (`other`) any length, while no window is known.
    */
-  private windowOf(rs: number[], other = true): number | undefined {
-    if (rs.length < 3) return undefined;
+  private windowOf(seen: Seen[], other = true): number | undefined {
+    if (seen.length < 3) return undefined;
+    const rs = seen.map((r) => r.hi);
     const gaps = rs.slice(1).map((r, i) => r - rs[i]!);
+    // What each gap may have been, given when each reset may have come.
+    const spans = seen.slice(1).map((r, i) => ({ min: r.lo - seen[i]!.hi, max: r.hi - seen[i]!.lo }));
     const shortest = Math.min(...gaps);
     if (!(shortest > 0)) return undefined;
     // Windows are set in whole seconds (1 s, 10 s, 60 s), and each reset is seen at the first call
@@ -113,13 +133,21 @@ export class ResetWatch {
     // whole number of seconds that every gap is a whole multiple of, within a sixth of it and
     // 200 ms. A short window needs more resets to agree (a sliding window's freed bursts land
     // near whole seconds by chance).
+    // Where a reset may have come anywhere between two calls a second or more apart, several
+    // windows fit: of those, the one the later bounds fit best, the longest where they fit alike.
+    let best: { seconds: number; error: number } | undefined;
     for (let seconds = Math.floor((shortest * 1.2) / 1_000); seconds >= 1; seconds--) {
       const w = seconds * 1_000;
       const tolerance = Math.min(w / 6, 200);
-      const fits = gaps.every((g) => Math.round(g / w) >= 1 && Math.abs(g - Math.round(g / w) * w) <= tolerance);
+      const fits = spans.every(({ min, max }) => {
+        const k = Math.max(1, Math.ceil((min - tolerance) / w));
+        return k * w <= max + tolerance;
+      });
       if (!fits) continue;
-      return gaps.length >= (seconds < 5 ? 4 : 2) ? w : undefined;
+      const error = Math.max(...gaps.map((g) => Math.abs(g - Math.max(1, Math.round(g / w)) * w)));
+      if (!best || error < best.error - 50) best = { seconds, error };
     }
+    if (best) return gaps.length >= (best.seconds < 5 ? 4 : 2) ? best.seconds * 1_000 : undefined;
     // No whole number of seconds fits: a window set otherwise, found as the mean of the gaps,
     // each over its number of windows, where every gap is a whole multiple of the shortest; only
     // while no window is known (a stray reset among whole seconds fits a short one of its own).

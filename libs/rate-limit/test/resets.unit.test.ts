@@ -30,6 +30,26 @@ describe('ResetWatch: a fixed window found from what remains', () => {
     expect(next).toBeLessThan(50_300 + 150);
   });
 
+  // Regression: once a window's budget is spent, calls go a second apart, and each reset is seen up
+  // to a second late: the gaps fitted no whole number of seconds, and no window was found here (in
+  // the rate model, their mean: 10,202.5 ms, each reset foretold later than the one before).
+  it('finds a 10 s window from resets seen a second late, between the calls they fell between', () => {
+    const w = new ResetWatch();
+    let sent = 0;
+    // Windows from 300 ms past each 10 s: a call every 5 ms while 10 are left, then one every
+    // 1,070 ms, the first of a window up to that late.
+    let window = -1;
+    let used = 0;
+    for (let t = 0; t < 45_000; t += 400 - used > 10 ? 5 : 1_070) {
+      const now = Math.floor((t - 300) / 10_000);
+      if (now !== window) [window, used] = [now, 0];
+      used++;
+      sent++;
+      w.observe(t, 400 - used, sent);
+    }
+    expect(w.windowMs).toBe(10_000);
+  });
+
   it('takes a 429 wait as a reset to the millisecond, and a limit raised mid-window as no reset', () => {
     const w = new ResetWatch();
     for (const at of [10_300, 20_300, 30_300]) w.refused(at);
