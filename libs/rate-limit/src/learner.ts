@@ -386,8 +386,9 @@ export class LimitLearner {
     // A little kept back (a quarter second of the ceiling, at most 2 % of the time left): where
     // the provider frees room exactly as fast as it is used (a sliding window at its limit), a
     // pace that meets every freed unit at once meets a 429 on each one that comes late.
-    // Another client's use (a falling slope) takes room between two of this lane's calls too.
-    const reserve = (ceiling / 60_000) * Math.min(250, 0.02 * span) + (2 * Math.max(0, -freed)) / Math.max(1, ceiling);
+    // Another client's use (a falling slope) takes room in the time of one of this lane's calls
+    // at the ceiling too (two such times kept back a tenth of a 1 s window shared half).
+    const reserve = (ceiling / 60_000) * Math.min(250, 0.02 * span) + Math.max(0, -freed) / Math.max(1, ceiling);
     const paced = (Math.max(0, left - reserve) / span) * 60_000 + freed;
     // While a call's worth is left and the reset is more than 2 s off, at least one call a second
     // goes: its answer is the evidence that room came back (a sliding counter frees its previous window's weight continuously;
@@ -444,9 +445,9 @@ export class LimitLearner {
       const freed = this.freedOf(dim, b);
       const left = this.leftNow(dim, b, freed, t);
       const perCall = dim === 'requests' ? 1 : this.sentTokens / Math.max(1, this.sentRequests);
-      // What another client takes between two calls at the ceiling is not this lane's (as in
+      // What another client takes in the time of a call at the ceiling is not this lane's (as in
       // budgetPace's reserve).
-      if (left >= perCall + (2 * Math.max(0, -freed)) / Math.max(1, limited ?? this.resets[dim].perMinute!)) continue;
+      if (left >= perCall + Math.max(0, -freed) / Math.max(1, limited ?? this.resets[dim].perMinute!)) continue;
       if (this.turned[dim]) continue; // a window that turned frees room from its start on
       if ((this.freed[dim].slopePerMinute ?? this.pair[dim]?.perMinute ?? 0) > 0) continue;
       if (b.until - t > 2_000 && this.roomBefore(b, t)) continue; // a probe asks
