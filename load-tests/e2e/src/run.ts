@@ -253,12 +253,17 @@ async function poll(): Promise<number> {
   // The memory curve: each role's RSS as each next tenth of the prompts is written.
   while (curve.length < 10 && written >= (prompts * (curve.length + 1)) / 10) {
     // RSS moves by tens of MB with each collection: the median of the 1 s samples over the tenth
-    // says more than the one sample at its end (both are kept).
+    // says more than the one sample at its end (both are kept). A tenth written within one poll
+    // (a short run) has no sample of its own: the one at its end stands for it (a median of none
+    // read 0, and a growth of -309 MB in --quick).
+    const rssMb = Object.fromEntries(parts.map((r) => [r, Math.round(pipeline.rssMb(r))]));
     curve.push({
       written,
       atS: seconds(performance.now()),
-      rssMb: Object.fromEntries(parts.map((r) => [r, Math.round(pipeline.rssMb(r))])),
-      medianRssMb: Object.fromEntries(parts.map((r) => [r, Math.round(quantile(rssSamples[r] ?? [], 0.5))])),
+      rssMb,
+      medianRssMb: Object.fromEntries(
+        parts.map((r) => [r, rssSamples[r]?.length ? Math.round(quantile(rssSamples[r], 0.5)) : rssMb[r]!]),
+      ),
     });
     for (const r of parts) rssSamples[r] = [];
     log(`  memory curve at ${written}: ${JSON.stringify(curve.at(-1)!.rssMb)}`);
