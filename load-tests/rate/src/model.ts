@@ -16,7 +16,7 @@ import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLimiter, type Accounting } from '@sluice/provider-sim';
 import { LimitLearner } from '@sluice/rate-limit';
-import { matrixAccountings, matrixHeaders, matrixScenarios } from './workloads.js';
+import { matrixAccountings, matrixHeaders, matrixRowMs, matrixScenarios } from './workloads.js';
 import { helpIfAsked } from '@sluice/testing';
 
 helpIfAsked(import.meta.url);
@@ -46,7 +46,7 @@ type Headers = (typeof matrixHeaders)[number]['name'];
 
 function run(accounting: Accounting, windowMs: number, scenario: string, headers: Headers) {
   const rpm0 = 2_400;
-  const runMs = 40_000;
+  const runMs = matrixRowMs(windowMs, false);
   // As bench:rate's simulator answers: 80 ms and 0.5 ms a completion token (50 to 100 of them),
   // with mean-preserving log-normal noise (sigma 0.25).
   const lat = random(11);

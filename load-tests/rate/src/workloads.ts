@@ -189,21 +189,29 @@ const quickRows = new Set([
 ]);
 
 /**
+ * A matrix row's length: three windows a phase (each measured from one window after its start,
+ * so over two), at least 20 s a phase; `--quick`, 15 s a phase. A phase measured over one 10 s
+ * window counted a whole window's budget or missed it by where the turn fell (a fixed 10 s window
+ * steady with remaining only read 0.998, 0.801 and 0.794 in three runs of 40 s rows at code that
+ * does the same for it); over half of one, 0.44 or 1.39.
+ */
+export function matrixRowMs(windowMs: number, quick: boolean): number {
+  return quick ? 30_000 : 2 * Math.max(20_000, 3 * windowMs);
+}
+
+/**
  * Every accounting × scenario × header style, RPM-bound (2,400 RPM = 40 a second; a change at
- * half time). The sustainable rate is the limit less the other client's share. Each phase is
- * measured from one window after its start to its end: 20 s phases (15 s in --quick) leave a
- * whole 10 s window to measure; 15 s phases left half of one, and a fixed 10 s window measured
- * over 5 s read 0.44 or 1.39 by where its reset fell.
+ * half time). The sustainable rate is the limit less the other client's share.
  */
 export function matrix(quick: boolean): Workload[] {
   const out: Workload[] = [];
-  const durationMs = quick ? 30_000 : 40_000;
-  const changeAt = durationMs / 2;
   for (const a of matrixAccountings)
     for (const scenario of matrixScenarios)
       for (const h of matrixHeaders) {
         const name = `${a.name}/${scenario}/${h.name}`;
         if (quick && !quickRows.has(name)) continue;
+        const durationMs = matrixRowMs(a.windowMs, quick);
+        const changeAt = durationMs / 2;
         const base = { atMs: 0, rpm: 2_400, tpm: 60_000_000 };
         const phases =
           scenario === 'halved'
