@@ -142,6 +142,11 @@ export class LimitLearner {
   /** A stated window that stays put has turned, and no fit of what it frees has formed since. */
   private readonly turned = { requests: false, tokens: false };
   /**
+   * Per minute, what other clients took of the window before a turn: its count (the most seen
+   * left, less what was left at the turn) over its length, less this lane's own admissions.
+   */
+  private readonly othersAtTurn = { requests: 0, tokens: 0 };
+  /**
    * A budget's reset as seen at least 100 ms before the newest, and whether resets move on with
    * time (a sliding log's: its oldest call leaves) or stay put (a fixed window's end).
    */
@@ -374,9 +379,11 @@ export class LimitLearner {
     // The first moments of a window that turned: what remains at the turn plus what the window
     // frees over its length is its quota whatever the accounting (a fixed window is full again
     // and frees nothing; a sliding counter frees its previous window's count, which is what is
-    // not left), so the ceiling, until a fit says what is freed.
+    // not left), so the ceiling less what other clients took of the window before, until a fit
+    // says what is freed.
     if (this.turned[dim]) {
-      if (this.freed[dim].slopePerMinute === undefined) return ceiling;
+      if (this.freed[dim].slopePerMinute === undefined)
+        return Math.max(60 * perCall, Math.min(ceiling, ceiling / Math.max(0.05, this.share) - this.othersAtTurn[dim]));
       this.turned[dim] = false;
     }
     // What is left now: less what this lane sent since the call the budget answers, and less what
@@ -657,6 +664,12 @@ export class LimitLearner {
         // Unless the turn brought the room back at once (a fixed window: what is left is the
         // budget, and nothing is freed before the next turn).
         this.turned[dim] = remaining - (b.remaining - (count - b.count)) < 0.5 * this.fullest[dim];
+        const windowMs = until - b.until;
+        const limit =
+          (dim === 'requests' ? this.stated.requestsPerMinute : this.stated.tokensPerMinute) ??
+          (this.fullest[dim] / windowMs) * 60_000;
+        const own = this.recent.perMinute(this.now(), Math.min(windowMs, recentSeconds * 1_000))[dim];
+        this.othersAtTurn[dim] = Math.max(0, limit - (remaining / windowMs) * 60_000 - own);
       }
       this.budget[dim] = { count, remaining, until, at: s.at, seen: this.now(), stated };
       const r = this.resetSeen[dim];

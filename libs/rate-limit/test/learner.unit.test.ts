@@ -341,6 +341,59 @@ describe('LimitLearner: what answers and 429s say, on any accounting', () => {
     },
   );
 
+  // Regression: the same turn with another client on the key taking half (rate model: 25 429s
+  // per 10k calls). At the ceiling after each turn the lane took what the other client was about
+  // to, and met a 429 once the turn's room was gone.
+  it("paces a sliding counter's new window at the ceiling less what another client took of the last", () => {
+    const { l, advance } = at();
+    l.learn({ requestsPerMinute: 2_400 }, true);
+    const windowMs = 10_000;
+    const quota = 400;
+    const start = 1_000_000;
+    let previous = 0;
+    let current = 0;
+    let windowAt = start;
+    let credit = 0;
+    let othersDue = 0;
+    const turn = start + 2 * windowMs;
+    const paces: number[] = [];
+    let refused = 0;
+    for (let t = start; t < turn + 3_000; t++) {
+      advance(1);
+      const now = t + 1;
+      if (now >= windowAt + windowMs) {
+        previous = current;
+        current = 0;
+        windowAt += windowMs;
+      }
+      const used = () => previous * (1 - (now - windowAt) / windowMs) + current;
+      othersDue += 20 / 1_000; // the other client: 20 calls a second, where there is room
+      while (othersDue >= 1 && used() + 1 <= quota) {
+        othersDue--;
+        current++;
+      }
+      const pace = l.limits().requestsPerMinute!;
+      if (now >= turn + 200 && now < turn + 1_000) paces.push(pace);
+      credit = Math.min(2, credit + pace / 60_000);
+      if (credit < 1 || l.holdMs() > 0) continue;
+      credit--;
+      const s = l.sent(1);
+      if (used() + 1 > quota) {
+        if (now >= turn - 1_000) refused++; // the first turn's one is the lane's first word of the other client
+        l.rateLimited(1, 100);
+        continue;
+      }
+      current++;
+      l.admitted(1);
+      l.remaining(s, { requests: Math.floor(quota - used()), resetRequestsMs: windowAt + windowMs - now });
+    }
+    // After the turn, the sustainable half (before: the ceiling, 2,400, until a fit formed).
+    const mean = paces.reduce((a, b) => a + b, 0) / paces.length;
+    expect(mean).toBeLessThan(0.65 * 2_400);
+    expect(mean).toBeGreaterThan(0.35 * 2_400);
+    expect(refused).toBe(0);
+  });
+
   // Regression: under a fixed 1 s window shared with another client (rate model: 104 429s per 10k
   // calls), a window's last calls went out on what the newest answer said was left, which the
   // other client had taken since; and each turn restarted the fit that knew of the other client,
