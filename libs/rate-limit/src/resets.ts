@@ -1,12 +1,4 @@
 /**
- * When a limit whose answers say only what remains (Azure's x-ratelimit-remaining-*, no reset
- * beside it) resets: a fixed window shows as `remaining + sent` jumping up by most of what the
- * window holds, once a window, while a bucket or a sliding window frees room a little at a time.
- * Three such jumps a window apart (or whole multiples of it, a window with no call in it) give
- * the window's length, and so each next reset: then what remains is a budget until it, as
- * OpenAI's reset header would have said.
- */
-/**
  * A reset seen: after `lo` and by `hi` (the two calls a jump fell between; a 429's wait says it to
  * the millisecond, lo = hi).
  */
@@ -15,6 +7,14 @@ interface Seen {
   hi: number;
 }
 
+/**
+ * When a limit whose answers say only what remains (Azure's x-ratelimit-remaining-*, no reset
+ * beside it) resets: a fixed window shows as `remaining + sent` jumping up by most of what the
+ * window holds, once a window, while a bucket or a sliding window frees room a little at a time.
+ * Three such jumps a window apart (or whole multiples of it, a window with no call in it) give
+ * the window's length, and so each next reset: then what remains is a budget until it, as
+ * OpenAI's reset header would have said.
+ */
 export class ResetWatch {
   private newest: { at: number; sum: number; remaining: number } | undefined;
   private resets: Seen[] = [];
