@@ -135,15 +135,21 @@ export class ResetWatch {
     // near whole seconds by chance).
     // Where a reset may have come anywhere between two calls a second or more apart, several
     // windows fit: of those, the one the later bounds fit best, the longest where they fit alike.
+    const fits = (w: number) => {
+      const tolerance = Math.min(w / 6, 200);
+      return (
+        spans.every(({ min, max }) => Math.max(1, Math.ceil((min - tolerance) / w)) * w <= max + tolerance) &&
+        onePhase(seen, w, tolerance)
+      );
+    };
+    // A window found is kept while every reset may still have fallen on it: a reset seen late by
+    // a call a second after it, 9.2 s after one seen on time, fitted 9 s of a 1 s window better
+    // than 10 s, and the pace went to ten times the limit.
+    if (this.windowMs !== undefined && fits(this.windowMs)) return this.windowMs;
     let best: { seconds: number; error: number } | undefined;
     for (let seconds = Math.floor((shortest * 1.2) / 1_000); seconds >= 1; seconds--) {
       const w = seconds * 1_000;
-      const tolerance = Math.min(w / 6, 200);
-      const fits = spans.every(({ min, max }) => {
-        const k = Math.max(1, Math.ceil((min - tolerance) / w));
-        return k * w <= max + tolerance;
-      });
-      if (!fits) continue;
+      if (!fits(w)) continue;
       const error = Math.max(...gaps.map((g) => Math.abs(g - Math.max(1, Math.round(g / w)) * w)));
       if (!best || error < best.error - 50) best = { seconds, error };
     }
@@ -155,4 +161,19 @@ export class ResetWatch {
     const whole = gaps.every((g) => Math.abs(g / shortest - Math.round(g / shortest)) <= 0.1);
     return whole ? gaps.reduce((a, g) => a + g / Math.round(g / shortest), 0) / gaps.length : undefined;
   }
+}
+
+/**
+ * Whether one phase of a window of `w` ms falls within every reset's bounds (each widened by
+ * `tolerance`): the resets of one fixed window, not gaps that each fit on their own.
+ */
+function onePhase(seen: Seen[], w: number, tolerance: number): boolean {
+  const within = (phase: number, r: Seen) => {
+    const lo = r.lo - tolerance;
+    const hi = r.hi + tolerance;
+    if (hi - lo >= w) return true;
+    return lo + ((((phase - lo) % w) + w) % w) <= hi;
+  };
+  // Where the bounds share a phase, the latest of their starts is one.
+  return seen.some((r) => seen.every((x) => within(r.lo - tolerance, x)));
 }

@@ -50,6 +50,44 @@ describe('ResetWatch: a fixed window found from what remains', () => {
     expect(w.windowMs).toBe(10_000);
   });
 
+  // Regression (bench:rate, fixed 10 s window, remaining only, real stack): three resets seen by
+  // calls a second apart, then one seen at once by calls at the window's pace. Between the later
+  // bounds the last gap was 9.2 s, nearer 9 s of a 1 s window than 10 s: the window was taken for
+  // 1 s, the pace for ten times the limit, and the lane spent a window in a second (3 429s, then
+  // nothing for 9 s).
+  it('keeps a 10 s window whose resets were seen a second late, then on time', () => {
+    const w = new ResetWatch();
+    let sent = 0;
+    // A reset between a call at `lo` (nothing left) and the next at `hi` (the window's 400 back).
+    const between = (lo: number, hi: number) => {
+      w.observe(lo, 0, ++sent);
+      w.observe(hi, 399, ++sent);
+    };
+    between(18_240, 19_242);
+    between(28_127, 29_127);
+    between(38_073, 39_074);
+    expect(w.windowMs).toBe(10_000);
+    between(48_230, 48_305);
+    expect(w.windowMs).toBe(10_000);
+    between(58_259, 58_284);
+    expect(w.windowMs).toBe(10_000);
+  });
+
+  it('takes a 12 s gap between resets of a 10 s window for no 12 s window: the resets fall on no one phase of it', () => {
+    const w = new ResetWatch();
+    let sent = 0;
+    for (const [lo, hi] of [
+      [8_280, 10_300],
+      [18_280, 20_300],
+      [28_280, 30_300],
+      [38_280, 40_300],
+    ] as const) {
+      w.observe(lo, 0, ++sent);
+      w.observe(hi, 399, ++sent);
+    }
+    expect(w.windowMs).toBe(10_000);
+  });
+
   it('takes a 429 wait as a reset to the millisecond, and a limit raised mid-window as no reset', () => {
     const w = new ResetWatch();
     for (const at of [10_300, 20_300, 30_300]) w.refused(at);
