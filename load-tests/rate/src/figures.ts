@@ -42,7 +42,18 @@ function units(row: LedgerRow, dim: Dimension): number {
  */
 export function figures(
   rows: LedgerRow[],
-  o: { dim: Dimension; t0: number; phases: Phase[]; settleMs: number; band?: [number, number] },
+  o: {
+    dim: Dimension;
+    t0: number;
+    phases: Phase[];
+    settleMs: number;
+    band?: [number, number];
+    /**
+     * The simulator's fixed window, whose turns fall on whole multiples of it in its clock (the
+     * ledger's): each phase is then measured over the whole windows in it after it settles.
+     */
+    fixedWindowMs?: number;
+  },
 ): Figures {
   const band = o.band ?? [0.9, 1.03];
   const end = Math.max(...o.phases.map((p) => p.toMs));
@@ -53,6 +64,7 @@ export function figures(
   let rateLimited = 0;
   let faults = 0;
   let requests = 0;
+  const admissions: Array<{ at: number; units: number }> = [];
   for (const r of rows) {
     const at = r.t - o.t0;
     if (at < 0 || at >= end) continue;
@@ -61,6 +73,7 @@ export function figures(
     if (r.outcome === 'admitted') {
       admitted++;
       series[s]! += units(r, o.dim);
+      admissions.push({ at, units: units(r, o.dim) });
     } else if (r.outcome === 'rejected' && ['rpm', 'tpm', 'rpd'].includes(r.reason)) {
       rateLimited++;
       rejected[s]!++;
@@ -72,7 +85,18 @@ export function figures(
     const to = Math.floor(p.toMs / 1_000);
     let sum = 0;
     for (let s = from; s < to; s++) sum += series[s]!;
-    const utilization = to > from ? sum / (perSecond * (to - from)) : 0;
+    let utilization = to > from ? sum / (perSecond * (to - from)) : 0;
+    const w = o.fixedWindowMs;
+    if (w !== undefined) {
+      // Whole windows: a lane that spends each window's budget in its first second admits all of
+      // it, and a span cut at a whole second counted a window whose burst fell just before it
+      // as nearly empty (0.82 of the limit for 0.99 over whole windows).
+      const turn = (ms: number, up: boolean) => (up ? Math.ceil : Math.floor)((ms + o.t0) / w) * w - o.t0;
+      const a = turn(p.fromMs + o.settleMs, true);
+      const b = turn(p.toMs, false);
+      const inSpan = admissions.filter((x) => x.at >= a && x.at < b).reduce((n, x) => n + x.units, 0);
+      utilization = b > a ? inSpan / ((perSecond * (b - a)) / 1_000) : 0;
+    }
     // Converged: from this second on, every 2 s window is within the band of the limit.
     let convergeS: number | null = null;
     const first = Math.floor(p.fromMs / 1_000);

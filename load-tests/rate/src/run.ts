@@ -188,7 +188,7 @@ async function measure(
   if (process.env['BENCH_LEDGER_DIR']) {
     mkdirSync(process.env['BENCH_LEDGER_DIR'], { recursive: true });
     writeFileSync(
-      join(process.env['BENCH_LEDGER_DIR'], `${w.name}-${contender}.jsonl`),
+      join(process.env['BENCH_LEDGER_DIR'], `${w.name.replaceAll('/', '_')}-${contender}.jsonl`),
       rows.map((r) => JSON.stringify({ ...r, t: r.t - t0! })).join('\n'),
     );
   }
@@ -209,7 +209,13 @@ async function measure(
   }
   // A phase settles in 2 s, or once a bucket holding more is spent: what it held at the start
   // was saved before the run, not admitted at the limit's rate.
-  const f = figures(rows, { dim: w.dim, t0, phases, settleMs: Math.max(2_000, w.burstWindowMs ?? 0) });
+  const f = figures(rows, {
+    dim: w.dim,
+    t0,
+    phases,
+    settleMs: Math.max(2_000, w.burstWindowMs ?? 0),
+    fixedWindowMs: w.accounting === 'fixed' ? (w.burstWindowMs ?? 1_000) : undefined,
+  });
   const cpu = cpuLast.reduce((a, b, i) => a + b - cpuAtStart[i]!, 0);
   const answered = f.admitted || 1;
   const { series, ...rest } = f;

@@ -60,6 +60,19 @@ describe('rate benchmark figures', () => {
     expect(f.series).toEqual([4, 4, 4, 4, 4, 4, 4, 4, 4, 4]);
     expect(f.phases[0]!.utilization).toBe(1);
   });
+
+  it("measures a fixed window's phase over the whole windows in it after it settles", () => {
+    // A fixed 10 s window of 400 calls turning at 10 s, 20 s, … of the simulator's clock; the
+    // lane's first call at 800 ms of it, so the turns fall at 9.2 s, 19.2 s, … of the run. Each
+    // window's 400 go in its first 800 ms.
+    const rows: LedgerRow[] = [row(800, 'admitted', 1)];
+    for (let w = 1; w <= 5; w++) for (let i = 0; i < 400; i++) rows.push(row(w * 10_000 + i * 2, 'admitted', 1));
+    const o = { dim: 'rpm' as const, t0: 800, phases: [{ fromMs: 0, toMs: 55_000, limit: 2_400 }], settleMs: 10_000 };
+    // Whole seconds from 10 s to 55 s of the run: 4 bursts in 45 s (the first fell just before).
+    expect(figures(rows, o).phases[0]!.utilization).toBe(0.889);
+    // Whole windows, from 19.2 s to 49.2 s of the run: three, each spent.
+    expect(figures(rows, { ...o, fixedWindowMs: 10_000 }).phases[0]!.utilization).toBe(1);
+  });
 });
 
 describe('PNG writer', () => {
