@@ -240,7 +240,13 @@ try {
     // machine's noise; --serial runs them one after another.
     const mine: Result[] = [];
     if (args.serial) for (const c of runs) mine.push(await runOne(w, c));
-    else mine.push(...(await Promise.all(runs.map((c) => runOne(w, c)))));
+    else {
+      // Every contender settles (each stops its own processes) before a failure ends the run: a
+      // failure of one left the others' dispatchers running after the bench had exited.
+      const settled = await Promise.allSettled(runs.map((c) => runOne(w, c)));
+      for (const s of settled) if (s.status === 'rejected') throw s.reason;
+      mine.push(...settled.map((s) => (s as PromiseFulfilledResult<Result>).value));
+    }
     for (const r of mine) {
       results.push(r);
       const ph = r.figures.phases
