@@ -75,8 +75,6 @@ export interface LimitLearnerOptions {
 const statedBurstMs = 250;
 /** Seconds of admissions kept: "the rate admitted just before" a 429 (admittedPerMinute). */
 const recentSeconds = 10;
-/** How long the calls after a reset wait for the answer to the first (see holdMs). */
-const afterResetMs = 300;
 /** Remaining-only answers: what is left above the margin is spent over this. */
 const controlMs = 250;
 /** Remaining-only answers: the share of the most seen left kept as a margin, beside two calls. */
@@ -148,10 +146,6 @@ export class LimitLearner {
    * left, less what was left at the turn) over its length, less this lane's own admissions.
    */
   private readonly othersAtTurn = { requests: 0, tokens: 0 };
-  /** Whether the newest turn of a stated window that stays put brought its room back at once. */
-  private readonly roomAtTurn: { requests?: boolean; tokens?: boolean } = {};
-  /** When the first call after a stated budget's reset went out, until an answer brings the next. */
-  private readonly afterReset: { requests?: number; tokens?: number } = {};
   /**
    * A budget's reset as seen at least 100 ms before the newest, and whether resets move on with
    * time (a sliding log's: its oldest call leaves) or stay put (a fixed window's end).
@@ -452,17 +446,7 @@ export class LimitLearner {
     let hold = 0;
     for (const dim of ['requests', 'tokens'] as const) {
       const b = this.budget[dim];
-      if (!b) continue;
-      // Past a stated reset that no turn has shown to bring the room back at once (a sliding log
-      // whose oldest call stayed put while nothing left it, until a limit's cut had passed): the
-      // first call asks, and the rest wait for its answer (at most a few hundred ms). A burst at
-      // the ceiling met one freed call and a 429 for each other (4 in 5 ms, rate model).
-      const asked = this.afterReset[dim];
-      if (asked !== undefined && this.roomAtTurn[dim] !== true && t - asked < afterResetMs) {
-        hold = Math.max(hold, asked + afterResetMs - t);
-        continue;
-      }
-      if (t >= this.ends(b)) continue;
+      if (!b || t >= this.ends(b)) continue;
       const limited = dim === 'requests' ? this.stated.requestsPerMinute : this.stated.tokensPerMinute;
       if (limited === undefined && this.resets[dim].perMinute === undefined) continue;
       const freed = this.freedOf(dim, b);
@@ -655,10 +639,6 @@ export class LimitLearner {
     this.periodSent++;
     // Slow start doubles on schedule as calls go out, not a latency later as their answers come.
     if (this.mode === 'slow-start') this.grow(at);
-    for (const dim of ['requests', 'tokens'] as const) {
-      const b = this.budget[dim];
-      if (b?.stated && this.resetKnown[dim] && !this.resetMoves[dim] && at >= this.ends(b)) this.afterReset[dim] ??= at;
-    }
     return { at, requests: n.requests, tokens: n.tokens, cost: tokens };
   }
 
@@ -684,7 +664,6 @@ export class LimitLearner {
         // Unless the turn brought the room back at once (a fixed window: what is left is the
         // budget, and nothing is freed before the next turn).
         this.turned[dim] = remaining - (b.remaining - (count - b.count)) < 0.5 * this.fullest[dim];
-        this.roomAtTurn[dim] = !this.turned[dim];
         const windowMs = until - b.until;
         const limit =
           (dim === 'requests' ? this.stated.requestsPerMinute : this.stated.tokensPerMinute) ??
@@ -693,7 +672,6 @@ export class LimitLearner {
         this.othersAtTurn[dim] = Math.max(0, limit - (remaining / windowMs) * 60_000 - own);
       }
       this.budget[dim] = { count, remaining, until, at: s.at, seen: this.now(), stated };
-      this.afterReset[dim] = undefined;
       const r = this.resetSeen[dim];
       if (!r || s.at - r.at >= 100) {
         // A reset that passed and one far later (more than twice the time between the two) is a

@@ -394,51 +394,6 @@ describe('LimitLearner: what answers and 429s say, on any accounting', () => {
     expect(refused).toBe(0);
   });
 
-  // Regression: under a sliding log whose limit was halved, the log's oldest call stayed put for
-  // seconds (nothing left it while the lane waited out the cut), so its reset read as a fixed
-  // window's. Past it the lane went at the ceiling with the burst its limiter had saved: one call
-  // was freed, and each other met a 429 (4 in 5 ms, rate model, sliding log halved: 30 per 10k).
-  it('past a stated reset no turn has shown to bring the room back, the first call asks and the rest wait for its answer', () => {
-    const { l, advance } = at();
-    l.learn({ requestsPerMinute: 1_200 }, true);
-    // Two answers 200 ms apart name the same reset: one that stays put.
-    const answer = (requests: number, resetRequestsMs: number) => {
-      const s = l.sent(1);
-      l.admitted(1);
-      l.remaining(s, { requests, resetRequestsMs });
-    };
-    answer(2, 1_000);
-    advance(200);
-    answer(0, 800);
-    advance(600);
-    expect(l.holdMs()).toBeGreaterThan(0); // nothing left before the reset
-    advance(220);
-    expect(l.holdMs()).toBe(0); // the reset has passed: a call may go
-    const first = l.sent(1);
-    expect(l.holdMs()).toBeGreaterThan(0); // the rest wait for its answer
-    advance(100);
-    l.admitted(1);
-    l.remaining(first, { requests: 3, resetRequestsMs: 5_000 }); // its answer: room, and a reset further on
-    expect(l.holdMs()).toBe(0);
-
-    // A fixed window whose turn brought its room back: past its reset, no wait.
-    const w = at();
-    w.l.learn({ requestsPerMinute: 1_200 }, true);
-    const call = (requests: number, resetRequestsMs: number) => {
-      const s = w.l.sent(1);
-      w.l.admitted(1);
-      w.l.remaining(s, { requests, resetRequestsMs });
-    };
-    call(10, 1_000);
-    w.advance(200);
-    call(9, 800);
-    w.advance(820);
-    call(19, 980); // the turn: the window's whole room back
-    w.advance(1_000);
-    w.l.sent(1);
-    expect(w.l.holdMs()).toBe(0);
-  });
-
   // Regression: under a fixed 1 s window shared with another client (rate model: 104 429s per 10k
   // calls), a window's last calls went out on what the newest answer said was left, which the
   // other client had taken since; and each turn restarted the fit that knew of the other client,
